@@ -1,0 +1,407 @@
+// tachyon/bus.hpp — the event bus.
+//
+// tachyon::bus<Registry> carries the event types listed in Registry (registry.hpp). Any thread
+// publishes; a pool of `config::workers` threads (or the owner, in manual mode) runs the
+// subscribed handlers, the most urgent lane first.
+//
+// Thread-safety: every member function may be called from any thread, concurrently with the
+// others, and from inside handlers, except where a comment says otherwise. The bus must not be
+// destroyed while another thread still calls into it.
+//
+// Memory ordering: everything a publisher wrote before publish() returned ok happens-before
+// the handlers' run for that event (moodycamel's enqueue releases, its dequeue acquires).
+// Ordering: FIFO per publishing thread within one lane; nothing between threads or lanes,
+// except that a worker always takes the most urgent non-empty lane first.
+//
+// Hot paths. publish(): one CAS on the lane's occupancy line, one moodycamel enqueue with this
+// thread's token, two relaxed counter stores to lines only this thread writes, one load to
+// see whether a worker sleeps; no lock, no syscall unless a worker sleeps, no allocation for
+// events stored inline (trivially copyable, <= 32 bytes, alignment <= 8). A thread's first
+// call into a bus allocates its context (tokens and counters) once.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <tachyon/config.hpp>
+#include <tachyon/detail/bus_core.hpp>
+#include <tachyon/detail/type_name.hpp>
+#include <tachyon/meta.hpp>
+#include <tachyon/metrics.hpp>
+#include <tachyon/registry.hpp>
+#include <tachyon/result.hpp>
+#include <tachyon/subscription.hpp>
+
+namespace tachyon {
+
+/// Per-call publish settings.
+struct publish_options {
+  std::optional<priority> lane = std::nullopt;  ///< empty: the type's default priority
+  std::uint64_t correlation_id = 0;             ///< handed to handlers in meta
+};
+
+/// Per-subscription settings.
+template <class T>
+struct subscribe_options {
+  /// Handlers of one type run in ascending `order`, then in subscription order.
+  int order = 0;
+  /// When set, the handler runs only for events where filter(ev) is true. Called on the
+  /// dispatching thread; must not throw (a throw counts as the handler's).
+  std::function<bool(const T&)> filter = {};
+};
+
+/// What publish_batch() did: `queued` will be dispatched, `dropped` were taken and discarded
+/// (overflow::drop); status is ok when every event was taken, else why the rest was refused
+/// (the refused events are the last size - queued - dropped of the span).
+struct [[nodiscard]] batch_result {
+  std::size_t queued = 0;
+  std::size_t dropped = 0;
+  result status = result::ok;
+};
+
+namespace detail {
+
+template <class T>
+struct handler_list {
+  using call_fn = void (*)(const subscription_state*, const T&, const meta&);
+  struct entry {
+    call_fn call;
+    subscription_state* state;
+  };
+  std::vector<entry> entries;  // immutable once published; sorted by state->order_key
+};
+
+template <class T, class F>
+struct handler_node final : subscription_state {
+  handler_node(F&& f, std::function<bool(const T&)>&& flt)
+      : fn(std::move(f)), filter(std::move(flt)) {}
+  handler_node(const F& f, std::function<bool(const T&)>&& flt)
+      : fn(f), filter(std::move(flt)) {}
+
+  static void call(const subscription_state* s, const T& ev, const meta& m) {
+    const auto* self = static_cast<const handler_node*>(s);
+    if (self->filter && !self->filter(ev)) return;
+    if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
+      self->fn(ev, m);
+    else
+      self->fn(ev);
+  }
+
+  mutable F fn;  // may run on several workers at once: its state is the user's to guard
+  std::function<bool(const T&)> filter;
+};
+
+}  // namespace detail
+
+template <class Registry>
+class bus {
+ public:
+  using registry_type = Registry;
+
+  /// Validates `cfg` (throws std::invalid_argument naming the field, the value and what is
+  /// allowed), reserves the lanes' memory and starts the workers, pinned and named. Throws
+  /// std::runtime_error if a worker cannot be pinned; nothing is left running then.
+  explicit bus(const config& cfg = {})
+      : core_(cfg, detail::type_table{dispatchers_.data(), releasers_.data(), names_.data(),
+                                      Registry::size},
+              this) {
+    for (auto& t : tables_) t.store(nullptr, std::memory_order_relaxed);
+    core_.start();
+  }
+
+  /// stop(stop_mode::drain) unless stopped already, then frees the handler tables. Handles
+  /// that outlive the bus become inert.
+  ~bus() {
+    core_.stop(core_.stopping() ? stop_mode::discard : stop_mode::drain);
+    std::lock_guard lock(core_.subscription_mutex());
+    Registry::for_each_type([this]<class T, std::size_t I>() {
+      auto* list = static_cast<detail::handler_list<T>*>(
+          tables_[I].exchange(nullptr, std::memory_order_acq_rel));
+      if (!list) return;
+      for (auto& e : list->entries) {
+        e.state->owner.store(nullptr, std::memory_order_release);
+        e.state->live.store(false, std::memory_order_release);
+        e.state->release();
+      }
+      delete list;
+    });
+  }
+
+  bus(const bus&) = delete;
+  bus& operator=(const bus&) = delete;
+
+  // ---- publish ---------------------------------------------------------------------------------
+
+  /// Queues `ev` in its lane (the type's default priority unless told). Never throws on a
+  /// full lane: applies config::overflow and says what happened. Under overflow::block, a call
+  /// from inside a handler of this bus does not wait (it could wait for itself): it returns
+  /// `full`. On `full` and `stopped` an rvalue `ev` is left untouched.
+  /// Allocates only for boxed events (not trivially copyable, > 32 bytes or over-aligned) and
+  /// on a thread's first call. Throws std::invalid_argument for a priority outside the four,
+  /// and whatever T's move/copy constructor throws.
+  template <class E>
+  result publish(E&& ev) {
+    return publish(std::forward<E>(ev), publish_options{});
+  }
+  template <class E>
+  result publish(E&& ev, priority p) {
+    return publish(std::forward<E>(ev), publish_options{.lane = p});
+  }
+  template <class E>
+  result publish(E&& ev, const publish_options& opts) {
+    using T = std::remove_cvref_t<E>;
+    constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
+    const unsigned l = lane_of<T>(opts.lane);
+    return core_.publish(l, index, opts.correlation_id, [&](detail::envelope& env) {
+      detail::store_payload<T>(env, std::forward<E>(ev));
+    });
+  }
+
+  /// Publishes a span of events of one type, reserving lane room up to 64 at a time (one CAS
+  /// and one moodycamel bulk enqueue per chunk). The overflow policy applies per event.
+  template <class T>
+  batch_result publish_batch(std::span<const T> evs, std::optional<priority> p = std::nullopt) {
+    constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
+    const auto out =
+        core_.publish_bulk(lane_of<T>(p), index, evs.size(), [&](detail::envelope& env, auto i) {
+          detail::store_payload<T>(env, evs[i]);
+        });
+    return batch_result{out.queued, out.dropped, out.status};
+  }
+
+  // ---- subscribe -------------------------------------------------------------------------------
+
+  /// Adds a handler for T: `void(const T&)` or `void(const T&, const tachyon::meta&)`. It may
+  /// run on several workers at once. Takes the subscription lock and allocates; safe from any
+  /// thread and from inside handlers. Events already queued will reach it.
+  template <class T, class F>
+  [[nodiscard]] subscription subscribe(F&& handler, subscribe_options<T> opts = {}) {
+    static_assert(Registry::template contains<T>,
+                  "tachyon: subscribe<T>: T is not in the bus's registry; add it to "
+                  "tachyon::registry<...>");
+    static_assert(std::is_invocable_v<std::decay_t<F>&, const T&> ||
+                      std::is_invocable_v<std::decay_t<F>&, const T&, const meta&>,
+                  "tachyon: a handler must be callable as f(const T&) or "
+                  "f(const T&, const tachyon::meta&)");
+    constexpr std::size_t index = Registry::template index_of<T>();
+    using node_t = detail::handler_node<T, std::decay_t<F>>;
+    auto* node = new node_t(std::forward<F>(handler), std::move(opts.filter));
+    node->owner.store(&core_, std::memory_order_relaxed);
+    node->remove = &remove_handler<T, index>;
+    {
+      std::lock_guard lock(core_.subscription_mutex());
+      // order first (biased so negative orders sort first), then subscription sequence
+      node->order_key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(opts.order) ^
+                                                    0x8000'0000u)
+                         << 32) |
+                        (next_subscription_++ & 0xffff'ffffu);
+      auto* old = list_of<T, index>();
+      auto* next = new detail::handler_list<T>();
+      if (old) next->entries = old->entries;
+      const typename detail::handler_list<T>::entry e{&node_t::call, node};
+      next->entries.insert(
+          std::upper_bound(next->entries.begin(), next->entries.end(), e,
+                           [](const auto& a, const auto& b) {
+                             return a.state->order_key < b.state->order_key;
+                           }),
+          e);
+      tables_[index].store(next, std::memory_order_seq_cst);
+      if (old) core_.retire(old, &delete_list<T>);
+      core_.reclaim();
+    }
+    return subscription(node);
+  }
+
+  // ---- dispatch --------------------------------------------------------------------------------
+
+  /// Runs T's handlers now, on this thread, in order; counted like a published event (in
+  /// accepted, then dispatched or failed, in the type's default lane). Works after stop().
+  /// Allocates nothing after the thread's first call into the bus.
+  template <class T>
+  void dispatch(const T& ev) {
+    constexpr std::size_t index = Registry::template index_of<T>();
+    constexpr auto l = static_cast<unsigned>(Registry::template default_priority_of<T>());
+    detail::thread_context& ctx = core_.context();
+    const meta m{ctx.next_sequence++, 0, 0, static_cast<std::uint16_t>(index),
+                 static_cast<priority>(l)};
+    core_.enter_dispatch(ctx);
+    const bool ok = run_handlers<T, index>(ev, m, ctx);
+    core_.exit_dispatch(ctx);
+    const auto k = ok ? detail::c_dispatched : detail::c_failed;
+    detail::bump(ctx.lane_row(l).v[detail::c_accepted]);
+    detail::bump(ctx.type_row(index).v[detail::c_accepted]);
+    detail::bump(ctx.lane_row(l).v[k]);
+    detail::bump(ctx.type_row(index).v[k]);
+  }
+
+  // ---- manual drive, stop, metrics ---------------------------------------------------------
+
+  /// Runs at most one batch (config::batch events) from the most urgent non-empty lane on
+  /// this thread; returns how many ran. For manual mode (workers = 0), also allowed beside
+  /// workers. Throws std::logic_error if called from inside a handler of this bus.
+  std::size_t run_once() { return core_.run_once(); }
+
+  /// Runs batches on this thread until the lanes are empty or `max_events` ran; returns how
+  /// many ran. Same rules as run_once().
+  std::size_t poll(std::size_t max_events = SIZE_MAX) { return core_.poll(max_events); }
+
+  /// Refuses new publishes (result::stopped) at once, then drain: runs everything queued and
+  /// joins the workers; discard: runs nothing more, releases and counts what is queued, and
+  /// joins. Returns how many events it discarded. Idempotent; the second call returns 0.
+  /// Called from inside a handler it only begins the stop (it cannot join its own thread);
+  /// the destructor, or a later stop() from outside, finishes it.
+  std::uint64_t stop(stop_mode mode = stop_mode::drain) { return core_.stop(mode); }
+
+  /// Sums every thread's counters into a snapshot (see metrics.hpp). Allocates; lock-free
+  /// with respect to publishers and workers. Racy while the bus runs, exact once quiet.
+  metrics_snapshot metrics() const { return core_.metrics(); }
+
+  const config& settings() const noexcept { return core_.cfg(); }
+
+  /// The registered type's name, as metrics and the error hook report it.
+  template <class T>
+  static constexpr std::string_view type_name() noexcept {
+    return detail::type_name<T>();
+  }
+
+ private:
+  template <class T>
+  static unsigned lane_of(std::optional<priority> p) {
+    static_assert(Registry::template contains<T>,
+                  "tachyon: publish: this event type is not in the bus's registry; add it to "
+                  "tachyon::registry<...>");
+    if (!p) return static_cast<unsigned>(Registry::template default_priority_of<T>());
+    const auto l = static_cast<unsigned>(*p);
+    if (l >= priority_count) [[unlikely]]
+      throw std::invalid_argument("tachyon::publish: priority " + std::to_string(l) +
+                                  " is not a lane; allowed: critical (0), high (1), normal "
+                                  "(2), low (3)");
+    return l;
+  }
+
+  template <class T, std::size_t I>
+  detail::handler_list<T>* list_of() const noexcept {
+    return static_cast<detail::handler_list<T>*>(tables_[I].load(std::memory_order_seq_cst));
+  }
+
+  template <class T, std::size_t I>
+  bool run_handlers(const T& ev, const meta& m, detail::thread_context& ctx) noexcept {
+    const auto* list = list_of<T, I>();
+    if (list == nullptr) return true;
+    bool ok = true;
+    for (const auto& e : list->entries) {
+      if (!e.state->live.load(std::memory_order_relaxed)) continue;  // unsubscribed meanwhile
+      try {
+        e.call(e.state, ev, m);
+      } catch (...) {
+        ok = false;
+        core_.report_error(ctx, m, std::current_exception());
+      }
+    }
+    return ok;
+  }
+
+  template <class T, std::size_t I>
+  static void dispatch_one(void* self, detail::envelope& env, detail::thread_context& ctx) {
+    auto& b = *static_cast<bus*>(self);
+    const meta m{env.sequence, env.correlation, env.ticks, static_cast<std::uint16_t>(I),
+                 static_cast<priority>(env.lane)};
+    const bool ok = b.template run_handlers<T, I>(detail::payload_of<T>(env), m, ctx);
+    detail::release_payload<T>(env);
+    const auto k = ok ? detail::c_dispatched : detail::c_failed;
+    detail::bump(ctx.lane_row(env.lane).v[k]);
+    detail::bump(ctx.type_row(I).v[k]);
+  }
+
+  template <class T>
+  static void release_one(detail::envelope& env) noexcept {
+    detail::release_payload<T>(env);
+  }
+
+  template <class T>
+  static void delete_list(void* p) {
+    delete static_cast<detail::handler_list<T>*>(p);
+  }
+  static void release_state(void* p) { static_cast<detail::subscription_state*>(p)->release(); }
+
+  /// subscription::unsubscribe() lands here.
+  template <class T, std::size_t I>
+  static void remove_handler(detail::bus_core* core, detail::subscription_state* s) {
+    auto& b = *static_cast<bus*>(core->typed_bus());
+    detail::handler_list<T>* old;
+    {
+      std::lock_guard lock(core->subscription_mutex());
+      if (!s->live.exchange(false, std::memory_order_acq_rel)) return;  // already removed
+      old = b.template list_of<T, I>();
+      auto* next = new detail::handler_list<T>();
+      next->entries.reserve(old->entries.size() - 1);
+      for (const auto& e : old->entries)
+        if (e.state != s) next->entries.push_back(e);
+      b.tables_[I].store(next, std::memory_order_seq_cst);
+      if (core->inside_dispatch()) {
+        // Inside a handler: waiting could deadlock. Free both once no dispatch can see them.
+        core->retire(old, &delete_list<T>);
+        core->retire(s, &release_state);
+        core->reclaim();
+        return;
+      }
+    }
+    // Outside the lock, so that handlers may subscribe while we wait for them.
+    core->synchronize();
+    delete old;
+    s->release();  // the table's reference
+  }
+
+  template <std::size_t... I>
+  static constexpr auto make_dispatchers(std::index_sequence<I...>) {
+    return std::array<detail::dispatch_fn, Registry::size>{
+        &dispatch_one<typename type_at<I>::type, I>...};
+  }
+  template <std::size_t... I>
+  static constexpr auto make_releasers(std::index_sequence<I...>) {
+    return std::array<detail::release_fn, Registry::size>{&release_one<typename type_at<I>::type>...};
+  }
+  template <std::size_t... I>
+  static constexpr auto make_names(std::index_sequence<I...>) {
+    return std::array<std::string_view, Registry::size>{
+        detail::type_name<typename type_at<I>::type>()...};
+  }
+  template <std::size_t I>
+  struct type_at {
+    using type = typename Registry::template type_at<I>;
+  };
+
+  // Defined below the class: their initialisers need the complete class.
+  static const std::array<detail::dispatch_fn, Registry::size> dispatchers_;
+  static const std::array<detail::release_fn, Registry::size> releasers_;
+  static const std::array<std::string_view, Registry::size> names_;
+
+  detail::bus_core core_;  // first: destroyed last, after the tables
+  std::array<std::atomic<void*>, Registry::size> tables_;
+  std::uint64_t next_subscription_ = 0;  // guarded by the subscription mutex
+};
+
+template <class Registry>
+const std::array<detail::dispatch_fn, Registry::size> bus<Registry>::dispatchers_ =
+    bus<Registry>::make_dispatchers(std::make_index_sequence<Registry::size>{});
+template <class Registry>
+const std::array<detail::release_fn, Registry::size> bus<Registry>::releasers_ =
+    bus<Registry>::make_releasers(std::make_index_sequence<Registry::size>{});
+template <class Registry>
+const std::array<std::string_view, Registry::size> bus<Registry>::names_ =
+    bus<Registry>::make_names(std::make_index_sequence<Registry::size>{});
+
+}  // namespace tachyon

@@ -1,0 +1,77 @@
+// tachyon/config.hpp — everything a bus can be told at construction, in one struct.
+//
+// Validated up front: bus's constructor throws std::invalid_argument whose message names the
+// field, the value and what is allowed, and nothing is started. Fields are read once; changing
+// the struct after construction has no effect.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <tachyon/meta.hpp>
+
+namespace tachyon {
+
+/// What an idle worker does when every lane is empty.
+enum class wait_strategy : std::uint8_t {
+  busy_spin,       ///< poll without pause: lowest wake-up latency, burns a core per worker
+  yield,           ///< poll with sched_yield() between scans: gives the core to others
+  spin_then_park,  ///< poll for `spin_before_park`, then sleep on a futex until work arrives
+};
+
+/// What publish() does when the event's lane is at `lane_capacity`.
+enum class overflow : std::uint8_t {
+  block,  ///< wait for room (up to `block_timeout` if set), then `full`
+  fail,   ///< return `result::full` at once; the caller keeps the event
+  drop,   ///< discard the event, count it in `dropped`, return `result::dropped`
+};
+
+struct config {
+  /// Worker threads, named tachyon-w0, tachyon-w1, ... 0 is manual mode: nothing runs until
+  /// the owner calls poll() / run_once(). Allowed: 0 .. 256.
+  std::uint32_t workers = 1;
+
+  /// CPUs to pin the workers to, worker i on cpus[i % cpus.size()]. Empty: no pinning. Each
+  /// must be a CPU this process may run on (sched_getaffinity). Ignored when workers is 0.
+  std::vector<int> cpus = {};
+
+  /// Events each of the four lanes holds at most; exact (tachyon counts occupancy itself).
+  /// Memory is reserved up front, about lane_capacity x 64 B x (producers + workers + 1) per
+  /// lane, so that a publish under the bound never allocates. Allowed: 1 .. 2^24.
+  std::uint32_t lane_capacity = 1u << 13;
+
+  /// Events a worker dequeues and runs at once before it looks at the more urgent lanes again:
+  /// a critical event waits at most one batch. Allowed: 1 .. 4096.
+  std::uint32_t batch = 64;
+
+  /// Idle behaviour of the workers; see wait_strategy.
+  wait_strategy wait = wait_strategy::spin_then_park;
+
+  /// With spin_then_park: how long an idle worker polls before it parks. Allowed: 0 .. 1 s.
+  std::chrono::nanoseconds spin_before_park = std::chrono::microseconds(50);
+
+  /// The policy of a full lane; see overflow.
+  tachyon::overflow overflow = tachyon::overflow::block;
+
+  /// With overflow::block: the longest a publish waits for room before it returns `full`.
+  /// Zero waits without a deadline. Allowed: 0 .. 1 hour.
+  std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::zero();
+
+  /// Threads other than the workers that are expected to publish. The lanes are pre-sized so
+  /// that this many threads (plus every worker) publish up to lane_capacity without allocating;
+  /// more publishing threads still work, but theirs may allocate once (counted in
+  /// metrics_snapshot::lane_allocations). Allowed: 1 .. 1024.
+  std::uint32_t producers = 4;
+
+  /// Called on the dispatching thread when a handler throws, after the other handlers of the
+  /// event have run. Must not throw (what it throws is swallowed and counted). Empty: only
+  /// counted.
+  std::function<void(const handler_error&)> on_error = {};
+};
+
+/// Throws std::invalid_argument naming the first invalid field, its value and the allowed range.
+void validate(const config& cfg);
+
+}  // namespace tachyon

@@ -1,0 +1,21 @@
+// tachyon/detail/alloc.hpp — every allocation tachyon makes at run time goes through here:
+// moodycamel's blocks (via lane_traits), boxed events, drain buffers. With
+// TACHYON_USE_MIMALLOC it is mimalloc; without (the asan preset), the C allocator.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tachyon::detail {
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Throws std::bad_alloc.
+void* allocate(std::size_t size, std::size_t align);
+
+/// Frees what allocate() returned; null is a no-op.
+void deallocate(void* p) noexcept;
+
+/// How many times this thread has called allocate(): the tests use it to prove that a
+/// publish does not allocate. Thread-local, so counting costs no shared write.
+std::uint64_t thread_allocations() noexcept;
+
+}  // namespace tachyon::detail

@@ -1,0 +1,77 @@
+// tachyon/detail/envelope.hpp — the fixed slot an event travels in.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include <tachyon/detail/alloc.hpp>
+
+namespace tachyon::detail {
+
+/// Bytes of payload an envelope carries inline.
+inline constexpr std::size_t inline_payload_size = 32;
+
+/// One cache line: a 32-byte header and 32 bytes of payload. Aligned so that no envelope
+/// straddles two lines in moodycamel's blocks. Trivially copyable, so moodycamel's moves are
+/// plain copies; the payload's ownership (a boxed event) is tracked by tachyon, not by C++.
+struct alignas(64) envelope {
+  std::uint16_t type;         // registry index
+  std::uint8_t lane;          // priority as an integer, 0 = critical
+  std::uint8_t boxed;         // payload holds a T* from allocate()
+  std::uint32_t reserved;
+  std::uint64_t sequence;     // producer id << 48 | per-producer count
+  std::uint64_t ticks;        // clock::now() at publish
+  std::uint64_t correlation;  // publish_options::correlation_id
+  alignas(8) std::byte payload[inline_payload_size];
+};
+static_assert(sizeof(envelope) == 64);
+static_assert(std::is_trivially_copyable_v<envelope>);
+
+/// Events that fit stay inline (no allocation); the rest are boxed.
+template <class T>
+inline constexpr bool stored_inline =
+    std::is_trivially_copyable_v<T> && sizeof(T) <= inline_payload_size && alignof(T) <= 8;
+
+/// Moves or copies `ev` into the envelope; boxes it when it does not fit (allocates).
+template <class T, class U>
+void store_payload(envelope& env, U&& ev) {
+  if constexpr (stored_inline<T>) {
+    ::new (static_cast<void*>(env.payload)) T(std::forward<U>(ev));
+    env.boxed = 0;
+  } else {
+    void* mem = allocate(sizeof(T), alignof(T));
+    T* boxed;
+    try {
+      boxed = ::new (mem) T(std::forward<U>(ev));
+    } catch (...) {
+      deallocate(mem);
+      throw;
+    }
+    ::new (static_cast<void*>(env.payload)) T*(boxed);
+    env.boxed = 1;
+  }
+}
+
+template <class T>
+const T& payload_of(const envelope& env) noexcept {
+  if constexpr (stored_inline<T>) {
+    return *std::launder(reinterpret_cast<const T*>(env.payload));
+  } else {
+    return **std::launder(reinterpret_cast<T* const*>(env.payload));
+  }
+}
+
+/// Destroys a boxed payload; inline ones are trivially destructible.
+template <class T>
+void release_payload(envelope& env) noexcept {
+  if constexpr (!stored_inline<T>) {
+    T* boxed = *std::launder(reinterpret_cast<T**>(env.payload));
+    boxed->~T();
+    deallocate(boxed);
+  }
+}
+
+}  // namespace tachyon::detail

@@ -1,0 +1,54 @@
+// tachyon/detail/parking.hpp — an event count (folly's EventCount, Dekker style) on a futex:
+// the way idle workers sleep until there is work, and blocked publishers until there is room,
+// without lost wake-ups and without a syscall on the notifier's side when nobody sleeps.
+//
+// Protocol. Waiter:   key = prepare_wait(); if (condition()) cancel_wait(); else wait(key);
+//           Notifier: make condition() true with a seq_cst operation; notify_one/all().
+// Memory ordering: prepare_wait and the notifier's waiter check are seq_cst, so either the
+// waiter's check of the condition sees the notifier's change, or the notifier sees the
+// waiter and bumps the epoch, which makes wait() return.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+namespace tachyon::detail {
+
+class event_count {
+ public:
+  using key = std::uint32_t;
+
+  key prepare_wait() noexcept {
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    return epoch_.load(std::memory_order_seq_cst);
+  }
+  void cancel_wait() noexcept { waiters_.fetch_sub(1, std::memory_order_seq_cst); }
+
+  /// Sleeps until a notify after prepare_wait() returned `k`, or until `deadline` passes
+  /// (steady_clock; time_point::max() for none). Returns false on time-out. Ends the wait
+  /// either way (no cancel_wait() after it). May return spuriously: re-check the condition.
+  bool wait(key k, std::chrono::steady_clock::time_point deadline =
+                       std::chrono::steady_clock::time_point::max()) noexcept;
+
+  /// Cheap when nobody waits: one load of a line the waiters rarely write.
+  void notify_one() noexcept {
+    if (waiters_.load(std::memory_order_seq_cst) != 0) wake(false);
+  }
+  void notify_all() noexcept {
+    if (waiters_.load(std::memory_order_seq_cst) != 0) wake(true);
+  }
+
+  /// Racy snapshot, for metrics and tests.
+  std::uint32_t waiters_approx() const noexcept {
+    return waiters_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  void wake(bool all) noexcept;
+
+  std::atomic<std::uint32_t> epoch_{0};  // the futex word
+  std::atomic<std::uint32_t> waiters_{0};
+};
+
+}  // namespace tachyon::detail

@@ -1,0 +1,76 @@
+// tachyon/metrics.hpp — what a bus has carried, summed on demand from per-thread counters.
+//
+// Every thread that publishes or dispatches keeps its own cache-line-aligned counter rows,
+// written only by itself with relaxed atomics (no locked instruction, no shared line on the
+// hot path). bus::metrics() sums them. While the bus runs, a snapshot is a racy observation:
+// its terms were read at slightly different moments. Once the bus is quiet (no publish in
+// progress and nothing queued or running), the accounting equation holds exactly:
+//
+//   accepted = dispatched + failed + dropped + discarded + in_flight
+//
+// where in_flight is measured independently (lane occupancy + events a dispatcher holds).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tachyon/registry.hpp>
+
+namespace tachyon {
+
+struct event_counts {
+  std::uint64_t accepted = 0;          ///< taken by the bus: publish() returned ok or dropped,
+                                       ///< plus every dispatch() call
+  std::uint64_t dispatched = 0;        ///< every handler ran without throwing (or none matched)
+  std::uint64_t failed = 0;            ///< at least one handler threw
+  std::uint64_t dropped = 0;           ///< discarded on a full lane under overflow::drop
+  std::uint64_t discarded = 0;         ///< still queued at stop(stop_mode::discard)
+  std::uint64_t rejected_full = 0;     ///< refused with result::full (not accepted)
+  std::uint64_t rejected_stopped = 0;  ///< refused with result::stopped (not accepted)
+  std::uint64_t handler_errors = 0;    ///< exceptions thrown by handlers (>= failed)
+
+  /// accepted - (dispatched + failed + dropped + discarded): what the counters say is still
+  /// in the bus. Compare with metrics_snapshot::in_flight, which is measured, not derived.
+  std::int64_t unsettled() const noexcept {
+    return static_cast<std::int64_t>(accepted) -
+           static_cast<std::int64_t>(dispatched + failed + dropped + discarded);
+  }
+  event_counts& operator+=(const event_counts& o) noexcept;
+};
+
+struct lane_metrics {
+  priority lane = priority::normal;
+  event_counts counts;
+  std::uint64_t depth = 0;     ///< events queued now (snapshot; exact when quiet)
+  std::uint32_t capacity = 0;  ///< config::lane_capacity
+};
+
+struct type_metrics {
+  std::string name;  ///< the C++ type's name, e.g. "app::Quote"
+  event_counts counts;
+};
+
+struct metrics_snapshot {
+  event_counts total;
+  std::array<lane_metrics, priority_count> lanes{};
+  std::vector<type_metrics> types;  ///< in registry order
+  /// Events queued in the lanes plus events a dispatcher has dequeued and not finished.
+  std::uint64_t in_flight = 0;
+  std::uint64_t batches = 0;           ///< batches drained by workers and poll()/run_once()
+  std::uint64_t batched_events = 0;    ///< events those batches held (mean = this / batches)
+  std::uint64_t lane_allocations = 0;  ///< enqueues that had to grow a lane (see config)
+  std::uint64_t parks = 0;             ///< times an idle worker went to sleep
+  std::uint32_t workers = 0;
+  std::uint32_t threads = 0;           ///< threads that have touched the bus (counter blocks)
+
+  /// Prometheus text exposition format (version 0.0.4), metric names prefixed `prefix_`.
+  /// Allocates; call it off the hot path.
+  std::string to_prometheus(std::string_view prefix = "tachyon") const;
+  /// One JSON object with every field above. Allocates.
+  std::string to_json() const;
+};
+
+}  // namespace tachyon

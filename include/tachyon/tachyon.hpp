@@ -1,0 +1,11 @@
+// tachyon/tachyon.hpp — the whole public API.
+#pragma once
+
+#include <tachyon/bus.hpp>
+#include <tachyon/clock.hpp>
+#include <tachyon/config.hpp>
+#include <tachyon/meta.hpp>
+#include <tachyon/metrics.hpp>
+#include <tachyon/registry.hpp>
+#include <tachyon/result.hpp>
+#include <tachyon/subscription.hpp>

@@ -1,0 +1,526 @@
+// The compiled half of the bus: contexts, workers, parking, stop, reclamation, metrics.
+#include <tachyon/detail/bus_core.hpp>
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <cstdio>
+#include <cstring>
+#include <latch>
+#include <stdexcept>
+#include <string>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace tachyon::detail {
+
+constinit thread_local tls_cache_entry tls_last_context{};
+
+/// Shared by the bus and (weakly) by every thread's context cache, so that a thread that ends
+/// after its bus is gone does not touch freed memory, and one that ends before hands its
+/// context back for reuse.
+struct context_anchor {
+  std::mutex m;
+  bus_core* core = nullptr;
+};
+
+namespace {
+
+std::atomic<std::uint64_t> next_bus_id{1};
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+/// This thread's contexts, one per bus it has used.
+struct tls_registry {
+  struct entry {
+    std::uint64_t bus_id;
+    thread_context* ctx;
+    std::weak_ptr<context_anchor> anchor;
+  };
+  std::vector<entry> entries;
+
+  ~tls_registry() {
+    tls_last_context = {};
+    for (auto& e : entries) {
+      if (auto a = e.anchor.lock()) {
+        std::lock_guard g(a->m);
+        if (a->core != nullptr) e.ctx->owned.store(false, std::memory_order_release);
+      }
+    }
+  }
+};
+thread_local tls_registry tls_contexts;
+
+std::array<lane, priority_count> make_lanes(const config& cfg) {
+  // moodycamel's (minCapacity, maxExplicitProducers) constructor reserves enough blocks for
+  // that many producers to hold minCapacity elements each, and sizes every producer's block
+  // index from that pool, so try_enqueue under tachyon's bound never needs to allocate.
+  const std::size_t producers = std::size_t{cfg.producers} + cfg.workers;
+  const std::size_t events = cfg.lane_capacity;
+  return {lane(events, producers, cfg.lane_capacity), lane(events, producers, cfg.lane_capacity),
+          lane(events, producers, cfg.lane_capacity), lane(events, producers, cfg.lane_capacity)};
+}
+
+const config& validated(const config& cfg) {
+  validate(cfg);
+  return cfg;
+}
+
+}  // namespace
+
+// ---- thread_context ----------------------------------------------------------------------------
+
+thread_context::thread_context(std::uint32_t id_, std::array<lane, priority_count>& lanes,
+                               std::size_t types_)
+    : next_sequence(std::uint64_t{id_} << 48), id(id_), types(types_) {
+  const std::size_t n = priority_count + types + 1;
+  rows = static_cast<counter_row*>(allocate(n * sizeof(counter_row), alignof(counter_row)));
+  for (std::size_t i = 0; i < n; ++i) ::new (&rows[i]) counter_row{};
+  for (unsigned l = 0; l < priority_count; ++l) {
+    producer[l].emplace(lanes[l].queue);
+    consumer[l].emplace(lanes[l].queue);
+  }
+}
+
+thread_context::~thread_context() {
+  const std::size_t n = priority_count + types + 1;
+  for (std::size_t i = 0; i < n; ++i) rows[i].~counter_row();
+  deallocate(rows);
+  deallocate(drain_buffer);
+}
+
+// ---- construction, contexts --------------------------------------------------------------------
+
+bus_core::bus_core(const config& cfg, type_table types, void* typed_bus)
+    : cfg_(validated(cfg)),
+      types_(types),
+      typed_bus_(typed_bus),
+      id_(next_bus_id.fetch_add(1, std::memory_order_relaxed)),
+      lanes_(make_lanes(cfg_)),
+      anchor_(std::make_shared<context_anchor>()) {
+  anchor_->core = this;
+}
+
+bus_core::~bus_core() {
+  stop(stopping() ? stop_mode::discard : stop_mode::drain);
+  {
+    std::lock_guard g(anchor_->m);
+    anchor_->core = nullptr;
+  }
+  if (tls_last_context.bus_id == id_) tls_last_context = {};
+  for (auto& r : retired_) r.deleter(r.p);
+  retired_.clear();
+  // Contexts hold moodycamel tokens: they go before the lanes (members, destroyed after this).
+  for (auto* c = contexts_.exchange(nullptr); c != nullptr;) {
+    auto* next = c->next;
+    delete c;
+    c = next;
+  }
+}
+
+thread_context& bus_core::context_slow() {
+  auto& entries = tls_contexts.entries;
+  for (auto& e : entries) {
+    if (e.bus_id == id_) {
+      tls_last_context = {id_, e.ctx};
+      return *e.ctx;
+    }
+  }
+  std::erase_if(entries, [](const auto& e) { return e.anchor.expired(); });
+  thread_context* ctx = acquire_context();
+  entries.push_back({id_, ctx, anchor_});
+  tls_last_context = {id_, ctx};
+  return *ctx;
+}
+
+thread_context* bus_core::acquire_context() {
+  for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+    bool expected = false;
+    if (!c->owned.load(std::memory_order_relaxed) &&
+        c->owned.compare_exchange_strong(expected, true, std::memory_order_acq_rel))
+      return c;
+  }
+  const std::uint32_t id = next_context_id_.fetch_add(1, std::memory_order_relaxed);
+  if (id > 0xffff)
+    throw std::length_error(
+        "tachyon: more than 65535 threads have used this bus at once; a thread's context is "
+        "reused only after the thread ends");
+  auto* c = new thread_context(id, lanes_, types_.count);
+  c->next = contexts_.load(std::memory_order_relaxed);
+  while (!contexts_.compare_exchange_weak(c->next, c, std::memory_order_release,
+                                          std::memory_order_relaxed)) {
+  }
+  return c;
+}
+
+void bus_core::ensure_buffer(thread_context& ctx) {
+  if (ctx.drain_buffer_size >= cfg_.batch) return;
+  deallocate(ctx.drain_buffer);
+  ctx.drain_buffer = nullptr;
+  ctx.drain_buffer =
+      static_cast<envelope*>(allocate(sizeof(envelope) * cfg_.batch, alignof(envelope)));
+  ctx.drain_buffer_size = cfg_.batch;
+}
+
+// ---- workers -----------------------------------------------------------------------------------
+
+void bus_core::start() {
+  if (cfg_.workers == 0) return;
+  struct start_state {
+    explicit start_state(std::ptrdiff_t n) : ready(n) {}
+    std::latch ready;
+    std::atomic<int> go{0};  // 1: run, 2: give up
+    std::mutex m;
+    std::string error;
+  };
+  auto st = std::make_shared<start_state>(cfg_.workers);
+  auto abandon = [&] {
+    st->go.store(2);
+    st->go.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  };
+  threads_.reserve(cfg_.workers);
+  try {
+    for (std::uint32_t i = 0; i < cfg_.workers; ++i) {
+      threads_.emplace_back([this, i, st] {
+        char name[16];
+        std::snprintf(name, sizeof(name), "tachyon-w%u", i);
+        pthread_setname_np(pthread_self(), name);  // perf, gdb and top show it
+        if (!cfg_.cpus.empty()) {
+          const int cpu = cfg_.cpus[i % cfg_.cpus.size()];
+          cpu_set_t set;
+          CPU_ZERO(&set);
+          CPU_SET(cpu, &set);
+          if (const int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set); rc != 0) {
+            std::lock_guard g(st->m);
+            if (st->error.empty())
+              st->error = std::string("tachyon: could not pin worker ") + name + " to cpu " +
+                          std::to_string(cpu) + ": " + std::strerror(rc);
+          }
+        }
+        st->ready.count_down();
+        st->go.wait(0);
+        if (st->go.load() == 1) worker_main(i);
+      });
+    }
+  } catch (...) {  // a thread could not be created
+    abandon();
+    throw;
+  }
+  st->ready.wait();
+  if (!st->error.empty()) {
+    abandon();
+    throw std::runtime_error(st->error);
+  }
+  st->go.store(1);
+  st->go.notify_all();
+}
+
+void bus_core::worker_main(std::uint32_t) {
+  thread_context& ctx = context();
+  ensure_buffer(ctx);
+  std::uint32_t idle_rounds = 0;
+  std::chrono::steady_clock::time_point idle_since{};
+  for (;;) {
+    if (discarding_.load(std::memory_order_acquire)) return;
+    const std::size_t n = drain_batch(ctx, cfg_.batch);
+    if (n != 0) {
+      if (n == cfg_.batch) work_.notify_one();  // more may be waiting: wake a sleeping peer
+      idle_rounds = 0;
+      continue;
+    }
+    if (stopping_.load(std::memory_order_seq_cst) && lanes_empty()) return;
+    idle(ctx, idle_rounds, idle_since);
+  }
+}
+
+void bus_core::idle(thread_context& ctx, std::uint32_t& rounds,
+                    std::chrono::steady_clock::time_point& since) {
+  switch (cfg_.wait) {
+    case wait_strategy::busy_spin:
+      return;
+    case wait_strategy::yield:
+      std::this_thread::yield();
+      return;
+    case wait_strategy::spin_then_park:
+      break;
+  }
+  if (rounds++ == 0) {
+    since = std::chrono::steady_clock::now();
+    return;
+  }
+  cpu_relax();
+  if ((rounds & 63) != 0) return;  // read the clock every 64 polls
+  if (std::chrono::steady_clock::now() - since < cfg_.spin_before_park) return;
+  const auto key = work_.prepare_wait();
+  if (!lanes_empty() || stopping_.load(std::memory_order_seq_cst) ||
+      discarding_.load(std::memory_order_seq_cst)) {
+    work_.cancel_wait();
+    return;
+  }
+  bump(ctx.misc_row().v[m_parks]);
+  work_.wait(key);
+  rounds = 0;
+}
+
+bool bus_core::lanes_empty() const noexcept {
+  for (const auto& ln : lanes_)
+    if (ln.occupancy.load(std::memory_order_seq_cst) != 0) return false;
+  return true;
+}
+
+std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
+  for (unsigned l = 0; l < priority_count; ++l) {
+    lane& ln = lanes_[l];
+    if (ln.occupancy.load(std::memory_order_relaxed) == 0) continue;  // the cheap hint
+    const std::size_t n = ln.queue.try_dequeue_bulk(*ctx.consumer[l], ctx.drain_buffer, max);
+    if (n == 0) continue;  // reserved but not yet enqueued, or a peer took them
+    ctx.in_hand.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+    // Release the room at once, not after the handlers: publishers blocked on this lane
+    // proceed while the batch runs.
+    ln.occupancy.fetch_sub(static_cast<std::uint32_t>(n), std::memory_order_seq_cst);
+    room_.notify_all();
+    bump(ctx.misc_row().v[m_batches]);
+    bump(ctx.misc_row().v[m_batched_events], n);
+    enter_dispatch(ctx);
+    for (std::size_t i = 0; i < n; ++i) {
+      envelope& env = ctx.drain_buffer[i];
+      types_.dispatch[env.type](typed_bus_, env, ctx);
+      ctx.in_hand.store(static_cast<std::uint32_t>(n - i - 1), std::memory_order_relaxed);
+    }
+    exit_dispatch(ctx);
+    return n;
+  }
+  return 0;
+}
+
+std::size_t bus_core::run_once() { return poll(cfg_.batch); }
+
+std::size_t bus_core::poll(std::size_t max_events) {
+  thread_context& ctx = context();
+  if (ctx.depth > 0)
+    throw std::logic_error(
+        "tachyon::bus::poll/run_once called from inside a handler of the same bus; a handler "
+        "must not drain the bus that is running it");
+  ensure_buffer(ctx);
+  std::size_t total = 0;
+  while (total < max_events) {
+    const std::size_t n = drain_batch(ctx, std::min<std::size_t>(cfg_.batch, max_events - total));
+    if (n == 0) break;
+    total += n;
+    if (max_events == cfg_.batch) break;  // run_once: one batch only
+  }
+  return total;
+}
+
+// ---- publish slow paths ------------------------------------------------------------------------
+
+result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type,
+                         std::size_t refused) {
+  lane& ln = lanes_[l];
+  auto refuse = [&](result r) {
+    const counter k = r == result::stopped ? c_rejected_stopped : c_rejected_full;
+    bump(ctx.lane_row(l).v[k], refused);
+    bump(ctx.type_row(type).v[k], refused);
+    return r;
+  };
+  if (stopping_.load(std::memory_order_seq_cst)) return refuse(result::stopped);
+  switch (cfg_.overflow) {
+    case overflow::fail:
+      return refuse(result::full);
+    case overflow::drop:
+      bump(ctx.lane_row(l).v[c_accepted]);
+      bump(ctx.type_row(type).v[c_accepted]);
+      bump(ctx.lane_row(l).v[c_dropped]);
+      bump(ctx.type_row(type).v[c_dropped]);
+      return result::dropped;
+    case overflow::block:
+      break;
+  }
+  // A handler of this bus must not wait for room: the room is made by the very workers (or
+  // poll() caller) that would be waiting. It gets `full` at once.
+  if (ctx.depth > 0) return refuse(result::full);
+  const auto deadline = cfg_.block_timeout == std::chrono::nanoseconds::zero()
+                            ? std::chrono::steady_clock::time_point::max()
+                            : std::chrono::steady_clock::now() + cfg_.block_timeout;
+  for (int spin = 0; spin < 128; ++spin) {  // room usually comes within one batch
+    cpu_relax();
+    if (try_reserve(ln, 1)) return result::ok;
+  }
+  for (;;) {
+    const auto key = room_.prepare_wait();
+    if (try_reserve(ln, 1)) {
+      room_.cancel_wait();
+      return result::ok;
+    }
+    if (stopping_.load(std::memory_order_seq_cst)) {
+      room_.cancel_wait();
+      return refuse(result::stopped);
+    }
+    if (!room_.wait(key, deadline)) {
+      if (try_reserve(ln, 1)) return result::ok;
+      return refuse(result::full);
+    }
+  }
+}
+
+void bus_core::enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, std::uint32_t n) {
+  const auto l = static_cast<unsigned>(&ln - lanes_.data());
+  const bool ok = n == 1 ? ln.queue.enqueue(*ctx.producer[l], envs[0])
+                         : ln.queue.enqueue_bulk(*ctx.producer[l], envs, n);
+  if (!ok) {
+    for (std::uint32_t i = 0; i < n; ++i) types_.release[envs[i].type](envs[i]);
+    unreserve(ln, n);
+    throw std::bad_alloc();
+  }
+  bump(ctx.misc_row().v[m_lane_allocations]);
+}
+
+void bus_core::report_error(thread_context& ctx, const meta& m, std::exception_ptr e) noexcept {
+  bump(ctx.lane_row(static_cast<unsigned>(m.lane)).v[c_handler_errors]);
+  bump(ctx.type_row(m.type_index).v[c_handler_errors]);
+  if (!cfg_.on_error) return;
+  try {
+    cfg_.on_error(handler_error{m, types_.names[m.type_index], std::move(e)});
+  } catch (...) {  // the hook must not throw; if it does, nothing else may suffer for it
+  }
+}
+
+// ---- stop --------------------------------------------------------------------------------------
+
+std::uint64_t bus_core::stop(stop_mode mode) {
+  thread_context& ctx = context();
+  if (mode == stop_mode::discard) discarding_.store(true, std::memory_order_seq_cst);
+  stopping_.store(true, std::memory_order_seq_cst);
+  work_.notify_all();
+  room_.notify_all();
+  if (ctx.depth > 0) return 0;  // inside a handler: joining would wait for ourselves
+
+  std::lock_guard lock(stop_mutex_);
+  if (stopped_) return 0;
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  ensure_buffer(ctx);
+  std::uint64_t discarded = 0;
+  if (discarding_.load(std::memory_order_seq_cst)) {
+    discarded = discard_all(ctx);
+  } else {  // manual mode, or what a publisher reserved just before stopping_ was set
+    while (!lanes_empty())
+      if (drain_batch(ctx, cfg_.batch) == 0) std::this_thread::yield();
+  }
+  stopped_ = true;
+  return discarded;
+}
+
+std::size_t bus_core::discard_all(thread_context& ctx) {
+  std::size_t total = 0;
+  for (;;) {
+    bool any = false;
+    for (unsigned l = 0; l < priority_count; ++l) {
+      lane& ln = lanes_[l];
+      while (const std::size_t n = ln.queue.try_dequeue_bulk(*ctx.consumer[l], ctx.drain_buffer,
+                                                             ctx.drain_buffer_size)) {
+        any = true;
+        for (std::size_t i = 0; i < n; ++i) {
+          envelope& env = ctx.drain_buffer[i];
+          types_.release[env.type](env);
+          bump(ctx.lane_row(l).v[c_discarded]);
+          bump(ctx.type_row(env.type).v[c_discarded]);
+        }
+        ln.occupancy.fetch_sub(static_cast<std::uint32_t>(n), std::memory_order_seq_cst);
+        total += n;
+      }
+    }
+    if (lanes_empty()) return total;
+    if (!any) std::this_thread::yield();  // a publisher is between reserving and enqueueing
+  }
+}
+
+// ---- reclamation -------------------------------------------------------------------------------
+
+void bus_core::synchronize() {
+  // Readers announce the epoch they saw on entry; one that entered before the table swap
+  // announced an epoch < target (see enter_dispatch for the ordering argument).
+  const std::uint64_t target = epoch_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+    for (unsigned spins = 0;; ++spins) {
+      const std::uint64_t e = c->reader_epoch.load(std::memory_order_seq_cst);
+      if (e == 0 || e >= target) break;
+      if (spins < 64)
+        cpu_relax();
+      else if (spins < 1024)
+        std::this_thread::yield();
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+}
+
+void bus_core::retire(void* p, void (*deleter)(void*)) {
+  retired_.push_back({p, deleter, epoch_.fetch_add(1, std::memory_order_seq_cst) + 1});
+}
+
+void bus_core::reclaim() {
+  if (retired_.empty()) return;
+  std::uint64_t oldest_reader = UINT64_MAX;
+  for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+    const std::uint64_t e = c->reader_epoch.load(std::memory_order_seq_cst);
+    if (e != 0) oldest_reader = std::min(oldest_reader, e);
+  }
+  std::erase_if(retired_, [&](const retired& r) {
+    if (r.epoch > oldest_reader) return false;
+    r.deleter(r.p);
+    return true;
+  });
+}
+
+// ---- metrics -----------------------------------------------------------------------------------
+
+metrics_snapshot bus_core::metrics() const {
+  metrics_snapshot s;
+  s.workers = cfg_.workers;
+  s.types.resize(types_.count);
+  for (std::size_t t = 0; t < types_.count; ++t) s.types[t].name = std::string(types_.names[t]);
+  auto read = [](const counter_row& r) {
+    auto v = [&](counter k) { return r.v[k].load(std::memory_order_relaxed); };
+    event_counts c;
+    c.accepted = v(c_accepted);
+    c.dispatched = v(c_dispatched);
+    c.failed = v(c_failed);
+    c.dropped = v(c_dropped);
+    c.discarded = v(c_discarded);
+    c.rejected_full = v(c_rejected_full);
+    c.rejected_stopped = v(c_rejected_stopped);
+    c.handler_errors = v(c_handler_errors);
+    return c;
+  };
+  for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+    ++s.threads;
+    for (unsigned l = 0; l < priority_count; ++l) s.lanes[l].counts += read(c->lane_row(l));
+    for (std::size_t t = 0; t < types_.count; ++t) s.types[t].counts += read(c->type_row(t));
+    const counter_row& misc = c->misc_row();
+    s.batches += misc.v[m_batches].load(std::memory_order_relaxed);
+    s.batched_events += misc.v[m_batched_events].load(std::memory_order_relaxed);
+    s.lane_allocations += misc.v[m_lane_allocations].load(std::memory_order_relaxed);
+    s.parks += misc.v[m_parks].load(std::memory_order_relaxed);
+    s.in_flight += c->in_hand.load(std::memory_order_relaxed);
+  }
+  for (unsigned l = 0; l < priority_count; ++l) {
+    auto& lm = s.lanes[l];
+    lm.lane = static_cast<priority>(l);
+    lm.capacity = lanes_[l].capacity;
+    lm.depth = lanes_[l].occupancy.load(std::memory_order_relaxed);
+    s.in_flight += lm.depth;
+    s.total += lm.counts;
+  }
+  return s;
+}
+
+}  // namespace tachyon::detail

@@ -1,0 +1,72 @@
+// Validation of tachyon::config: every refusal names the field, the value and what is allowed.
+#include <sched.h>
+
+#include <stdexcept>
+#include <string>
+
+#include <tachyon/config.hpp>
+
+namespace tachyon {
+
+namespace {
+
+[[noreturn]] void refuse(const char* field, const std::string& value, const std::string& allowed) {
+  throw std::invalid_argument(std::string("tachyon::config.") + field + " = " + value +
+                              " is invalid: " + allowed);
+}
+
+template <class Int>
+void check_range(const char* field, Int v, Int lo, Int hi) {
+  if (v < lo || v > hi)
+    refuse(field, std::to_string(v),
+           "allowed " + std::to_string(lo) + " .. " + std::to_string(hi));
+}
+
+std::string ns_string(std::chrono::nanoseconds d) { return std::to_string(d.count()) + " ns"; }
+
+}  // namespace
+
+void validate(const config& cfg) {
+  check_range<std::uint32_t>("workers", cfg.workers, 0, 256);
+  check_range<std::uint32_t>("lane_capacity", cfg.lane_capacity, 1, 1u << 24);
+  check_range<std::uint32_t>("batch", cfg.batch, 1, 4096);
+  check_range<std::uint32_t>("producers", cfg.producers, 1, 1024);
+
+  if (static_cast<unsigned>(cfg.wait) > static_cast<unsigned>(wait_strategy::spin_then_park))
+    refuse("wait", std::to_string(static_cast<unsigned>(cfg.wait)),
+           "allowed busy_spin (0), yield (1), spin_then_park (2)");
+  if (static_cast<unsigned>(cfg.overflow) > static_cast<unsigned>(overflow::drop))
+    refuse("overflow", std::to_string(static_cast<unsigned>(cfg.overflow)),
+           "allowed block (0), fail (1), drop (2)");
+
+  if (cfg.spin_before_park < std::chrono::nanoseconds::zero() ||
+      cfg.spin_before_park > std::chrono::seconds(1))
+    refuse("spin_before_park", ns_string(cfg.spin_before_park), "allowed 0 .. 1 s");
+  if (cfg.block_timeout < std::chrono::nanoseconds::zero() ||
+      cfg.block_timeout > std::chrono::hours(1))
+    refuse("block_timeout", ns_string(cfg.block_timeout), "allowed 0 (no deadline) .. 1 hour");
+
+  if (cfg.workers == 0 && cfg.overflow == overflow::block &&
+      cfg.block_timeout == std::chrono::nanoseconds::zero())
+    refuse("overflow", "block",
+           "with workers = 0 (manual mode) and no block_timeout nothing would make room for a "
+           "publisher waiting on a full lane; set a block_timeout, or use fail or drop");
+
+  if (!cfg.cpus.empty()) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+      throw std::runtime_error("tachyon::config.cpus: sched_getaffinity failed");
+    std::string usable;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &allowed)) usable += (usable.empty() ? "" : ", ") + std::to_string(c);
+    for (std::size_t i = 0; i < cfg.cpus.size(); ++i) {
+      const int c = cfg.cpus[i];
+      if (c < 0 || c >= CPU_SETSIZE || !CPU_ISSET(c, &allowed))
+        refuse(("cpus[" + std::to_string(i) + "]").c_str(), std::to_string(c),
+               "this process may run on CPUs {" + usable + "}");
+    }
+  }
+}
+
+}  // namespace tachyon

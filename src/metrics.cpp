@@ -1,0 +1,176 @@
+// metrics_snapshot exposition: Prometheus text format 0.0.4 and JSON.
+#include <tachyon/metrics.hpp>
+
+#include <string>
+
+namespace tachyon {
+
+event_counts& event_counts::operator+=(const event_counts& o) noexcept {
+  accepted += o.accepted;
+  dispatched += o.dispatched;
+  failed += o.failed;
+  dropped += o.dropped;
+  discarded += o.discarded;
+  rejected_full += o.rejected_full;
+  rejected_stopped += o.rejected_stopped;
+  handler_errors += o.handler_errors;
+  return *this;
+}
+
+namespace {
+
+struct outcome {
+  const char* name;
+  std::uint64_t event_counts::*field;
+};
+constexpr outcome outcomes[] = {
+    {"accepted", &event_counts::accepted},
+    {"dispatched", &event_counts::dispatched},
+    {"failed", &event_counts::failed},
+    {"dropped", &event_counts::dropped},
+    {"discarded", &event_counts::discarded},
+    {"rejected_full", &event_counts::rejected_full},
+    {"rejected_stopped", &event_counts::rejected_stopped},
+    {"handler_errors", &event_counts::handler_errors},
+};
+
+// Label values escape backslash, double quote and newline (exposition format rules).
+std::string label_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          static const char hex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[(c >> 4) & 0xf];
+          out += hex[c & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+void header(std::string& out, const std::string& name, const char* type, const char* help) {
+  out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+}
+
+void sample(std::string& out, const std::string& name, const std::string& labels,
+            std::uint64_t v) {
+  out += name;
+  if (!labels.empty()) out += "{" + labels + "}";
+  out += " " + std::to_string(v) + "\n";
+}
+
+std::string counts_json(const event_counts& c) {
+  std::string out = "{";
+  bool first = true;
+  for (const auto& o : outcomes) {
+    if (!first) out += ",";
+    first = false;
+    out += "\"" + std::string(o.name) + "\":" + std::to_string(c.*o.field);
+  }
+  return out + "}";
+}
+
+}  // namespace
+
+std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
+  const std::string p(prefix);
+  std::string out;
+
+  const std::string events = p + "_events_total";
+  header(out, events, "counter", "Events by lane and outcome.");
+  for (const auto& l : lanes)
+    for (const auto& o : outcomes)
+      sample(out, events,
+             "lane=\"" + std::string(to_string(l.lane)) + "\",outcome=\"" + o.name + "\"",
+             l.counts.*o.field);
+
+  const std::string typed = p + "_type_events_total";
+  header(out, typed, "counter", "Events by event type and outcome.");
+  for (const auto& t : types)
+    for (const auto& o : outcomes)
+      sample(out, typed, "type=\"" + label_escape(t.name) + "\",outcome=\"" + o.name + "\"",
+             t.counts.*o.field);
+
+  const std::string depth = p + "_lane_depth";
+  header(out, depth, "gauge", "Events queued in the lane (snapshot).");
+  for (const auto& l : lanes)
+    sample(out, depth, "lane=\"" + std::string(to_string(l.lane)) + "\"", l.depth);
+  const std::string cap = p + "_lane_capacity";
+  header(out, cap, "gauge", "Configured capacity of each lane.");
+  for (const auto& l : lanes)
+    sample(out, cap, "lane=\"" + std::string(to_string(l.lane)) + "\"", l.capacity);
+
+  struct scalar {
+    const char* suffix;
+    const char* type;
+    const char* help;
+    std::uint64_t value;
+  };
+  const scalar scalars[] = {
+      {"_in_flight", "gauge", "Events queued or being dispatched (snapshot).", in_flight},
+      {"_batches_total", "counter", "Batches drained.", batches},
+      {"_batched_events_total", "counter", "Events in drained batches.", batched_events},
+      {"_lane_allocations_total", "counter",
+       "Enqueues that grew a lane beyond its reserved memory.", lane_allocations},
+      {"_parks_total", "counter", "Times an idle worker went to sleep.", parks},
+      {"_workers", "gauge", "Worker threads.", workers},
+      {"_threads", "gauge", "Threads with counter blocks on this bus.", threads},
+  };
+  for (const auto& s : scalars) {
+    header(out, p + s.suffix, s.type, s.help);
+    sample(out, p + s.suffix, "", s.value);
+  }
+  return out;
+}
+
+std::string metrics_snapshot::to_json() const {
+  std::string out = "{\"total\":" + counts_json(total) + ",\"lanes\":[";
+  for (std::size_t i = 0; i < lanes.size(); ++i) {
+    const auto& l = lanes[i];
+    if (i) out += ",";
+    out += "{\"lane\":\"" + std::string(to_string(l.lane)) + "\",\"depth\":" +
+           std::to_string(l.depth) + ",\"capacity\":" + std::to_string(l.capacity) +
+           ",\"counts\":" + counts_json(l.counts) + "}";
+  }
+  out += "],\"types\":[";
+  for (std::size_t i = 0; i < types.size(); ++i) {
+    if (i) out += ",";
+    out += "{\"name\":\"" + json_escape(types[i].name) +
+           "\",\"counts\":" + counts_json(types[i].counts) + "}";
+  }
+  out += "],\"in_flight\":" + std::to_string(in_flight) +
+         ",\"batches\":" + std::to_string(batches) +
+         ",\"batched_events\":" + std::to_string(batched_events) +
+         ",\"lane_allocations\":" + std::to_string(lane_allocations) +
+         ",\"parks\":" + std::to_string(parks) + ",\"workers\":" + std::to_string(workers) +
+         ",\"threads\":" + std::to_string(threads) + "}";
+  return out;
+}
+
+}  // namespace tachyon

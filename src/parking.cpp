@@ -1,0 +1,51 @@
+// event_count on Linux futexes.
+#include <tachyon/detail/parking.hpp>
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <ctime>
+
+namespace tachyon::detail {
+
+namespace {
+long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t val,
+           const timespec* timeout) noexcept {
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, val, timeout, nullptr, 0);
+}
+}  // namespace
+
+bool event_count::wait(key k, std::chrono::steady_clock::time_point deadline) noexcept {
+  using namespace std::chrono;
+  bool in_time = true;
+  while (epoch_.load(std::memory_order_acquire) == k) {
+    timespec ts{};
+    const timespec* timeout = nullptr;
+    if (deadline != steady_clock::time_point::max()) {
+      const auto left = deadline - steady_clock::now();
+      if (left <= nanoseconds::zero()) {
+        in_time = false;
+        break;
+      }
+      const auto ns = duration_cast<nanoseconds>(left).count();
+      ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+      timeout = &ts;
+    }
+    // Returns at once (EAGAIN) if the epoch moved since prepare_wait(): no lost wake-up.
+    futex(&epoch_, FUTEX_WAIT_PRIVATE, k, timeout);
+  }
+  waiters_.fetch_sub(1, std::memory_order_seq_cst);
+  return in_time;
+}
+
+void event_count::wake(bool all) noexcept {
+  epoch_.fetch_add(1, std::memory_order_seq_cst);
+  futex(&epoch_, FUTEX_WAKE_PRIVATE, all ? INT_MAX : 1, nullptr);
+}
+
+}  // namespace tachyon::detail
