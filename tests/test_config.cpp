@@ -1,0 +1,144 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sched.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "common.hpp"
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Constructs a bus and returns the message of the std::invalid_argument it throws.
+std::string refusal(const tachyon::config& cfg) {
+  try {
+    tachyon::bus<tt::Events> bus{cfg};
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "the configuration was accepted";
+  return {};
+}
+
+tachyon::config valid() { return tt::manual(); }
+
+}  // namespace
+
+TEST(Config, DefaultsAreValid) {
+  EXPECT_NO_THROW(tachyon::validate(tachyon::config{}));
+  EXPECT_NO_THROW(tachyon::validate(valid()));
+}
+
+TEST(Config, RejectsAbsurdWorkerCounts) {
+  auto cfg = valid();
+  cfg.workers = 257;
+  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.workers = 257"), HasSubstr("0 .. 256")));
+}
+
+TEST(Config, RejectsZeroLaneCapacity) {
+  auto cfg = valid();
+  cfg.lane_capacity = 0;
+  EXPECT_THAT(refusal(cfg),
+              AllOf(HasSubstr("config.lane_capacity = 0"), HasSubstr("1 .. 16777216")));
+}
+
+TEST(Config, RejectsLaneCapacityAboveTwoToThe24) {
+  auto cfg = valid();
+  cfg.lane_capacity = (1u << 24) + 1;
+  EXPECT_THAT(refusal(cfg), HasSubstr("config.lane_capacity = 16777217"));
+}
+
+TEST(Config, RejectsZeroBatch) {
+  auto cfg = valid();
+  cfg.batch = 0;
+  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.batch = 0"), HasSubstr("1 .. 4096")));
+}
+
+TEST(Config, RejectsBatchAbove4096) {
+  auto cfg = valid();
+  cfg.batch = 5000;
+  EXPECT_THAT(refusal(cfg), HasSubstr("config.batch = 5000"));
+}
+
+TEST(Config, RejectsZeroProducers) {
+  auto cfg = valid();
+  cfg.producers = 0;
+  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.producers = 0"), HasSubstr("1 .. 1024")));
+}
+
+TEST(Config, RejectsAnUnknownWaitStrategy) {
+  auto cfg = valid();
+  cfg.wait = static_cast<tachyon::wait_strategy>(9);
+  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.wait = 9"), HasSubstr("spin_then_park (2)")));
+}
+
+TEST(Config, RejectsAnUnknownOverflowPolicy) {
+  auto cfg = valid();
+  cfg.overflow = static_cast<tachyon::overflow>(9);
+  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.overflow = 9"), HasSubstr("drop (2)")));
+}
+
+TEST(Config, RejectsANegativeSpinBeforePark) {
+  auto cfg = valid();
+  cfg.spin_before_park = -1ns;
+  EXPECT_THAT(refusal(cfg),
+              AllOf(HasSubstr("config.spin_before_park = -1 ns"), HasSubstr("0 .. 1 s")));
+}
+
+TEST(Config, RejectsASpinBeforeParkAboveOneSecond) {
+  auto cfg = valid();
+  cfg.spin_before_park = 2s;
+  EXPECT_THAT(refusal(cfg), HasSubstr("config.spin_before_park = 2000000000 ns"));
+}
+
+TEST(Config, RejectsANegativeBlockTimeout) {
+  auto cfg = valid();
+  cfg.block_timeout = -5ns;
+  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.block_timeout = -5 ns"),
+                                  HasSubstr("0 (no deadline) .. 1 hour")));
+}
+
+TEST(Config, RejectsACpuTheProcessCannotRunOn) {
+  auto cfg = valid();
+  cfg.workers = 1;
+  cfg.cpus = {0, CPU_SETSIZE + 3};
+  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.cpus[1] = " + std::to_string(CPU_SETSIZE + 3)),
+                                  HasSubstr("this process may run on CPUs {")));
+}
+
+TEST(Config, RejectsANegativeCpu) {
+  auto cfg = valid();
+  cfg.workers = 1;
+  cfg.cpus = {-1};
+  EXPECT_THAT(refusal(cfg), HasSubstr("config.cpus[0] = -1"));
+}
+
+TEST(Config, RejectsBlockingWithoutDeadlineInManualMode) {
+  auto cfg = valid();
+  cfg.overflow = tachyon::overflow::block;
+  cfg.block_timeout = 0ns;
+  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.overflow = block"),
+                                  HasSubstr("workers = 0 (manual mode)")));
+}
+
+TEST(Config, AcceptsBlockingWithADeadlineInManualMode) {
+  auto cfg = valid();
+  cfg.overflow = tachyon::overflow::block;
+  cfg.block_timeout = 1ms;
+  EXPECT_NO_THROW(tachyon::bus<tt::Events>{cfg});
+}
+
+TEST(Config, RefusesBeforeReservingAnyLaneMemory) {
+  auto cfg = valid();
+  cfg.workers = 4;
+  cfg.batch = 0;
+  const auto before = tachyon::detail::thread_allocations();
+  EXPECT_THROW(tachyon::bus<tt::Events>{cfg}, std::invalid_argument);
+  // Validation runs before the lanes reserve memory: a refused bus allocates nothing.
+  EXPECT_EQ(tachyon::detail::thread_allocations(), before);
+}

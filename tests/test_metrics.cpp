@@ -1,0 +1,116 @@
+// Counters, the accounting equation and exposition formats.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "common.hpp"
+
+using ::testing::HasSubstr;
+using tachyon::overflow;
+using tachyon::result;
+
+namespace {
+void expect_balanced(const tachyon::metrics_snapshot& m) {
+  const auto& t = m.total;
+  EXPECT_EQ(t.accepted, t.dispatched + t.failed + t.dropped + t.discarded + m.in_flight)
+      << m.to_json();
+  EXPECT_EQ(t.unsettled(), static_cast<std::int64_t>(m.in_flight));
+}
+}  // namespace
+
+TEST(Metrics, CountPerLaneAndPerType) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  ASSERT_EQ(bus.publish(tt::Halt{}), result::ok);
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  ASSERT_EQ(bus.publish(tt::Quote{}, tachyon::priority::low), result::ok);
+  auto m = bus.metrics();
+  EXPECT_EQ(m.lanes[0].counts.accepted, 1u);
+  EXPECT_EQ(m.lanes[2].counts.accepted, 1u);
+  EXPECT_EQ(m.lanes[3].counts.accepted, 1u);
+  EXPECT_EQ(m.types[tt::Events::index_of<tt::Quote>()].counts.accepted, 2u);
+  EXPECT_EQ(m.types[tt::Events::index_of<tt::Quote>()].name, "tt::Quote");
+  EXPECT_EQ(m.in_flight, 3u);
+  EXPECT_EQ(m.lanes[2].depth, 1u);
+  expect_balanced(m);
+  bus.poll();
+  m = bus.metrics();
+  EXPECT_EQ(m.total.dispatched, 3u);
+  EXPECT_EQ(m.in_flight, 0u);
+  EXPECT_EQ(m.batches, 3u);  // one batch per lane
+  EXPECT_EQ(m.batched_events, 3u);
+  expect_balanced(m);
+}
+
+TEST(Metrics, AccountingBalancesAcrossEveryOutcome) {
+  auto cfg = tt::manual(4);
+  cfg.overflow = overflow::drop;
+  tachyon::bus<tt::Events> bus{cfg};
+  auto s = bus.subscribe<tt::Order>([](const tt::Order& o) {
+    if (o.id == 1) throw std::runtime_error("one");
+  });
+  for (std::uint64_t i = 0; i < 6; ++i) (void)bus.publish(tt::Order{i, 1});  // 2 dropped
+  expect_balanced(bus.metrics());
+  EXPECT_EQ(bus.run_once(), 4u);                                            // 1 failed
+  for (std::uint64_t i = 0; i < 3; ++i) ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  expect_balanced(bus.metrics());
+  EXPECT_EQ(bus.stop(tachyon::stop_mode::discard), 3u);
+  (void)bus.publish(tt::Quote{});  // refused, not accepted
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.total.accepted, 9u);
+  EXPECT_EQ(m.total.dispatched, 3u);
+  EXPECT_EQ(m.total.failed, 1u);
+  EXPECT_EQ(m.total.dropped, 2u);
+  EXPECT_EQ(m.total.discarded, 3u);
+  EXPECT_EQ(m.total.rejected_stopped, 1u);
+  expect_balanced(m);
+}
+
+TEST(Metrics, PrometheusExpositionHasEveryFamily) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  const std::string text = bus.metrics().to_prometheus();
+  EXPECT_THAT(text, HasSubstr("# TYPE tachyon_events_total counter\n"));
+  EXPECT_THAT(text, HasSubstr("tachyon_events_total{lane=\"normal\",outcome=\"accepted\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("tachyon_type_events_total{type=\"tt::Quote\",outcome=\"accepted\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("tachyon_lane_depth{lane=\"normal\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("tachyon_lane_capacity{lane=\"low\"} 1024\n"));
+  EXPECT_THAT(text, HasSubstr("tachyon_in_flight 1\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE tachyon_workers gauge\n"));
+  // Every sample line is `name{labels} value` or `name value`.
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("# ", 0) == 0) continue;
+    EXPECT_THAT(line, ::testing::MatchesRegex("tachyon_[a-z_]+(\\{.*\\})? [0-9]+")) << line;
+  }
+  bus.poll();
+}
+
+TEST(Metrics, PrometheusPrefixIsConfigurable) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  EXPECT_THAT(bus.metrics().to_prometheus("app_bus"), HasSubstr("app_bus_in_flight 0\n"));
+}
+
+TEST(Metrics, JsonCarriesTotalsLanesAndTypes) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  ASSERT_EQ(bus.publish(tt::Halt{}), result::ok);
+  bus.poll();
+  const std::string json = bus.metrics().to_json();
+  EXPECT_THAT(json, HasSubstr("\"total\":{\"accepted\":1,\"dispatched\":1,"));
+  EXPECT_THAT(json, HasSubstr("{\"lane\":\"critical\",\"depth\":0,\"capacity\":1024,"));
+  EXPECT_THAT(json, HasSubstr("{\"name\":\"tt::Halt\",\"counts\":{\"accepted\":1,"));
+  EXPECT_THAT(json, HasSubstr("\"in_flight\":0,"));
+  EXPECT_EQ(json.front(), '{');
+  EXPECT_EQ(json.back(), '}');
+}
+
+TEST(Metrics, CountersOfAnEndedThreadAreKept) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  std::thread([&] { ASSERT_EQ(bus.publish(tt::Quote{}), result::ok); }).join();
+  std::thread([&] { ASSERT_EQ(bus.publish(tt::Quote{}), result::ok); }).join();
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.total.accepted, 2u);
+  EXPECT_LE(m.threads, 2u);  // the second thread reused the first one's counter block
+  bus.poll();
+}

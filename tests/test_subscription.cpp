@@ -1,0 +1,171 @@
+// Handler order, filters, RAII handles and the unsubscribe guarantee.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "common.hpp"
+
+using tachyon::result;
+using namespace std::chrono_literals;
+
+TEST(Subscription, HandlersRunByOrderThenSubscriptionOrder) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  std::vector<std::string> seen;
+  auto a = bus.subscribe<tt::Quote>([&](const tt::Quote&) { seen.push_back("a0"); });
+  auto b = bus.subscribe<tt::Quote>([&](const tt::Quote&) { seen.push_back("b5"); }, {.order = 5});
+  auto c = bus.subscribe<tt::Quote>([&](const tt::Quote&) { seen.push_back("c-3"); },
+                                    {.order = -3});
+  auto d = bus.subscribe<tt::Quote>([&](const tt::Quote&) { seen.push_back("d0"); });
+  bus.dispatch(tt::Quote{});
+  EXPECT_EQ(seen, (std::vector<std::string>{"c-3", "a0", "d0", "b5"}));
+}
+
+TEST(Subscription, FilterSkipsEventsItRejects) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  std::vector<std::uint64_t> ids;
+  auto s = bus.subscribe<tt::Order>([&](const tt::Order& o) { ids.push_back(o.id); },
+                                    {.filter = [](const tt::Order& o) { return o.qty > 0; }});
+  ASSERT_EQ(bus.publish(tt::Order{1, 10}), result::ok);
+  ASSERT_EQ(bus.publish(tt::Order{2, -1}), result::ok);
+  ASSERT_EQ(bus.publish(tt::Order{3, 5}), result::ok);
+  bus.poll();
+  EXPECT_EQ(ids, (std::vector<std::uint64_t>{1, 3}));
+  EXPECT_EQ(bus.metrics().total.dispatched, 3u);  // a filtered event is still delivered
+}
+
+TEST(Subscription, HandlerMayTakeMeta) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  tachyon::priority lane = tachyon::priority::low;
+  auto s = bus.subscribe<tt::Halt>(
+      [&](const tt::Halt&, const tachyon::meta& m) { lane = m.lane; });
+  bus.dispatch(tt::Halt{});
+  EXPECT_EQ(lane, tachyon::priority::critical);
+}
+
+TEST(Subscription, DestroyingTheHandleUnsubscribes) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  int ran = 0;
+  {
+    auto s = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++ran; });
+    bus.dispatch(tt::Quote{});
+  }
+  bus.dispatch(tt::Quote{});
+  EXPECT_EQ(ran, 1);
+}
+
+TEST(Subscription, UnsubscribeIsIdempotentAndEndsDelivery) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  int ran = 0;
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++ran; });
+  EXPECT_TRUE(s.active());
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  s.unsubscribe();
+  s.unsubscribe();
+  EXPECT_FALSE(s.active());
+  bus.poll();  // queued before the unsubscribe, but the handler is gone
+  EXPECT_EQ(ran, 0);
+}
+
+TEST(Subscription, MovingTheHandleMovesTheSubscription) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  int ran = 0;
+  tachyon::subscription outer;
+  {
+    auto inner = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++ran; });
+    outer = std::move(inner);
+    EXPECT_FALSE(inner.active());
+  }
+  bus.dispatch(tt::Quote{});
+  EXPECT_EQ(ran, 1);
+  outer = tachyon::subscription{};
+  bus.dispatch(tt::Quote{});
+  EXPECT_EQ(ran, 1);
+}
+
+TEST(Subscription, HandleMayOutliveTheBus) {
+  tachyon::subscription s;
+  {
+    tachyon::bus<tt::Events> bus{tt::manual()};
+    s = bus.subscribe<tt::Quote>([](const tt::Quote&) {});
+    EXPECT_TRUE(s.active());
+  }
+  EXPECT_FALSE(s.active());
+  s.unsubscribe();  // a no-op, not a use of the dead bus
+}
+
+TEST(Subscription, HandlerMayUnsubscribeItselfWithoutDeadlock) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  int ran = 0;
+  tachyon::subscription s;
+  s = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
+    ++ran;
+    s.unsubscribe();
+  });
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  EXPECT_EQ(bus.poll(), 3u);
+  EXPECT_EQ(ran, 1);  // one-shot
+}
+
+TEST(Subscription, HandlerUnsubscribingALaterHandlerStopsItForThatSameEvent) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  int second_ran = 0;
+  tachyon::subscription second;
+  auto first = bus.subscribe<tt::Quote>([&](const tt::Quote&) { second.unsubscribe(); },
+                                        {.order = 0});
+  second = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++second_ran; }, {.order = 1});
+  bus.dispatch(tt::Quote{});
+  EXPECT_EQ(second_ran, 0);
+}
+
+TEST(Subscription, HandlerMaySubscribeAnotherHandler) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  int late_ran = 0;
+  std::vector<tachyon::subscription> late;
+  auto s = bus.subscribe<tt::Order>([&](const tt::Order&) {
+    late.push_back(bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++late_ran; }));
+  });
+  ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  bus.poll();  // Order (high) first, which subscribes the Quote handler
+  EXPECT_EQ(late_ran, 1);
+}
+
+TEST(Subscription, UnsubscribeWaitsForTheRunningHandlerToReturn) {
+  tachyon::bus<tt::Events> bus{{.workers = 1, .lane_capacity = 64}};
+  std::atomic<bool> entered{false}, release{false}, running{false};
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
+    running = true;
+    entered = true;
+    while (!release.load()) std::this_thread::yield();
+    running = false;
+  });
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return entered.load(); }));
+
+  std::atomic<bool> returned{false};
+  bool running_at_return = true;
+  std::thread unsubscriber([&] {
+    s.unsubscribe();
+    running_at_return = running.load();
+    returned = true;
+  });
+  std::this_thread::sleep_for(20ms);  // gives a broken unsubscribe time to return early
+  EXPECT_FALSE(returned.load());
+  release = true;
+  unsubscriber.join();
+  EXPECT_FALSE(running_at_return);
+}
+
+TEST(Subscription, SubscribeFromAnotherThreadWhileWorkersDispatch) {
+  tachyon::bus<tt::Events> bus{{.workers = 2, .lane_capacity = 1024}};
+  std::atomic<int> ran{0};
+  std::vector<tachyon::subscription> subs;
+  for (int round = 0; round < 50; ++round) {
+    subs.push_back(bus.subscribe<tt::Quote>([&](const tt::Quote&) { ran.fetch_add(1); }));
+    while (bus.publish(tt::Quote{}) != result::ok) std::this_thread::yield();
+  }
+  bus.stop();
+  // Round r's event sees at least the r+1 handlers subscribed before it was published.
+  EXPECT_GE(ran.load(), 50 * 51 / 2);
+  EXPECT_LE(ran.load(), 50 * 50);
+}
