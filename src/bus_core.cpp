@@ -82,10 +82,7 @@ thread_context::thread_context(std::uint32_t id_, std::array<lane, priority_coun
   const std::size_t n = priority_count + types + 1;
   rows = static_cast<counter_row*>(allocate(n * sizeof(counter_row), alignof(counter_row)));
   for (std::size_t i = 0; i < n; ++i) ::new (&rows[i]) counter_row{};
-  for (unsigned l = 0; l < priority_count; ++l) {
-    producer[l].emplace(lanes[l].queue);
-    consumer[l].emplace(lanes[l].queue);
-  }
+  for (unsigned l = 0; l < priority_count; ++l) consumer[l].emplace(lanes[l].queue);
 }
 
 thread_context::~thread_context() {
@@ -272,20 +269,21 @@ void bus_core::idle(thread_context& ctx, std::uint32_t& rounds,
 
 bool bus_core::lanes_empty() const noexcept {
   for (const auto& ln : lanes_)
-    if (ln.occupancy.load(std::memory_order_seq_cst) != 0) return false;
+    if (ln.depth() != 0) return false;
   return true;
 }
 
 std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
   for (unsigned l = 0; l < priority_count; ++l) {
     lane& ln = lanes_[l];
-    if (ln.occupancy.load(std::memory_order_relaxed) == 0) continue;  // the cheap hint
+    if (ln.reserved.load(std::memory_order_relaxed) == ln.released.load(std::memory_order_relaxed))
+      continue;  // the cheap hint: nothing reserved that is not yet taken
     const std::size_t n = ln.queue.try_dequeue_bulk(*ctx.consumer[l], ctx.drain_buffer, max);
     if (n == 0) continue;  // reserved but not yet enqueued, or a peer took them
     ctx.in_hand.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
     // Release the room at once, not after the handlers: publishers blocked on this lane
     // proceed while the batch runs.
-    ln.occupancy.fetch_sub(static_cast<std::uint32_t>(n), std::memory_order_seq_cst);
+    ln.released.fetch_add(n, std::memory_order_seq_cst);
     room_.notify_all();
     bump(ctx.misc_row().v[m_batches]);
     bump(ctx.misc_row().v[m_batched_events], n);
@@ -322,9 +320,7 @@ std::size_t bus_core::poll(std::size_t max_events) {
 
 // ---- publish slow paths ------------------------------------------------------------------------
 
-result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type,
-                         std::size_t refused) {
-  lane& ln = lanes_[l];
+result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type, std::size_t refused) {
   auto refuse = [&](result r) {
     const counter k = r == result::stopped ? c_rejected_stopped : c_rejected_full;
     bump(ctx.lane_row(l).v[k], refused);
@@ -352,11 +348,11 @@ result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type,
                             : std::chrono::steady_clock::now() + cfg_.block_timeout;
   for (int spin = 0; spin < 128; ++spin) {  // room usually comes within one batch
     cpu_relax();
-    if (try_reserve(ln, 1)) return result::ok;
+    if (try_reserve(ctx, l)) return result::ok;
   }
   for (;;) {
     const auto key = room_.prepare_wait();
-    if (try_reserve(ln, 1)) {
+    if (try_reserve(ctx, l)) {
       room_.cancel_wait();
       return result::ok;
     }
@@ -365,7 +361,7 @@ result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type,
       return refuse(result::stopped);
     }
     if (!room_.wait(key, deadline)) {
-      if (try_reserve(ln, 1)) return result::ok;
+      if (try_reserve(ctx, l)) return result::ok;
       return refuse(result::full);
     }
   }
@@ -373,8 +369,8 @@ result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type,
 
 void bus_core::enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, std::uint32_t n) {
   const auto l = static_cast<unsigned>(&ln - lanes_.data());
-  const bool ok = n == 1 ? ln.queue.enqueue(*ctx.producer[l], envs[0])
-                         : ln.queue.enqueue_bulk(*ctx.producer[l], envs, n);
+  const bool ok = n == 1 ? ln.queue.enqueue(producer_token(ctx, l), envs[0])
+                         : ln.queue.enqueue_bulk(producer_token(ctx, l), envs, n);
   if (!ok) {
     for (std::uint32_t i = 0; i < n; ++i) types_.release[envs[i].type](envs[i]);
     unreserve(ln, n);
@@ -434,7 +430,7 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
           bump(ctx.lane_row(l).v[c_discarded]);
           bump(ctx.type_row(env.type).v[c_discarded]);
         }
-        ln.occupancy.fetch_sub(static_cast<std::uint32_t>(n), std::memory_order_seq_cst);
+        ln.released.fetch_add(n, std::memory_order_seq_cst);
         total += n;
       }
     }
@@ -516,7 +512,7 @@ metrics_snapshot bus_core::metrics() const {
     auto& lm = s.lanes[l];
     lm.lane = static_cast<priority>(l);
     lm.capacity = lanes_[l].capacity;
-    lm.depth = lanes_[l].occupancy.load(std::memory_order_relaxed);
+    lm.depth = lanes_[l].depth();
     s.in_flight += lm.depth;
     s.total += lm.counts;
   }

@@ -32,8 +32,8 @@ double calibrate() noexcept {
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const auto t1 = sc::now();
   const std::uint64_t c1 = now();
-  const double ns = static_cast<double>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+  const double ns =
+      static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
   return c1 > c0 ? ns / static_cast<double>(c1 - c0) : 1.0;
 }
 }  // namespace

@@ -56,10 +56,18 @@ std::string json_escape(std::string_view s) {
   out.reserve(s.size() + 2);
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           static const char hex[] = "0123456789abcdef";
@@ -78,8 +86,7 @@ void header(std::string& out, const std::string& name, const char* type, const c
   out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
 }
 
-void sample(std::string& out, const std::string& name, const std::string& labels,
-            std::uint64_t v) {
+void sample(std::string& out, const std::string& name, const std::string& labels, std::uint64_t v) {
   out += name;
   if (!labels.empty()) out += "{" + labels + "}";
   out += " " + std::to_string(v) + "\n";
@@ -154,9 +161,10 @@ std::string metrics_snapshot::to_json() const {
   for (std::size_t i = 0; i < lanes.size(); ++i) {
     const auto& l = lanes[i];
     if (i) out += ",";
-    out += "{\"lane\":\"" + std::string(to_string(l.lane)) + "\",\"depth\":" +
-           std::to_string(l.depth) + ",\"capacity\":" + std::to_string(l.capacity) +
-           ",\"counts\":" + counts_json(l.counts) + "}";
+    out += "{\"lane\":\"" + std::string(to_string(l.lane)) +
+           "\",\"depth\":" + std::to_string(l.depth) +
+           ",\"capacity\":" + std::to_string(l.capacity) + ",\"counts\":" + counts_json(l.counts) +
+           "}";
   }
   out += "],\"types\":[";
   for (std::size_t i = 0; i < types.size(); ++i) {

@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common.hpp"
 
@@ -103,12 +105,32 @@ TEST(Config, RejectsANegativeBlockTimeout) {
                                   HasSubstr("0 (no deadline) .. 1 hour")));
 }
 
-TEST(Config, RejectsACpuTheProcessCannotRunOn) {
+TEST(Config, RejectsACpuTheMachineDoesNotHave) {
+  const long cpus = sysconf(_SC_NPROCESSORS_CONF);
   auto cfg = valid();
   cfg.workers = 1;
-  cfg.cpus = {0, CPU_SETSIZE + 3};
-  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.cpus[1] = " + std::to_string(CPU_SETSIZE + 3)),
-                                  HasSubstr("this process may run on CPUs {")));
+  cfg.cpus = {0, static_cast<int>(cpus)};
+  EXPECT_THAT(refusal(cfg),
+              AllOf(HasSubstr("config.cpus[1] = " + std::to_string(cpus)),
+                    HasSubstr("this machine has CPUs 0 .. " + std::to_string(cpus - 1))));
+}
+
+TEST(Config, AcceptsEveryCpuTheMachineHasEvenFromAPinnedThread) {
+  cpu_set_t saved, only_first;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(saved), &saved), 0);
+  int first = 0;
+  while (!CPU_ISSET(first, &saved)) ++first;
+  CPU_ZERO(&only_first);
+  CPU_SET(first, &only_first);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(only_first), &only_first), 0);
+  std::vector<int> all;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &saved)) all.push_back(c);
+  auto cfg = valid();
+  cfg.workers = 1;
+  cfg.cpus = all;
+  EXPECT_NO_THROW(tachyon::validate(cfg));
+  sched_setaffinity(0, sizeof(saved), &saved);
 }
 
 TEST(Config, RejectsANegativeCpu) {
@@ -122,8 +144,8 @@ TEST(Config, RejectsBlockingWithoutDeadlineInManualMode) {
   auto cfg = valid();
   cfg.overflow = tachyon::overflow::block;
   cfg.block_timeout = 0ns;
-  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.overflow = block"),
-                                  HasSubstr("workers = 0 (manual mode)")));
+  EXPECT_THAT(refusal(cfg),
+              AllOf(HasSubstr("config.overflow = block"), HasSubstr("workers = 0 (manual mode)")));
 }
 
 TEST(Config, AcceptsBlockingWithADeadlineInManualMode) {

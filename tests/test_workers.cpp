@@ -71,11 +71,14 @@ TEST_P(EveryWaitStrategy, DeliversEveryEventExactlyOnce) {
 INSTANTIATE_TEST_SUITE_P(Workers, EveryWaitStrategy,
                          ::testing::Values(wait_strategy::busy_spin, wait_strategy::yield,
                                            wait_strategy::spin_then_park),
-                         [](const auto& info) {
-                           switch (info.param) {
-                             case wait_strategy::busy_spin: return std::string("busy_spin");
-                             case wait_strategy::yield: return std::string("yield");
-                             default: return std::string("spin_then_park");
+                         [](const auto& param_info) {
+                           switch (param_info.param) {
+                             case wait_strategy::busy_spin:
+                               return std::string("busy_spin");
+                             case wait_strategy::yield:
+                               return std::string("yield");
+                             default:
+                               return std::string("spin_then_park");
                            }
                          });
 
@@ -167,7 +170,8 @@ TEST(Workers, StopDiscardAccountsForEveryEvent) {
 TEST(Workers, StopFromInsideAHandlerDoesNotDeadlock) {
   tachyon::bus<tt::Events> bus{{.workers = 1, .lane_capacity = 64}};
   std::atomic<int> stops{0};
-  auto s = bus.subscribe<tt::Halt>([&](const tt::Halt&) { stops.fetch_add(static_cast<int>(1 + bus.stop())); });
+  auto s = bus.subscribe<tt::Halt>(
+      [&](const tt::Halt&) { stops.fetch_add(static_cast<int>(1 + bus.stop())); });
   ASSERT_EQ(bus.publish(tt::Halt{}), result::ok);
   ASSERT_TRUE(tt::eventually([&] { return bus.publish(tt::Quote{}) == result::stopped; }));
   EXPECT_EQ(bus.stop(), 0u);  // finishes the stop: joins

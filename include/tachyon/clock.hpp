@@ -24,10 +24,9 @@ inline std::uint64_t now() noexcept {
 #if defined(__x86_64__)
   if (detail::use_tsc) return __rdtsc();
 #endif
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::steady_clock::now().time_since_epoch())
-          .count());
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
 }
 
 /// Nanoseconds per tick, calibrated against steady_clock once on first call (a few ms).

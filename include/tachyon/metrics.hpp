@@ -64,7 +64,7 @@ struct metrics_snapshot {
   std::uint64_t lane_allocations = 0;  ///< enqueues that had to grow a lane (see config)
   std::uint64_t parks = 0;             ///< times an idle worker went to sleep
   std::uint32_t workers = 0;
-  std::uint32_t threads = 0;           ///< threads that have touched the bus (counter blocks)
+  std::uint32_t threads = 0;  ///< threads that have touched the bus (counter blocks)
 
   /// Prometheus text exposition format (version 0.0.4), metric names prefixed `prefix_`.
   /// Allocates; call it off the hot path.

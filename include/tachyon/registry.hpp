@@ -26,10 +26,14 @@ inline constexpr std::size_t priority_count = 4;
 /// "critical", "high", "normal" or "low".
 constexpr std::string_view to_string(priority p) noexcept {
   switch (p) {
-    case priority::critical: return "critical";
-    case priority::high: return "high";
-    case priority::normal: return "normal";
-    case priority::low: return "low";
+    case priority::critical:
+      return "critical";
+    case priority::high:
+      return "high";
+    case priority::normal:
+      return "normal";
+    case priority::low:
+      return "low";
   }
   return "unknown";
 }

@@ -23,11 +23,11 @@ class bus_core;
 struct subscription_state {
   virtual ~subscription_state() = default;
 
-  std::atomic<std::uint32_t> refs{2};      // the handle's and the table's
-  std::atomic<bool> live{true};            // false once unsubscribed (checked before each call)
-  std::atomic<bus_core*> owner{nullptr};   // null once the bus is gone
+  std::atomic<std::uint32_t> refs{2};     // the handle's and the table's
+  std::atomic<bool> live{true};           // false once unsubscribed (checked before each call)
+  std::atomic<bus_core*> owner{nullptr};  // null once the bus is gone
   void (*remove)(bus_core*, subscription_state*) = nullptr;  // the typed unsubscribe
-  std::uint64_t order_key = 0;             // (order, subscription sequence), sortable
+  std::uint64_t order_key = 0;  // (order, subscription sequence), sortable
 
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;

@@ -18,9 +18,9 @@ inline constexpr std::size_t inline_payload_size = 32;
 /// straddles two lines in moodycamel's blocks. Trivially copyable, so moodycamel's moves are
 /// plain copies; the payload's ownership (a boxed event) is tracked by tachyon, not by C++.
 struct alignas(64) envelope {
-  std::uint16_t type;         // registry index
-  std::uint8_t lane;          // priority as an integer, 0 = critical
-  std::uint8_t boxed;         // payload holds a T* from allocate()
+  std::uint16_t type;  // registry index
+  std::uint8_t lane;   // priority as an integer, 0 = critical
+  std::uint8_t boxed;  // payload holds a T* from allocate()
   std::uint32_t reserved;
   std::uint64_t sequence;     // producer id << 48 | per-producer count
   std::uint64_t ticks;        // clock::now() at publish
@@ -32,8 +32,8 @@ static_assert(std::is_trivially_copyable_v<envelope>);
 
 /// Events that fit stay inline (no allocation); the rest are boxed.
 template <class T>
-inline constexpr bool stored_inline =
-    std::is_trivially_copyable_v<T> && sizeof(T) <= inline_payload_size && alignof(T) <= 8;
+inline constexpr bool stored_inline = std::is_trivially_copyable_v<T> &&
+                                      sizeof(T) <= inline_payload_size && alignof(T) <= 8;
 
 /// Moves or copies `ev` into the envelope; boxes it when it does not fit (allocates).
 template <class T, class U>

@@ -40,9 +40,7 @@ class event_count {
   }
 
   /// Racy snapshot, for metrics and tests.
-  std::uint32_t waiters_approx() const noexcept {
-    return waiters_.load(std::memory_order_relaxed);
-  }
+  std::uint32_t waiters_approx() const noexcept { return waiters_.load(std::memory_order_relaxed); }
 
  private:
   void wake(bool all) noexcept;
