@@ -6,9 +6,9 @@
 
 #include "common.hpp"
 
-using ::testing::HasSubstr;
 using tachyon::overflow;
 using tachyon::result;
+using ::testing::HasSubstr;
 
 namespace {
 void expect_balanced(const tachyon::metrics_snapshot& m) {
@@ -51,7 +51,7 @@ TEST(Metrics, AccountingBalancesAcrossEveryOutcome) {
   });
   for (std::uint64_t i = 0; i < 6; ++i) (void)bus.publish(tt::Order{i, 1});  // 2 dropped
   expect_balanced(bus.metrics());
-  EXPECT_EQ(bus.run_once(), 4u);                                            // 1 failed
+  EXPECT_EQ(bus.run_once(), 4u);  // 1 failed
   for (std::uint64_t i = 0; i < 3; ++i) ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
   expect_balanced(bus.metrics());
   EXPECT_EQ(bus.stop(tachyon::stop_mode::discard), 3u);

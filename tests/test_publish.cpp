@@ -94,8 +94,7 @@ TEST(Publish, PollStopsAtMaxEvents) {
 TEST(Publish, HandlersReceiveTheEnvelopeHeader) {
   tachyon::bus<tt::Events> bus{tt::manual()};
   tachyon::meta got{};
-  auto s = bus.subscribe<tt::Order>(
-      [&](const tt::Order&, const tachyon::meta& m) { got = m; });
+  auto s = bus.subscribe<tt::Order>([&](const tt::Order&, const tachyon::meta& m) { got = m; });
   const auto before = tachyon::clock::now();
   ASSERT_EQ(bus.publish(tt::Order{5, 1}, {.lane = priority::low, .correlation_id = 42}),
             result::ok);
@@ -135,8 +134,7 @@ TEST(Publish, BoxedEventsAreDeliveredAndFreed) {
     tachyon::bus<tt::Events> bus{tt::manual()};
     std::string got;
     auto s = bus.subscribe<tt::Note>([&](const tt::Note& n) { got = n.text; });
-    ASSERT_EQ(bus.publish(tt::Note{"a string too long for small-string optimisation"}),
-              result::ok);
+    ASSERT_EQ(bus.publish(tt::Note{"a string too long for small-string optimisation"}), result::ok);
     EXPECT_EQ(tt::Note::live.load(), 1);  // the boxed copy
     bus.poll();
     EXPECT_EQ(got, "a string too long for small-string optimisation");

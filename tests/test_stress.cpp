@@ -101,10 +101,8 @@ TEST(Stress, EightProducersThreeWorkersDeliverEveryEventOnce) {
 }
 
 TEST(Stress, ProducersBeyondTheReservationGrowTheLaneAndCountIt) {
-  tachyon::bus<tt::Events> bus{{.workers = 0,
-                                .lane_capacity = 512,
-                                .overflow = overflow::fail,
-                                .producers = 1}};
+  tachyon::bus<tt::Events> bus{
+      {.workers = 0, .lane_capacity = 512, .overflow = overflow::fail, .producers = 1}};
   std::atomic<std::uint64_t> count{0};
   auto s = bus.subscribe<tt::Quote>([&](const tt::Quote&) { count.fetch_add(1); });
   // Three threads alive at once each fill the lane to its bound in turn. moodycamel's explicit

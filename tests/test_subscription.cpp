@@ -13,8 +13,8 @@ TEST(Subscription, HandlersRunByOrderThenSubscriptionOrder) {
   std::vector<std::string> seen;
   auto a = bus.subscribe<tt::Quote>([&](const tt::Quote&) { seen.push_back("a0"); });
   auto b = bus.subscribe<tt::Quote>([&](const tt::Quote&) { seen.push_back("b5"); }, {.order = 5});
-  auto c = bus.subscribe<tt::Quote>([&](const tt::Quote&) { seen.push_back("c-3"); },
-                                    {.order = -3});
+  auto c =
+      bus.subscribe<tt::Quote>([&](const tt::Quote&) { seen.push_back("c-3"); }, {.order = -3});
   auto d = bus.subscribe<tt::Quote>([&](const tt::Quote&) { seen.push_back("d0"); });
   bus.dispatch(tt::Quote{});
   EXPECT_EQ(seen, (std::vector<std::string>{"c-3", "a0", "d0", "b5"}));
@@ -36,8 +36,7 @@ TEST(Subscription, FilterSkipsEventsItRejects) {
 TEST(Subscription, HandlerMayTakeMeta) {
   tachyon::bus<tt::Events> bus{tt::manual()};
   tachyon::priority lane = tachyon::priority::low;
-  auto s = bus.subscribe<tt::Halt>(
-      [&](const tt::Halt&, const tachyon::meta& m) { lane = m.lane; });
+  auto s = bus.subscribe<tt::Halt>([&](const tt::Halt&, const tachyon::meta& m) { lane = m.lane; });
   bus.dispatch(tt::Halt{});
   EXPECT_EQ(lane, tachyon::priority::critical);
 }
@@ -110,8 +109,8 @@ TEST(Subscription, HandlerUnsubscribingALaterHandlerStopsItForThatSameEvent) {
   tachyon::bus<tt::Events> bus{tt::manual()};
   int second_ran = 0;
   tachyon::subscription second;
-  auto first = bus.subscribe<tt::Quote>([&](const tt::Quote&) { second.unsubscribe(); },
-                                        {.order = 0});
+  auto first =
+      bus.subscribe<tt::Quote>([&](const tt::Quote&) { second.unsubscribe(); }, {.order = 0});
   second = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++second_ran; }, {.order = 1});
   bus.dispatch(tt::Quote{});
   EXPECT_EQ(second_ran, 0);

@@ -1,0 +1,61 @@
+// A fixed, single-threaded workload for perf/callgrind: each hot path is called through a
+// noinline wrapper exactly `n` times, so callgrind's inclusive count for the wrapper divided
+// by n is the instructions per operation. Deterministic: same binary, same count.
+//
+//   op_publish          bus::publish of an 8-byte event (manual mode, lane never full)
+//   op_drain            bus::poll draining 4000 events through one handler (per event: / 4000)
+//   op_dispatch         bus::dispatch with one handler, metrics on (they always are)
+//   op_enqueue_mc       the peer: moodycamel try_enqueue with a producer token
+#include <concurrentqueue/concurrentqueue.h>
+#include <tachyon/tachyon.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace {
+
+struct Ping {
+  std::uint64_t seq;
+};
+using Events = tachyon::registry<Ping>;
+using bus_t = tachyon::bus<Events>;
+
+[[gnu::noinline]] tachyon::result op_publish(bus_t& b, std::uint64_t i) {
+  return b.publish(Ping{i});
+}
+[[gnu::noinline]] std::size_t op_drain(bus_t& b) { return b.poll(); }
+[[gnu::noinline]] void op_dispatch(bus_t& b, std::uint64_t i) { b.dispatch(Ping{i}); }
+[[gnu::noinline]] bool op_enqueue_mc(moodycamel::ConcurrentQueue<Ping>& q,
+                                     moodycamel::ProducerToken& t, std::uint64_t i) {
+  return q.try_enqueue(t, Ping{i});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int rounds = argc > 1 ? std::atoi(argv[1]) : 25;
+  constexpr std::uint64_t per_round = 4000;
+  bus_t bus{
+      {.workers = 0, .lane_capacity = 4096, .overflow = tachyon::overflow::fail, .producers = 1}};
+  std::uint64_t sink = 0;
+  auto s = bus.subscribe<Ping>([&](const Ping& p) { sink += p.seq; });
+  moodycamel::ConcurrentQueue<Ping> q(4096);
+  moodycamel::ProducerToken ptok(q);
+  moodycamel::ConsumerToken ctok(q);
+  Ping buf[64];
+  std::uint64_t failures = 0;
+  for (int r = 0; r < rounds; ++r) {
+    for (std::uint64_t i = 0; i < per_round; ++i)
+      failures += op_publish(bus, i) != tachyon::result::ok;
+    if (op_drain(bus) != per_round) ++failures;
+    for (std::uint64_t i = 0; i < per_round; ++i) failures += !op_enqueue_mc(q, ptok, i);
+    while (q.try_dequeue_bulk(ctok, buf, 64) != 0) {
+    }
+    for (std::uint64_t i = 0; i < per_round; ++i) op_dispatch(bus, i);
+  }
+  std::printf("ops %llu per path, %d drains of %llu, failures %llu, sink %llu\n",
+              static_cast<unsigned long long>(rounds * per_round), rounds,
+              static_cast<unsigned long long>(per_round), static_cast<unsigned long long>(failures),
+              static_cast<unsigned long long>(sink));
+  return failures == 0 ? 0 : 1;
+}

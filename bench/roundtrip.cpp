@@ -1,0 +1,212 @@
+// The one-hop round trip, timed per operation, with tachyon and its peer interleaved.
+//
+// Google Benchmark reports one mean per repetition, and on a shared virtual machine a burst of
+// preemption during one implementation's repetitions skews a ratio of means. Here every round
+// trip is timed on its own (tachyon::clock ticks), the implementations take turns in short
+// trials, and each reports percentiles of all its samples; p50 ignores the preemptions that
+// inflate the tail. Pinning as in bench_main.cpp: publisher on the first usable CPU, consumer
+// on the second.
+//
+//   tachyon            bus with one busy_spin worker; the handler stores the sequence to a flag
+//   moodycamel_tokens  bare ConcurrentQueue, producer token, consumer token, bulk dequeue of 64,
+//                      a spinning consumer that stores the sequence to the flag; the element is
+//                      the user's 8-byte event
+//   moodycamel_64B     the same, with a 64-byte cache-line element: the size of tachyon's
+//                      envelope (32-byte header + 32 bytes of payload). The gap between the two
+//                      moodycamel rows is what carrying the envelope costs; the gap between
+//                      this row and tachyon's is what the rest of tachyon costs.
+//
+// Usage: tachyon_roundtrip [trials=15] [round_trips_per_trial=20000] [--json FILE]
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <concurrentqueue/concurrentqueue.h>
+#include <tachyon/tachyon.hpp>
+
+namespace {
+
+struct Ping {
+  std::uint64_t seq;
+};
+struct alignas(64) Ping64 {
+  std::uint64_t seq;
+  char pad[56];
+};
+static_assert(sizeof(Ping64) == sizeof(tachyon::detail::envelope));
+using Events = tachyon::registry<Ping>;
+
+std::vector<int> usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+void pin_this_thread(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/// Times `n` round trips of `hop(seq)` (publish and spin until the flag shows seq).
+template <class Hop>
+void time_round_trips(std::vector<std::uint64_t>& out, std::uint64_t& seq, std::size_t warmup,
+                      std::size_t n, Hop&& hop) {
+  for (std::size_t i = 0; i < warmup; ++i) hop(++seq);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t t0 = tachyon::clock::now();
+    hop(++seq);
+    out.push_back(tachyon::clock::now() - t0);
+  }
+}
+
+void trial_tachyon(std::vector<std::uint64_t>& out, std::size_t n, int consumer_cpu) {
+  tachyon::config cfg{.workers = 1,
+                      .lane_capacity = 1024,
+                      .batch = 64,
+                      .wait = tachyon::wait_strategy::busy_spin,
+                      .overflow = tachyon::overflow::block,
+                      .producers = 1};
+  if (consumer_cpu >= 0) cfg.cpus = {consumer_cpu};
+  tachyon::bus<Events> bus{cfg};
+  alignas(64) std::atomic<std::uint64_t> flag{0};
+  auto s =
+      bus.subscribe<Ping>([&](const Ping& p) { flag.store(p.seq, std::memory_order_release); });
+  std::uint64_t seq = 0;
+  time_round_trips(out, seq, n / 10, n, [&](std::uint64_t q) {
+    if (bus.publish(Ping{q}) != tachyon::result::ok) std::abort();
+    while (flag.load(std::memory_order_acquire) != q) {
+    }
+  });
+}
+
+template <class Element>
+void trial_moodycamel(std::vector<std::uint64_t>& out, std::size_t n, int consumer_cpu) {
+  moodycamel::ConcurrentQueue<Element> q(1024);
+  alignas(64) std::atomic<std::uint64_t> flag{0};
+  alignas(64) std::atomic<bool> done{false};
+  std::thread consumer([&] {
+    pin_this_thread(consumer_cpu);
+    moodycamel::ConsumerToken ctok(q);
+    Element buf[64];
+    while (!done.load(std::memory_order_relaxed)) {
+      const std::size_t k = q.try_dequeue_bulk(ctok, buf, 64);
+      for (std::size_t i = 0; i < k; ++i) flag.store(buf[i].seq, std::memory_order_release);
+    }
+  });
+  moodycamel::ProducerToken ptok(q);
+  std::uint64_t seq = 0;
+  time_round_trips(out, seq, n / 10, n, [&](std::uint64_t s) {
+    Element e{};
+    e.seq = s;
+    if (!q.enqueue(ptok, e)) std::abort();
+    while (flag.load(std::memory_order_acquire) != s) {
+    }
+  });
+  done = true;
+  consumer.join();
+}
+
+struct summary {
+  std::string name;
+  std::size_t samples;
+  double p50, p90, p99, p999, max;
+};
+
+summary summarise(const std::string& name, std::vector<std::uint64_t>& ticks) {
+  std::sort(ticks.begin(), ticks.end());
+  const double k = tachyon::clock::ns_per_tick();
+  auto pct = [&](double p) {
+    const auto i = static_cast<std::size_t>(p * static_cast<double>(ticks.size() - 1));
+    return static_cast<double>(ticks[i]) * k;
+  };
+  return {name,
+          ticks.size(),
+          pct(0.50),
+          pct(0.90),
+          pct(0.99),
+          pct(0.999),
+          static_cast<double>(ticks.back()) * k};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int trials = 15;
+  std::size_t per_trial = 20000;
+  const char* json = nullptr;
+  int positional = 0;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+      json = argv[++i];
+    } else if (positional++ == 0) {
+      trials = std::max(1, std::atoi(argv[i]));
+    } else {
+      per_trial = std::max<std::size_t>(100, std::strtoull(argv[i], nullptr, 10));
+    }
+  }
+  const auto cpus = usable_cpus();
+  const int producer_cpu = cpus.empty() ? -1 : cpus[0];
+  const int consumer_cpu = cpus.size() < 2 ? -1 : cpus[1];
+  pin_this_thread(producer_cpu);
+
+  std::vector<std::uint64_t> samples[3];
+  for (auto& v : samples) v.reserve(static_cast<std::size_t>(trials) * per_trial);
+  using trial_fn = void (*)(std::vector<std::uint64_t>&, std::size_t, int);
+  const trial_fn runs[3] = {trial_tachyon, trial_moodycamel<Ping>, trial_moodycamel<Ping64>};
+  for (int t = 0; t < trials; ++t)  // rotate the order, so drift hits every row alike
+    for (int k = 0; k < 3; ++k) {
+      const int i = (t + k) % 3;
+      runs[i](samples[i], per_trial, consumer_cpu);
+    }
+  const summary rows[] = {summarise("tachyon_busy_spin", samples[0]),
+                          summarise("moodycamel_tokens", samples[1]),
+                          summarise("moodycamel_64B", samples[2])};
+
+  std::printf(
+      "one-hop round trip, publisher cpu %d, consumer cpu %d, %d interleaved trials x %zu "
+      "round trips, clock %s\n",
+      producer_cpu, consumer_cpu, trials, per_trial,
+      tachyon::clock::detail::use_tsc ? "TSC" : "steady_clock");
+  std::printf("%-20s %10s %10s %10s %10s %10s %10s\n", "impl", "samples", "p50 ns", "p90 ns",
+              "p99 ns", "p99.9 ns", "max ns");
+  for (const auto& r : rows)
+    std::printf("%-20s %10zu %10.0f %10.0f %10.0f %10.0f %10.0f\n", r.name.c_str(), r.samples,
+                r.p50, r.p90, r.p99, r.p999, r.max);
+  for (int peer = 1; peer < 3; ++peer)
+    std::printf("ratio tachyon / %s: p50 %.3f, p90 %.3f, p99 %.3f\n", rows[peer].name.c_str(),
+                rows[0].p50 / rows[peer].p50, rows[0].p90 / rows[peer].p90,
+                rows[0].p99 / rows[peer].p99);
+  if (json != nullptr) {
+    if (FILE* f = std::fopen(json, "w")) {
+      std::fprintf(f,
+                   "{\"producer_cpu\":%d,\"consumer_cpu\":%d,\"trials\":%d,\"per_trial\":%zu,"
+                   "\"results\":[",
+                   producer_cpu, consumer_cpu, trials, per_trial);
+      for (std::size_t i = 0; i < 3; ++i)
+        std::fprintf(f,
+                     "%s{\"name\":\"%s\",\"samples\":%zu,\"p50_ns\":%.1f,\"p90_ns\":%.1f,"
+                     "\"p99_ns\":%.1f,\"p999_ns\":%.1f,\"max_ns\":%.1f}",
+                     i ? "," : "", rows[i].name.c_str(), rows[i].samples, rows[i].p50, rows[i].p90,
+                     rows[i].p99, rows[i].p999, rows[i].max);
+      std::fprintf(f, "]}\n");
+      std::fclose(f);
+    }
+  }
+  return 0;
+}
