@@ -2,10 +2,14 @@
 //
 // Google Benchmark reports one mean per repetition, and on a shared virtual machine a burst of
 // preemption during one implementation's repetitions skews a ratio of means. Here every round
-// trip is timed on its own (tachyon::clock ticks), the implementations take turns in short
-// trials, and each reports percentiles of all its samples; p50 ignores the preemptions that
-// inflate the tail. Pinning as in bench_main.cpp: publisher on the first usable CPU, consumer
-// on the second.
+// trip is timed on its own (tachyon::clock ticks), and the implementations take turns in short
+// trials: a round is one trial of each, back to back. Each row reports percentiles of all its
+// samples. The ratio is paired: per round, tachyon's p50 over the peer's p50 in that round,
+// and the median of those over all rounds. Pairing matters here: this machine's cross-core
+// latency jumps between modes (about 300 ns and 750 ns round trips were both seen) as the
+// hypervisor moves the virtual CPUs, and pooled percentiles then mix modes in different
+// proportions. Pinning as in bench_main.cpp: publisher on the first usable CPU, consumer on
+// the second.
 //
 //   tachyon            bus with one busy_spin worker; the handler stores the sequence to a flag
 //   moodycamel_tokens  bare ConcurrentQueue, producer token, consumer token, bulk dequeue of 64,
@@ -16,7 +20,7 @@
 //                      moodycamel rows is what carrying the envelope costs; the gap between
 //                      this row and tachyon's is what the rest of tachyon costs.
 //
-// Usage: tachyon_roundtrip [trials=15] [round_trips_per_trial=20000] [--json FILE]
+// Usage: tachyon_roundtrip [rounds=31] [round_trips_per_trial=10000] [--json FILE]
 #include <pthread.h>
 #include <sched.h>
 
@@ -147,15 +151,15 @@ summary summarise(const std::string& name, std::vector<std::uint64_t>& ticks) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int trials = 15;
-  std::size_t per_trial = 20000;
+  int rounds = 31;
+  std::size_t per_trial = 10000;
   const char* json = nullptr;
   int positional = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
       json = argv[++i];
     } else if (positional++ == 0) {
-      trials = std::max(1, std::atoi(argv[i]));
+      rounds = std::max(1, std::atoi(argv[i]));
     } else {
       per_trial = std::max<std::size_t>(100, std::strtoull(argv[i], nullptr, 10));
     }
@@ -166,38 +170,57 @@ int main(int argc, char** argv) {
   pin_this_thread(producer_cpu);
 
   std::vector<std::uint64_t> samples[3];
-  for (auto& v : samples) v.reserve(static_cast<std::size_t>(trials) * per_trial);
+  for (auto& v : samples) v.reserve(static_cast<std::size_t>(rounds) * per_trial);
   using trial_fn = void (*)(std::vector<std::uint64_t>&, std::size_t, int);
   const trial_fn runs[3] = {trial_tachyon, trial_moodycamel<Ping>, trial_moodycamel<Ping64>};
-  for (int t = 0; t < trials; ++t)  // rotate the order, so drift hits every row alike
+  std::vector<double> paired[3];  // per round: tachyon p50 / peer p50
+  auto p50_of_last = [&](const std::vector<std::uint64_t>& v) {
+    std::vector<std::uint64_t> last(v.end() - static_cast<std::ptrdiff_t>(per_trial), v.end());
+    std::nth_element(last.begin(), last.begin() + static_cast<std::ptrdiff_t>(per_trial / 2),
+                     last.end());
+    return static_cast<double>(last[per_trial / 2]);
+  };
+  for (int t = 0; t < rounds; ++t) {  // rotate the order, so drift hits every row alike
     for (int k = 0; k < 3; ++k) {
       const int i = (t + k) % 3;
       runs[i](samples[i], per_trial, consumer_cpu);
     }
+    const double mine = p50_of_last(samples[0]);
+    for (int peer = 1; peer < 3; ++peer) paired[peer].push_back(mine / p50_of_last(samples[peer]));
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
   const summary rows[] = {summarise("tachyon_busy_spin", samples[0]),
                           summarise("moodycamel_tokens", samples[1]),
                           summarise("moodycamel_64B", samples[2])};
 
   std::printf(
-      "one-hop round trip, publisher cpu %d, consumer cpu %d, %d interleaved trials x %zu "
-      "round trips, clock %s\n",
-      producer_cpu, consumer_cpu, trials, per_trial,
+      "one-hop round trip, publisher cpu %d, consumer cpu %d, %d rounds x %zu round trips per "
+      "implementation, clock %s\n",
+      producer_cpu, consumer_cpu, rounds, per_trial,
       tachyon::clock::detail::use_tsc ? "TSC" : "steady_clock");
   std::printf("%-20s %10s %10s %10s %10s %10s %10s\n", "impl", "samples", "p50 ns", "p90 ns",
               "p99 ns", "p99.9 ns", "max ns");
   for (const auto& r : rows)
     std::printf("%-20s %10zu %10.0f %10.0f %10.0f %10.0f %10.0f\n", r.name.c_str(), r.samples,
                 r.p50, r.p90, r.p99, r.p999, r.max);
-  for (int peer = 1; peer < 3; ++peer)
-    std::printf("ratio tachyon / %s: p50 %.3f, p90 %.3f, p99 %.3f\n", rows[peer].name.c_str(),
-                rows[0].p50 / rows[peer].p50, rows[0].p90 / rows[peer].p90,
-                rows[0].p99 / rows[peer].p99);
+  for (int peer = 1; peer < 3; ++peer) {
+    auto sorted = paired[peer];
+    std::sort(sorted.begin(), sorted.end());
+    std::printf("ratio tachyon / %s, paired p50 over %d rounds: median %.3f (min %.3f, max %.3f)\n",
+                rows[peer].name.c_str(), rounds, median(paired[peer]), sorted.front(),
+                sorted.back());
+  }
   if (json != nullptr) {
     if (FILE* f = std::fopen(json, "w")) {
       std::fprintf(f,
-                   "{\"producer_cpu\":%d,\"consumer_cpu\":%d,\"trials\":%d,\"per_trial\":%zu,"
+                   "{\"producer_cpu\":%d,\"consumer_cpu\":%d,\"rounds\":%d,\"per_trial\":%zu,"
+                   "\"paired_p50_ratio\":{\"moodycamel_tokens\":%.4f,\"moodycamel_64B\":%.4f},"
                    "\"results\":[",
-                   producer_cpu, consumer_cpu, trials, per_trial);
+                   producer_cpu, consumer_cpu, rounds, per_trial, median(paired[1]),
+                   median(paired[2]));
       for (std::size_t i = 0; i < 3; ++i)
         std::fprintf(f,
                      "%s{\"name\":\"%s\",\"samples\":%zu,\"p50_ns\":%.1f,\"p90_ns\":%.1f,"

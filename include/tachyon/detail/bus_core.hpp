@@ -123,6 +123,10 @@ struct thread_context {
   envelope* drain_buffer = nullptr;
   std::uint32_t drain_buffer_size = 0;
   std::array<std::uint64_t, priority_count> released_seen{};  // per lane, see lane
+  // Hot lane (consumers): the lane last drained, polled without its hint for a while; see
+  // bus_core::drain_batch. hot_lane == priority_count: none.
+  unsigned hot_lane = priority_count;
+  std::uint32_t hot_misses = 0;
   std::array<std::optional<moodycamel::ProducerToken>, priority_count> producer;
   std::array<std::optional<moodycamel::ConsumerToken>, priority_count> consumer;
 
