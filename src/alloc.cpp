@@ -16,6 +16,12 @@ thread_local std::uint64_t allocations = 0;
 }
 
 void* allocate(std::size_t size, std::size_t align) {
+  void* p = allocate_or_null(size, align);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+void* allocate_or_null(std::size_t size, std::size_t align) noexcept {
   ++allocations;
 #if TACHYON_USE_MIMALLOC
   void* p = mi_malloc_aligned(size, align);
@@ -24,7 +30,6 @@ void* allocate(std::size_t size, std::size_t align) {
   void* p = nullptr;
   if (posix_memalign(&p, align, size == 0 ? 1 : size) != 0) p = nullptr;
 #endif
-  if (p == nullptr) throw std::bad_alloc();
   return p;
 }
 

@@ -17,6 +17,10 @@
 namespace tachyon::detail {
 
 constinit thread_local tls_cache_entry tls_last_context{};
+/// Set once this thread's registry of contexts is destroyed (at thread exit; for the main
+/// thread, before static objects are): a bus used after that, say a static one stopping in
+/// its destructor, gets a context of its own that is never handed to another thread.
+constinit thread_local bool tls_registry_gone = false;
 
 /// Shared by the bus and (weakly) by every thread's context cache, so that a thread that ends
 /// after its bus is gone does not touch freed memory, and one that ends before hands its
@@ -46,6 +50,7 @@ struct tls_registry {
   std::vector<entry> entries;
 
   ~tls_registry() {
+    tls_registry_gone = true;
     tls_last_context = {};
     for (auto& e : entries) {
       if (auto a = e.anchor.lock()) {
@@ -105,14 +110,13 @@ bus_core::bus_core(const config& cfg, type_table types, void* typed_bus)
 }
 
 bus_core::~bus_core() {
-  stop(stopping() ? stop_mode::discard : stop_mode::drain);
+  stop(stop_mode::drain);  // a discard asked for earlier (discarding_) still wins
   {
     std::lock_guard g(anchor_->m);
     anchor_->core = nullptr;
   }
   if (tls_last_context.bus_id == id_) tls_last_context = {};
-  for (auto& r : retired_) r.deleter(r.p);
-  retired_.clear();
+  free_garbage(retired_);
   // Contexts hold moodycamel tokens: they go before the lanes (members, destroyed after this).
   for (auto* c = contexts_.exchange(nullptr); c != nullptr;) {
     auto* next = c->next;
@@ -122,6 +126,8 @@ bus_core::~bus_core() {
 }
 
 thread_context& bus_core::context_slow() {
+  if (tls_registry_gone) [[unlikely]]
+    return *acquire_context();  // stays owned: nobody would hand it back
   auto& entries = tls_contexts.entries;
   for (auto& e : entries) {
     if (e.bus_id == id_) {
@@ -312,21 +318,25 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
   return 0;
 }
 
-std::size_t bus_core::run_once() { return poll(cfg_.batch); }
-
-std::size_t bus_core::poll(std::size_t max_events) {
+thread_context& bus_core::manual_context() {
   thread_context& ctx = context();
   if (ctx.depth > 0)
     throw std::logic_error(
         "tachyon::bus::poll/run_once called from inside a handler of the same bus; a handler "
         "must not drain the bus that is running it");
   ensure_buffer(ctx);
+  return ctx;
+}
+
+std::size_t bus_core::run_once() { return drain_batch(manual_context(), cfg_.batch); }
+
+std::size_t bus_core::poll(std::size_t max_events) {
+  thread_context& ctx = manual_context();
   std::size_t total = 0;
   while (total < max_events) {
     const std::size_t n = drain_batch(ctx, std::min<std::size_t>(cfg_.batch, max_events - total));
     if (n == 0) break;
     total += n;
-    if (max_events == cfg_.batch) break;  // run_once: one batch only
   }
   return total;
 }
@@ -377,6 +387,14 @@ result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type, st
       if (try_reserve(ctx, l)) return result::ok;
       return refuse(result::full);
     }
+  }
+}
+
+void bus_core::make_producer_token(thread_context& ctx, unsigned l) {
+  ctx.producer[l].emplace(lanes_[l].queue);
+  if (!ctx.producer[l]->valid()) {  // moodycamel could not allocate the producer
+    ctx.producer[l].reset();
+    throw std::bad_alloc();
   }
 }
 
@@ -457,8 +475,10 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
 void bus_core::synchronize() {
   // Readers announce the epoch they saw on entry; one that entered before the table swap
   // announced an epoch < target (see enter_dispatch for the ordering argument).
+  const thread_context* self = &context();
   const std::uint64_t target = epoch_.fetch_add(1, std::memory_order_seq_cst) + 1;
-  for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+  for (auto* c = contexts_.load(std::memory_order_seq_cst); c != nullptr; c = c->next) {
+    if (c == self) continue;
     for (unsigned spins = 0;; ++spins) {
       const std::uint64_t e = c->reader_epoch.load(std::memory_order_seq_cst);
       if (e == 0 || e >= target) break;
@@ -476,16 +496,16 @@ void bus_core::retire(void* p, void (*deleter)(void*)) {
   retired_.push_back({p, deleter, epoch_.fetch_add(1, std::memory_order_seq_cst) + 1});
 }
 
-void bus_core::reclaim() {
+void bus_core::reclaim(garbage& out) {
   if (retired_.empty()) return;
   std::uint64_t oldest_reader = UINT64_MAX;
-  for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+  for (auto* c = contexts_.load(std::memory_order_seq_cst); c != nullptr; c = c->next) {
     const std::uint64_t e = c->reader_epoch.load(std::memory_order_seq_cst);
     if (e != 0) oldest_reader = std::min(oldest_reader, e);
   }
   std::erase_if(retired_, [&](const retired& r) {
     if (r.epoch > oldest_reader) return false;
-    r.deleter(r.p);
+    out.push_back(r);
     return true;
   });
 }

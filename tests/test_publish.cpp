@@ -347,3 +347,15 @@ TEST(Stop, DestructorDrains) {
   }
   EXPECT_EQ(seen.size(), 1u);
 }
+
+TEST(Publish, PollKeepsGoingAcrossLanesUpToMaxEvents) {
+  tachyon::bus<tt::Events> bus{tt::manual(1024, 4)};
+  recorder rec(bus);
+  ASSERT_EQ(bus.publish(tt::Halt{1}), result::ok);
+  ASSERT_EQ(bus.publish(tt::Halt{2}), result::ok);
+  for (std::uint32_t i = 0; i < 5; ++i) ASSERT_EQ(bus.publish(tt::Quote{i, 0, 0}), result::ok);
+  // max_events equal to the batch, but the first batch (the critical lane) holds only two.
+  EXPECT_EQ(bus.poll(4), 4u);
+  EXPECT_EQ(rec.seen, (strings{"H1", "H2", "Q0", "Q1"}));
+  EXPECT_EQ(bus.poll(), 3u);
+}

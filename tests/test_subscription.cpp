@@ -168,3 +168,27 @@ TEST(Subscription, SubscribeFromAnotherThreadWhileWorkersDispatch) {
   EXPECT_GE(ran.load(), 50 * 51 / 2);
   EXPECT_LE(ran.load(), 50 * 50);
 }
+
+TEST(Subscription, HandlerOwningAnotherHandleIsFreedWithoutDeadlock) {
+  int ran = 0;
+  {
+    tachyon::bus<tt::Events> bus{tt::manual()};
+    auto inner = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++ran; });
+    // The Order handler owns the Quote handle: destroying the handler unsubscribes Quote.
+    auto outer = bus.subscribe<tt::Order>([h = std::move(inner)](const tt::Order&) {});
+    bus.dispatch(tt::Quote{});
+    outer.detach();
+  }  // ~bus frees the Order handler, whose captured handle must not call back into the bus
+  EXPECT_EQ(ran, 1);
+}
+
+TEST(Subscription, UnsubscribingAHandlerThatOwnsAHandleFreesBoth) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  int quote_ran = 0;
+  auto inner = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++quote_ran; });
+  auto outer = bus.subscribe<tt::Order>([h = std::move(inner)](const tt::Order&) {});
+  bus.dispatch(tt::Quote{});
+  outer.unsubscribe();  // runs the captured handle's destructor: Quote goes too
+  bus.dispatch(tt::Quote{});
+  EXPECT_EQ(quote_ran, 1);
+}

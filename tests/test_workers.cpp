@@ -197,3 +197,58 @@ TEST(Workers, BlockedPublisherIsReleasedByStop) {
   stopper.join();
   EXPECT_EQ(blocked, result::stopped);
 }
+
+TEST(Workers, StopFromAHandlerStillDrainsWhenTheBusIsDestroyed) {
+  std::atomic<int> quotes{0};
+  std::atomic<bool> entered{false}, release{false};
+  std::thread releaser;
+  {
+    tachyon::bus<tt::Events> bus{{.workers = 1, .lane_capacity = 64, .batch = 1}};
+    auto halt = bus.subscribe<tt::Halt>([&](const tt::Halt&) { (void)bus.stop(); });
+    auto quote = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
+      entered = true;
+      while (!release.load()) std::this_thread::yield();
+      quotes.fetch_add(1);
+    });
+    for (int i = 0; i < 10; ++i) ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+    ASSERT_EQ(bus.publish(tt::Halt{}), result::ok);
+    ASSERT_TRUE(tt::eventually([&] { return entered.load(); }));
+    releaser = std::thread([&] {
+      std::this_thread::sleep_for(10ms);  // lets the destructor begin first (the test's power)
+      release = true;
+    });
+    halt.detach();
+    quote.detach();
+  }  // the destructor: the handler asked for a drain, so all ten quotes run
+  releaser.join();
+  EXPECT_EQ(quotes.load(), 10);
+}
+
+TEST(Workers, UnsubscribeFromAnotherHandlerWaitsForTheOtherWorker) {
+  tachyon::bus<tt::Events> bus{{.workers = 2, .lane_capacity = 64, .batch = 1}};
+  std::atomic<bool> b_entered{false}, b_running{false}, release{false}, a_unsubscribing{false};
+  std::atomic<bool> a_returned{false};
+  bool running_at_return = true;
+  tachyon::subscription b = bus.subscribe<tt::Order>([&](const tt::Order&) {
+    b_running = true;
+    b_entered = true;
+    while (!release.load()) std::this_thread::yield();
+    b_running = false;
+  });
+  auto a = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
+    a_unsubscribing = true;
+    b.unsubscribe();  // B runs on the other worker: this must wait for it
+    running_at_return = b_running.load();
+    a_returned = true;
+  });
+  ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return b_entered.load(); }));
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);  // the free worker takes it
+  ASSERT_TRUE(tt::eventually([&] { return a_unsubscribing.load(); }));
+  std::this_thread::sleep_for(20ms);  // gives a broken unsubscribe time to return early
+  EXPECT_FALSE(a_returned.load());
+  release = true;
+  ASSERT_TRUE(tt::eventually([&] { return a_returned.load(); }));
+  EXPECT_FALSE(running_at_return);
+  bus.stop();
+}

@@ -81,7 +81,7 @@ struct handler_list {
     call_fn call;
     subscription_state* state;
   };
-  std::vector<entry> entries;  // immutable once published; sorted by state->order_key
+  std::vector<entry> entries;  // immutable once published; sorted by subscription_state::before
 };
 
 template <class T, class F>
@@ -125,19 +125,26 @@ class bus {
   /// stop(stop_mode::drain) unless stopped already, then frees the handler tables. Handles
   /// that outlive the bus become inert.
   ~bus() {
-    core_.stop(core_.stopping() ? stop_mode::discard : stop_mode::drain);
-    std::lock_guard lock(core_.subscription_mutex());
-    Registry::for_each_type([this]<class T, std::size_t I>() {
-      auto* list = static_cast<detail::handler_list<T>*>(
-          tables_[I].exchange(nullptr, std::memory_order_acq_rel));
-      if (!list) return;
-      for (auto& e : list->entries) {
-        e.state->owner.store(nullptr, std::memory_order_release);
-        e.state->live.store(false, std::memory_order_release);
-        e.state->release();
-      }
-      delete list;
-    });
+    core_.stop(stop_mode::drain);  // a discard asked for earlier still wins
+    // Two phases: first make every handle inert (so a handler's destructor that owns another
+    // handle does not call back into this bus), then, outside the lock, let them go.
+    std::vector<std::pair<void*, void (*)(void*)>> lists;
+    std::vector<detail::subscription_state*> states;
+    {
+      std::lock_guard lock(core_.subscription_mutex());
+      Registry::for_each_type([&]<class T, std::size_t I>() {
+        void* list = tables_[I].exchange(nullptr, std::memory_order_acq_rel);
+        if (list == nullptr) return;
+        for (auto& e : static_cast<detail::handler_list<T>*>(list)->entries) {
+          e.state->owner.store(nullptr, std::memory_order_release);
+          e.state->live.store(false, std::memory_order_release);
+          states.push_back(e.state);
+        }
+        lists.emplace_back(list, &delete_list<T>);
+      });
+    }
+    for (auto* st : states) st->release();
+    for (auto& [list, deleter] : lists) deleter(list);
   }
 
   bus(const bus&) = delete;
@@ -197,30 +204,30 @@ class bus {
                   "f(const T&, const tachyon::meta&)");
     constexpr std::size_t index = Registry::template index_of<T>();
     using node_t = detail::handler_node<T, std::decay_t<F>>;
-    auto* node = new node_t(std::forward<F>(handler), std::move(opts.filter));
+    using list_t = detail::handler_list<T>;
+    auto node = std::make_unique<node_t>(std::forward<F>(handler), std::move(opts.filter));
     node->owner.store(&core_, std::memory_order_relaxed);
     node->remove = &remove_handler<T, index>;
+    node->order = opts.order;
+    detail::bus_core::garbage garbage;
     {
       std::lock_guard lock(core_.subscription_mutex());
-      // order first (biased so negative orders sort first), then subscription sequence
-      node->order_key =
-          (static_cast<std::uint64_t>(static_cast<std::uint32_t>(opts.order) ^ 0x8000'0000u)
-           << 32) |
-          (next_subscription_++ & 0xffff'ffffu);
+      node->sequence = next_subscription_++;
       auto* old = list_of<T, index>();
-      auto* next = new detail::handler_list<T>();
+      auto next = std::make_unique<list_t>();
+      if (old) next->entries.reserve(old->entries.size() + 1);
       if (old) next->entries = old->entries;
-      const typename detail::handler_list<T>::entry e{&node_t::call, node};
-      next->entries.insert(std::upper_bound(next->entries.begin(), next->entries.end(), e,
-                                            [](const auto& a, const auto& b) {
-                                              return a.state->order_key < b.state->order_key;
-                                            }),
-                           e);
-      tables_[index].store(next, std::memory_order_seq_cst);
+      const typename list_t::entry e{&node_t::call, node.get()};
+      next->entries.insert(
+          std::upper_bound(next->entries.begin(), next->entries.end(), e,
+                           [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
+          e);
+      core_.reclaim(garbage);  // before retiring `old`, so that nothing below can throw
+      tables_[index].store(next.release(), std::memory_order_seq_cst);
       if (old) core_.retire(old, &delete_list<T>);
-      core_.reclaim();
     }
-    return subscription(node);
+    detail::bus_core::free_garbage(garbage);
+    return subscription(node.release());
   }
 
   // ---- dispatch --------------------------------------------------------------------------------
@@ -335,32 +342,45 @@ class bus {
   }
   static void release_state(void* p) { static_cast<detail::subscription_state*>(p)->release(); }
 
-  /// subscription::unsubscribe() lands here.
+  /// subscription::unsubscribe() lands here. Never throws: if memory for the new table runs
+  /// out, the handler stays in the table but is marked dead (skipped) until the bus goes.
   template <class T, std::size_t I>
-  static void remove_handler(detail::bus_core* core, detail::subscription_state* s) {
+  static void remove_handler(detail::bus_core* core, detail::subscription_state* s) noexcept {
     auto& b = *static_cast<bus*>(core->typed_bus());
-    detail::handler_list<T>* old;
+    detail::handler_list<T>* old = nullptr;
     {
       std::lock_guard lock(core->subscription_mutex());
-      if (!s->live.exchange(false, std::memory_order_acq_rel)) return;  // already removed
-      old = b.template list_of<T, I>();
-      auto* next = new detail::handler_list<T>();
-      next->entries.reserve(old->entries.size() - 1);
-      for (const auto& e : old->entries)
-        if (e.state != s) next->entries.push_back(e);
-      b.tables_[I].store(next, std::memory_order_seq_cst);
-      if (core->inside_dispatch()) {
-        // Inside a handler: waiting could deadlock. Free both once no dispatch can see them.
-        core->retire(old, &delete_list<T>);
-        core->retire(s, &release_state);
-        core->reclaim();
-        return;
+      if (!s->live.exchange(false, std::memory_order_seq_cst)) return;  // already removed
+      try {
+        old = b.template list_of<T, I>();
+        auto next = std::make_unique<detail::handler_list<T>>();
+        next->entries.reserve(old->entries.size() - 1);
+        for (const auto& e : old->entries)
+          if (e.state != s) next->entries.push_back(e);
+        b.tables_[I].store(next.release(), std::memory_order_seq_cst);
+      } catch (...) {
+        old = nullptr;  // out of memory: the table keeps the dead entry
       }
     }
     // Outside the lock, so that handlers may subscribe while we wait for them.
-    core->synchronize();
-    delete old;
-    s->release();  // the table's reference
+    core->synchronize();  // every other thread: not running it, and will not start it again
+    if (old == nullptr) return;
+    if (!core->inside_dispatch()) {
+      delete old;
+      s->release();  // the table's reference
+      return;
+    }
+    // This thread is inside a dispatch of this bus (perhaps of this very handler, perhaps
+    // iterating `old`): free both once it has left.
+    detail::bus_core::garbage garbage;
+    try {
+      std::lock_guard lock(core->subscription_mutex());
+      core->retire(old, &delete_list<T>);
+      core->retire(s, &release_state);
+      core->reclaim(garbage);
+    } catch (...) {  // out of memory: leak them rather than free what may be in use
+    }
+    detail::bus_core::free_garbage(garbage);
   }
 
   template <std::size_t... I>

@@ -1,13 +1,17 @@
 // tachyon/subscription.hpp — the RAII handle of one subscribed handler.
 //
 // Destroying the handle, or calling unsubscribe(), removes the handler. When the call returns
-// the handler is not running on any thread and will never run again — except when it is
-// called from inside a handler of the same bus (on a worker, or in poll()/dispatch()): then
-// it does not wait (that could deadlock), the handler will not start again on any thread,
-// but an invocation that another thread had already begun may still be finishing.
+// the handler is not running on any other thread and will never start again on any thread.
+// The one exception is the calling thread itself: called from inside a handler (the handler
+// being removed, or another one of the same bus), unsubscribe() cannot wait for the
+// invocation it is part of; that invocation finishes normally, and the memory of the removed
+// handler is freed only after it has. It does wait for the other threads, so two handlers
+// that unsubscribe each other at the same moment on two workers would wait for each other
+// forever: don't build such cycles (flag the other side instead).
 //
 // Thread-safety: one handle must not be used by two threads at once; different handles may.
-// A handle may outlive its bus: once the bus is gone, unsubscribe() does nothing.
+// A handle may outlive its bus, once the bus's destruction has finished (then unsubscribe()
+// does nothing); destroying a bus while another thread unsubscribes from it is a race.
 #pragma once
 
 #include <atomic>
@@ -26,8 +30,14 @@ struct subscription_state {
   std::atomic<std::uint32_t> refs{2};     // the handle's and the table's
   std::atomic<bool> live{true};           // false once unsubscribed (checked before each call)
   std::atomic<bus_core*> owner{nullptr};  // null once the bus is gone
-  void (*remove)(bus_core*, subscription_state*) = nullptr;  // the typed unsubscribe
-  std::uint64_t order_key = 0;  // (order, subscription sequence), sortable
+  void (*remove)(bus_core*, subscription_state*) noexcept = nullptr;  // the typed unsubscribe
+  int order = 0;                                                      // subscribe_options::order
+  std::uint64_t sequence = 0;  // subscription order within the bus
+
+  /// Handlers run in ascending order, then in subscription order.
+  bool before(const subscription_state& o) const noexcept {
+    return order != o.order ? order < o.order : sequence < o.sequence;
+  }
 
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;

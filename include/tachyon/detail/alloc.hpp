@@ -11,6 +11,10 @@ namespace tachyon::detail {
 /// Allocates `size` bytes aligned to `align` (a power of two). Throws std::bad_alloc.
 void* allocate(std::size_t size, std::size_t align);
 
+/// allocate() that returns null instead of throwing: moodycamel's Traits::malloc contract
+/// (it treats null as "could not allocate" and fails the enqueue cleanly).
+void* allocate_or_null(std::size_t size, std::size_t align) noexcept;
+
 /// Frees what allocate() returned; null is a no-op.
 void deallocate(void* p) noexcept;
 

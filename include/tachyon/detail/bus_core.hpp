@@ -45,7 +45,7 @@ inline constexpr std::size_t cache_line = 64;
 struct lane_traits : moodycamel::ConcurrentQueueDefaultTraits {
   static constexpr std::size_t BLOCK_SIZE = 64;
   static constexpr std::size_t INITIAL_IMPLICIT_PRODUCER_HASH_SIZE = 0;
-  static void* malloc(std::size_t n) { return allocate(n, alignof(std::max_align_t)); }
+  static void* malloc(std::size_t n) { return allocate_or_null(n, alignof(std::max_align_t)); }
   static void free(void* p) { deallocate(p); }
 };
 
@@ -185,6 +185,7 @@ class alignas(cache_line) bus_core {
   result publish(unsigned l, std::uint16_t type, std::uint64_t correlation, Fill&& fill) {
     thread_context& ctx = context();
     lane& ln = lanes_[l];
+    moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before reserving
     if (!try_reserve(ctx, l)) [[unlikely]] {
       const result r = on_full(ctx, l, type, 1);
       if (r != result::ok) return r;
@@ -201,7 +202,7 @@ class alignas(cache_line) bus_core {
       unreserve(ln, 1);
       throw;
     }
-    if (!ln.queue.try_enqueue(producer_token(ctx, l), env)) [[unlikely]]
+    if (!ln.queue.try_enqueue(token, env)) [[unlikely]]
       enqueue_growing(ctx, ln, &env, 1);
     commit(ctx, l, type, 1);
     return result::ok;
@@ -220,6 +221,7 @@ class alignas(cache_line) bus_core {
     constexpr std::uint32_t chunk = 64;
     thread_context& ctx = context();
     lane& ln = lanes_[l];
+    moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before reserving
     bulk_outcome out;
     envelope buf[chunk];  // 4 KiB of stack
     std::size_t i = 0;
@@ -254,7 +256,7 @@ class alignas(cache_line) bus_core {
         unreserve(ln, k);
         throw;
       }
-      if (!ln.queue.try_enqueue_bulk(producer_token(ctx, l), buf, k)) [[unlikely]]
+      if (!ln.queue.try_enqueue_bulk(token, buf, k)) [[unlikely]]
         enqueue_growing(ctx, ln, buf, k);
       commit(ctx, l, type, k);
       out.queued += k;
@@ -265,9 +267,10 @@ class alignas(cache_line) bus_core {
 
   /// This thread's moodycamel producer in lane l, made on its first publish there: a lane has
   /// producers only for threads that publish into it, which keeps its dequeue scan short.
+  /// Throws std::bad_alloc if moodycamel cannot allocate the producer.
   moodycamel::ProducerToken& producer_token(thread_context& ctx, unsigned l) {
     if (!ctx.producer[l]) [[unlikely]]
-      ctx.producer[l].emplace(lanes_[l].queue);
+      make_producer_token(ctx, l);
     return *ctx.producer[l];
   }
 
@@ -335,6 +338,7 @@ class alignas(cache_line) bus_core {
   /// try_enqueue failed: more publishing threads than config::producers. Allocates; counted
   /// in lane_allocations. Throws std::bad_alloc (after releasing the events) if that fails.
   void enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, std::uint32_t n);
+  void make_producer_token(thread_context& ctx, unsigned l);
 
   // ---- dispatch ----------------------------------------------------------------------------
 
@@ -342,7 +346,7 @@ class alignas(cache_line) bus_core {
   /// announcement before the table loads that follow; see synchronize().
   void enter_dispatch(thread_context& ctx) noexcept {
     if (ctx.depth++ == 0)
-      ctx.reader_epoch.exchange(epoch_.load(std::memory_order_relaxed), std::memory_order_seq_cst);
+      ctx.reader_epoch.exchange(epoch_.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
   }
   void exit_dispatch(thread_context& ctx) noexcept {
     if (--ctx.depth == 0) ctx.reader_epoch.store(0, std::memory_order_release);
@@ -361,14 +365,27 @@ class alignas(cache_line) bus_core {
   std::mutex& subscription_mutex() noexcept { return subscription_mutex_; }
   /// True when this thread is running a handler (or dispatch()) of this bus.
   bool inside_dispatch() { return context().depth > 0; }
-  /// After a handler table was swapped: waits until no thread can still be reading the old
-  /// one (a grace period). Must not be called from inside_dispatch() (it would wait for
-  /// itself): retire() instead.
+
+  struct retired {
+    void* p;
+    void (*deleter)(void*);
+    std::uint64_t epoch;
+  };
+  using garbage = std::vector<retired>;
+
+  /// After a handler table was swapped: waits until no other thread can still be reading the
+  /// old one (a grace period). The calling thread is not waited for: inside a handler it is
+  /// itself a reader, so what it retired must wait for reclaim().
   void synchronize();
-  /// Frees `p` with `deleter` once no dispatch that began before now is still running.
+  /// Keeps `p` until no dispatch that began before now can see it. Call with the mutex held.
   void retire(void* p, void (*deleter)(void*));
-  /// Frees what retire() kept whose grace period has ended. Call with the mutex held.
-  void reclaim();
+  /// Moves into `out` what retire() kept whose grace period has ended. Call with the mutex
+  /// held, and free `out` (free_garbage) after unlocking: the deleters run user destructors.
+  void reclaim(garbage& out);
+  static void free_garbage(garbage& g) noexcept {
+    for (auto& r : g) r.deleter(r.p);
+    g.clear();
+  }
 
   // ---- lifecycle and observation -------------------------------------------------------------
 
@@ -383,6 +400,7 @@ class alignas(cache_line) bus_core {
   friend struct context_anchor;
 
   thread_context& context_slow();
+  thread_context& manual_context();  // checks that this thread may drain, sizes its buffer
   thread_context* acquire_context();
   void worker_main(std::uint32_t index);
   /// Dequeues one batch from the most urgent non-empty lane and dispatches it.
@@ -411,12 +429,7 @@ class alignas(cache_line) bus_core {
   std::shared_ptr<context_anchor> anchor_;
 
   std::mutex subscription_mutex_;
-  struct retired {
-    void* p;
-    void (*deleter)(void*);
-    std::uint64_t epoch;
-  };
-  std::vector<retired> retired_;
+  garbage retired_;
 
   std::mutex stop_mutex_;
   bool stopped_ = false;
