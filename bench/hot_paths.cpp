@@ -6,6 +6,10 @@
 //   op_drain            bus::poll draining 4000 events through one handler (per event: / 4000)
 //   op_dispatch         bus::dispatch with one handler, metrics on (they always are)
 //   op_enqueue_mc       the peer: moodycamel try_enqueue with a producer token
+//   op_hop              one event through the whole hop, single-threaded: publish it, then
+//                       run_once() drains a batch of one and the handler stores to a flag;
+//                       the per-event work of a round trip, without the waiting
+//   op_hop_mc           the peer's hop: enqueue with a token, bulk dequeue with a token, store
 #include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
 
@@ -25,6 +29,20 @@ using bus_t = tachyon::bus<Events>;
 }
 [[gnu::noinline]] std::size_t op_drain(bus_t& b) { return b.poll(); }
 [[gnu::noinline]] void op_dispatch(bus_t& b, std::uint64_t i) { b.dispatch(Ping{i}); }
+[[gnu::noinline]] std::size_t op_hop(bus_t& b, std::uint64_t i) {
+  (void)b.publish(Ping{i});
+  return b.run_once();
+}
+[[gnu::noinline]] std::size_t op_hop_mc(moodycamel::ConcurrentQueue<Ping>& q,
+                                        moodycamel::ProducerToken& p,
+                                        moodycamel::ConsumerToken& c, std::uint64_t i,
+                                        std::uint64_t& flag) {
+  (void)q.try_enqueue(p, Ping{i});
+  Ping buf[64];
+  const std::size_t n = q.try_dequeue_bulk(c, buf, 64);
+  for (std::size_t k = 0; k < n; ++k) flag = buf[k].seq;
+  return n;
+}
 [[gnu::noinline]] bool op_enqueue_mc(moodycamel::ConcurrentQueue<Ping>& q,
                                      moodycamel::ProducerToken& t, std::uint64_t i) {
   return q.try_enqueue(t, Ping{i});
@@ -52,6 +70,9 @@ int main(int argc, char** argv) {
     while (q.try_dequeue_bulk(ctok, buf, 64) != 0) {
     }
     for (std::uint64_t i = 0; i < per_round; ++i) op_dispatch(bus, i);
+    for (std::uint64_t i = 0; i < per_round; ++i) failures += op_hop(bus, i) != 1;
+    for (std::uint64_t i = 0; i < per_round; ++i)
+      failures += op_hop_mc(q, ptok, ctok, i, sink) != 1;
   }
   std::printf("ops %llu per path, %d drains of %llu, failures %llu, sink %llu\n",
               static_cast<unsigned long long>(rounds * per_round), rounds,
