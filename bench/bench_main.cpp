@@ -21,6 +21,8 @@
 #include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
 
+#include "pinning.hpp"
+
 namespace {
 
 struct Ping {
@@ -28,37 +30,16 @@ struct Ping {
 };
 using Events = tachyon::registry<Ping>;
 
-std::vector<int> usable_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0)
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  return cpus;
-}
-
-const std::vector<int>& cpus() {
-  static const std::vector<int> v = usable_cpus();
-  return v;
-}
-
-void pin_this_thread(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
-int producer_cpu() { return cpus().empty() ? -1 : cpus()[0]; }
-int consumer_cpu() { return cpus().size() < 2 ? -1 : cpus()[1]; }
+using bench::consumer_cpu;
+using bench::pin_this_thread;
+using bench::producer_cpu;
 
 /// Pins the benchmark thread for the duration of one benchmark, then lets it go.
 struct pinned_scope {
   cpu_set_t saved;
   pinned_scope() {
     sched_getaffinity(0, sizeof(saved), &saved);
-    if (producer_cpu() >= 0) pin_this_thread(producer_cpu());
+    pin_this_thread(producer_cpu());
   }
   ~pinned_scope() { pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved); }
 };
@@ -141,7 +122,7 @@ void roundtrip_moodycamel(benchmark::State& state) {
   alignas(64) std::atomic<std::uint64_t> flag{0};
   alignas(64) std::atomic<bool> done{false};
   std::thread consumer([&] {
-    if (consumer_cpu() >= 0) pin_this_thread(consumer_cpu());
+    pin_this_thread(consumer_cpu());
     moodycamel::ConsumerToken ctok(q);
     Ping buf[64];
     while (!done.load(std::memory_order_relaxed)) {

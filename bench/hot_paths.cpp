@@ -34,9 +34,8 @@ using bus_t = tachyon::bus<Events>;
   return b.run_once();
 }
 [[gnu::noinline]] std::size_t op_hop_mc(moodycamel::ConcurrentQueue<Ping>& q,
-                                        moodycamel::ProducerToken& p,
-                                        moodycamel::ConsumerToken& c, std::uint64_t i,
-                                        std::uint64_t& flag) {
+                                        moodycamel::ProducerToken& p, moodycamel::ConsumerToken& c,
+                                        std::uint64_t i, std::uint64_t& flag) {
   (void)q.try_enqueue(p, Ping{i});
   Ping buf[64];
   const std::size_t n = q.try_dequeue_bulk(c, buf, 64);

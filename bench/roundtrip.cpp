@@ -37,6 +37,8 @@
 #include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
 
+#include "pinning.hpp"
+
 namespace {
 
 struct Ping {
@@ -49,23 +51,7 @@ struct alignas(64) Ping64 {
 static_assert(sizeof(Ping64) == sizeof(tachyon::detail::envelope));
 using Events = tachyon::registry<Ping>;
 
-std::vector<int> usable_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> cpus;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0)
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  return cpus;
-}
-
-void pin_this_thread(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
+using bench::pin_this_thread;
 
 /// Times `n` round trips of `hop(seq)` (publish and spin until the flag shows seq).
 template <class Hop>
@@ -164,9 +150,8 @@ int main(int argc, char** argv) {
       per_trial = std::max<std::size_t>(100, std::strtoull(argv[i], nullptr, 10));
     }
   }
-  const auto cpus = usable_cpus();
-  const int producer_cpu = cpus.empty() ? -1 : cpus[0];
-  const int consumer_cpu = cpus.size() < 2 ? -1 : cpus[1];
+  const int producer_cpu = bench::producer_cpu();
+  const int consumer_cpu = bench::consumer_cpu();
   pin_this_thread(producer_cpu);
 
   std::vector<std::uint64_t> samples[3];

@@ -492,8 +492,11 @@ void bus_core::synchronize() {
   }
 }
 
-void bus_core::retire(void* p, void (*deleter)(void*)) {
-  retired_.push_back({p, deleter, epoch_.fetch_add(1, std::memory_order_seq_cst) + 1});
+void bus_core::retire(void* p, void (*deleter)(void*)) noexcept {
+  try {
+    retired_.push_back({p, deleter, epoch_.fetch_add(1, std::memory_order_seq_cst) + 1});
+  } catch (...) {  // out of memory: leak p
+  }
 }
 
 void bus_core::reclaim(garbage& out) {

@@ -215,14 +215,14 @@ class bus {
       node->sequence = next_subscription_++;
       auto* old = list_of<T, index>();
       auto next = std::make_unique<list_t>();
-      if (old) next->entries.reserve(old->entries.size() + 1);
       if (old) next->entries = old->entries;
       const typename list_t::entry e{&node_t::call, node.get()};
       next->entries.insert(
           std::upper_bound(next->entries.begin(), next->entries.end(), e,
                            [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
           e);
-      core_.reclaim(garbage);  // before retiring `old`, so that nothing below can throw
+      core_.reclaim(garbage);
+      // Nothing below throws: from here the table owns the node (and the handle, below).
       tables_[index].store(next.release(), std::memory_order_seq_cst);
       if (old) core_.retire(old, &delete_list<T>);
     }

@@ -378,7 +378,8 @@ class alignas(cache_line) bus_core {
   /// itself a reader, so what it retired must wait for reclaim().
   void synchronize();
   /// Keeps `p` until no dispatch that began before now can see it. Call with the mutex held.
-  void retire(void* p, void (*deleter)(void*));
+  /// Never throws: out of memory, `p` is leaked rather than freed while it may be in use.
+  void retire(void* p, void (*deleter)(void*)) noexcept;
   /// Moves into `out` what retire() kept whose grace period has ended. Call with the mutex
   /// held, and free `out` (free_garbage) after unlocking: the deleters run user destructors.
   void reclaim(garbage& out);
