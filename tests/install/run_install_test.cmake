@@ -59,14 +59,16 @@ function(_tachyon_step what)
   endif()
 endfunction()
 
-# 1. Install the library.
+# 1. Install the library. Configured for one prefix and installed into another with --prefix,
+# as a packager or a user relocating an install would: both routes below must still work.
 _tachyon_step("configure tachyon"
   "${CMAKE_COMMAND}" -S "${TACHYON_SOURCE_DIR}" -B "${_build}" ${_common_args}
-    "-DCMAKE_INSTALL_PREFIX=${_prefix}"
+    "-DCMAKE_INSTALL_PREFIX=${_work}/configured-prefix-never-used"
     -DTACHYON_BUILD_TESTS=OFF -DTACHYON_BUILD_BENCH=OFF
     "-DTACHYON_USE_MIMALLOC=${TACHYON_USE_MIMALLOC}")
 _tachyon_step("build tachyon" "${CMAKE_COMMAND}" --build "${_build}" ${_config_args} --parallel 2)
-_tachyon_step("install tachyon" "${CMAKE_COMMAND}" --install "${_build}" ${_config_args})
+_tachyon_step("install tachyon"
+  "${CMAKE_COMMAND}" --install "${_build}" ${_config_args} --prefix "${_prefix}")
 
 # 2. The find_package route.
 _tachyon_step("configure consumer"
