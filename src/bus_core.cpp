@@ -299,7 +299,7 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     }
     ctx.hot_lane = l;
     ctx.hot_misses = 0;
-    ctx.in_hand.store(static_cast<std::uint32_t>(n), std::memory_order_relaxed);
+    ctx.in_hand.store(static_cast<std::uint32_t>(n << 2 | l), std::memory_order_relaxed);
     // Release the room at once, not after the handlers: publishers blocked on this lane
     // proceed while the batch runs.
     ln.released.fetch_add(n, std::memory_order_seq_cst);
@@ -310,7 +310,8 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     for (std::size_t i = 0; i < n; ++i) {
       envelope& env = ctx.drain_buffer[i];
       types_.dispatch[env.type](typed_bus_, env, ctx);
-      ctx.in_hand.store(static_cast<std::uint32_t>(n - i - 1), std::memory_order_relaxed);
+      ctx.in_hand.store(static_cast<std::uint32_t>((n - i - 1) << 2 | l),
+                        std::memory_order_relaxed);
     }
     exit_dispatch(ctx);
     return n;
@@ -542,14 +543,16 @@ metrics_snapshot bus_core::metrics() const {
     s.batched_events += misc.v[m_batched_events].load(std::memory_order_relaxed);
     s.lane_allocations += misc.v[m_lane_allocations].load(std::memory_order_relaxed);
     s.parks += misc.v[m_parks].load(std::memory_order_relaxed);
-    s.in_flight += c->in_hand.load(std::memory_order_relaxed);
+    const std::uint32_t held = c->in_hand.load(std::memory_order_relaxed);
+    s.lanes[held & 3].in_flight += held >> 2;
   }
   for (unsigned l = 0; l < priority_count; ++l) {
     auto& lm = s.lanes[l];
     lm.lane = static_cast<priority>(l);
     lm.capacity = lanes_[l].capacity;
     lm.depth = lanes_[l].depth();
-    s.in_flight += lm.depth;
+    lm.in_flight += lm.depth;
+    s.in_flight += lm.in_flight;
     s.total += lm.counts;
   }
   return s;

@@ -128,6 +128,11 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
   header(out, depth, "gauge", "Events queued in the lane (snapshot).");
   for (const auto& l : lanes)
     sample(out, depth, "lane=\"" + std::string(to_string(l.lane)) + "\"", l.depth);
+  const std::string lane_flight = p + "_lane_in_flight";
+  header(out, lane_flight, "gauge",
+         "Events queued in or being dispatched from the lane (snapshot).");
+  for (const auto& l : lanes)
+    sample(out, lane_flight, "lane=\"" + std::string(to_string(l.lane)) + "\"", l.in_flight);
   const std::string cap = p + "_lane_capacity";
   header(out, cap, "gauge", "Configured capacity of each lane.");
   for (const auto& l : lanes)
@@ -163,6 +168,7 @@ std::string metrics_snapshot::to_json() const {
     if (i) out += ",";
     out += "{\"lane\":\"" + std::string(to_string(l.lane)) +
            "\",\"depth\":" + std::to_string(l.depth) +
+           ",\"in_flight\":" + std::to_string(l.in_flight) +
            ",\"capacity\":" + std::to_string(l.capacity) + ",\"counts\":" + counts_json(l.counts) +
            "}";
   }

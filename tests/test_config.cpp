@@ -105,6 +105,12 @@ TEST(Config, RejectsANegativeBlockTimeout) {
                                   HasSubstr("0 (no deadline) .. 1 hour")));
 }
 
+TEST(Config, RejectsABlockTimeoutAboveOneHour) {
+  auto cfg = valid();
+  cfg.block_timeout = std::chrono::hours(2);
+  EXPECT_THAT(refusal(cfg), HasSubstr("config.block_timeout = 7200000000000 ns"));
+}
+
 TEST(Config, RejectsACpuTheMachineDoesNotHave) {
   const long cpus = sysconf(_SC_NPROCESSORS_CONF);
   auto cfg = valid();

@@ -76,6 +76,7 @@ TEST(Metrics, PrometheusExpositionHasEveryFamily) {
               HasSubstr("tachyon_type_events_total{type=\"tt::Quote\",outcome=\"accepted\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("tachyon_lane_depth{lane=\"normal\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("tachyon_lane_capacity{lane=\"low\"} 1024\n"));
+  EXPECT_THAT(text, HasSubstr("tachyon_lane_in_flight{lane=\"normal\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("tachyon_in_flight 1\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE tachyon_workers gauge\n"));
   // Every sample line is `name{labels} value` or `name value`.
@@ -98,11 +99,35 @@ TEST(Metrics, JsonCarriesTotalsLanesAndTypes) {
   bus.poll();
   const std::string json = bus.metrics().to_json();
   EXPECT_THAT(json, HasSubstr("\"total\":{\"accepted\":1,\"dispatched\":1,"));
-  EXPECT_THAT(json, HasSubstr("{\"lane\":\"critical\",\"depth\":0,\"capacity\":1024,"));
+  EXPECT_THAT(json,
+              HasSubstr("{\"lane\":\"critical\",\"depth\":0,\"in_flight\":0,\"capacity\":1024,"));
   EXPECT_THAT(json, HasSubstr("{\"name\":\"tt::Halt\",\"counts\":{\"accepted\":1,"));
   EXPECT_THAT(json, HasSubstr("\"in_flight\":0,"));
   EXPECT_EQ(json.front(), '{');
   EXPECT_EQ(json.back(), '}');
+}
+
+TEST(Metrics, InFlightPerLaneCountsWhatAWorkerHolds) {
+  tachyon::bus<tt::Events> bus{{.workers = 1, .lane_capacity = 64, .batch = 4}};
+  std::atomic<bool> entered{false}, release{false};
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
+    entered = true;
+    while (!release.load()) std::this_thread::yield();
+  });
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return entered.load(); }));
+  // The worker holds its first batch, 1 to 4 events (it may have started before all ten were
+  // published): dequeued, so not in depth, but still in flight.
+  const auto m = bus.metrics();
+  EXPECT_GE(m.lanes[2].depth, 6u);
+  EXPECT_LE(m.lanes[2].depth, 9u);
+  EXPECT_EQ(m.lanes[2].in_flight, 10u);
+  EXPECT_EQ(m.lanes[0].in_flight, 0u);
+  EXPECT_EQ(m.in_flight, 10u);
+  EXPECT_EQ(m.types[tt::Events::index_of<tt::Quote>()].counts.unsettled(), 10);
+  release = true;
+  bus.stop();
+  EXPECT_EQ(bus.metrics().lanes[2].in_flight, 0u);
 }
 
 TEST(Metrics, CountersOfAnEndedThreadAreKept) {

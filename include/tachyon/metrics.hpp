@@ -44,10 +44,13 @@ struct event_counts {
 struct lane_metrics {
   priority lane = priority::normal;
   event_counts counts;
-  std::uint64_t depth = 0;     ///< events queued now (snapshot; exact when quiet)
-  std::uint32_t capacity = 0;  ///< config::lane_capacity
+  std::uint64_t depth = 0;      ///< events queued now (snapshot; exact when quiet)
+  std::uint64_t in_flight = 0;  ///< depth plus events of this lane a dispatcher holds (measured)
+  std::uint32_t capacity = 0;   ///< config::lane_capacity
 };
 
+/// Per type, in flight is not measured separately (a lane holds several types): it is
+/// counts.unsettled(), derived from the counters, exact once the bus is quiet.
 struct type_metrics {
   std::string name;  ///< the C++ type's name, e.g. "app::Quote"
   event_counts counts;
@@ -57,7 +60,8 @@ struct metrics_snapshot {
   event_counts total;
   std::array<lane_metrics, priority_count> lanes{};
   std::vector<type_metrics> types;  ///< in registry order
-  /// Events queued in the lanes plus events a dispatcher has dequeued and not finished.
+  /// Events queued in the lanes plus events a dispatcher has dequeued and not finished: the
+  /// sum of lanes[].in_flight.
   std::uint64_t in_flight = 0;
   std::uint64_t batches = 0;           ///< batches drained by workers and poll()/run_once()
   std::uint64_t batched_events = 0;    ///< events those batches held (mean = this / batches)

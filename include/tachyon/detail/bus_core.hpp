@@ -132,7 +132,8 @@ struct thread_context {
 
   // Written by the owner, read by others: its own line.
   alignas(cache_line) std::atomic<std::uint64_t> reader_epoch{0};  // 0: not dispatching
-  std::atomic<std::uint32_t> in_hand{0};                           // dequeued, not yet finished
+  // Events dequeued and not yet finished, << 2, | their lane (a batch comes from one lane).
+  std::atomic<std::uint32_t> in_hand{0};
 
   // Registry bookkeeping (cold).
   std::atomic<bool> owned{true};
