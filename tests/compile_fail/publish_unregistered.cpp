@@ -1,7 +1,11 @@
 // Must not compile: Order is not in the registry. The build checks the static_assert's text.
 #include <tachyon/tachyon.hpp>
-struct Quote { int x; };
-struct Order { int y; };
+struct Quote {
+  int x;
+};
+struct Order {
+  int y;
+};
 int main() {
   tachyon::bus<tachyon::registry<Quote>> bus{{.workers = 0, .overflow = tachyon::overflow::fail}};
   (void)bus.publish(Order{1});
