@@ -2,6 +2,8 @@
 // exactly once, checked by count and checksum, and the books balance.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <span>
 #include <vector>
 
 #include "common.hpp"
@@ -128,4 +130,73 @@ TEST(Stress, ProducersBeyondTheReservationGrowTheLaneAndCountIt) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(count.load(), 3u * 512u);
   EXPECT_GT(bus.metrics().lane_allocations, 0u);
+}
+
+TEST(Stress, PublishBatchFromFourProducersIntoABoundedLaneDeliversEveryEventOnce) {
+  const std::uint64_t per_producer = tt::sanitized() ? 4000 : 40000;
+  tachyon::bus<tt::Events> bus{{.workers = 2,
+                                .lane_capacity = 100,  // smaller than one chunk of 64 x 4
+                                .batch = 16,
+                                .overflow = overflow::block,
+                                .producers = 4}};
+  std::atomic<std::uint64_t> count{0}, sum{0};
+  auto s = bus.subscribe<tt::Order>([&](const tt::Order& o) {
+    count.fetch_add(1, std::memory_order_relaxed);
+    sum.fetch_add(o.id, std::memory_order_relaxed);
+  });
+  std::vector<std::thread> producers;
+  for (std::uint64_t p = 0; p < 4; ++p) {
+    producers.emplace_back([&, p] {
+      std::vector<tt::Order> chunk;
+      for (std::uint64_t i = 0; i < per_producer; i += 37) {  // odd chunk sizes
+        chunk.clear();
+        for (std::uint64_t k = i; k < std::min(per_producer, i + 37); ++k)
+          chunk.push_back({p * per_producer + k + 1, 1});
+        const auto r = bus.publish_batch(std::span<const tt::Order>(chunk));
+        ASSERT_EQ(r.status, result::ok);
+        ASSERT_EQ(r.queued, chunk.size());
+      }
+    });
+  }
+  for (auto& t : producers) t.join();
+  bus.stop();
+  const std::uint64_t n = 4 * per_producer;
+  EXPECT_EQ(count.load(), n);
+  EXPECT_EQ(sum.load(), n * (n + 1) / 2);
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.total.accepted, n);
+  EXPECT_EQ(m.total.dispatched, n);
+  EXPECT_EQ(m.in_flight, 0u);
+}
+
+TEST(Stress, BoxedEventsUnderConcurrencyAreFreedWhetherRunOrDiscarded) {
+  ASSERT_EQ(tt::Note::live.load(), 0);
+  const int per_producer = tt::sanitized() ? 2000 : 20000;
+  std::atomic<std::uint64_t> ran{0};
+  std::uint64_t discarded = 0;
+  {
+    tachyon::bus<tt::Events> bus{{.workers = 2, .lane_capacity = 64, .overflow = overflow::block}};
+    auto s = bus.subscribe<tt::Note>([&](const tt::Note& note) {
+      if (note.text.size() > 20) ran.fetch_add(1, std::memory_order_relaxed);
+    });
+    std::vector<std::thread> producers;
+    for (int p = 0; p < 3; ++p) {
+      producers.emplace_back([&] {
+        for (int i = 0; i < per_producer; ++i) {
+          const auto r = bus.publish(tt::Note{"a note long enough to live on the heap"});
+          if (r == result::stopped) return;  // the discard below began
+          ASSERT_EQ(r, result::ok);
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // let some run, then discard
+    discarded = bus.stop(tachyon::stop_mode::discard);
+    for (auto& t : producers) t.join();
+    const auto m = bus.metrics();
+    EXPECT_EQ(m.total.accepted, m.total.dispatched + m.total.discarded);
+    EXPECT_EQ(m.total.discarded, discarded);
+    EXPECT_EQ(m.total.dispatched, ran.load());
+    EXPECT_EQ(m.in_flight, 0u);
+  }
+  EXPECT_EQ(tt::Note::live.load(), 0);  // every boxed copy destroyed, run or discarded
 }
