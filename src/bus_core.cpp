@@ -301,7 +301,8 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     ctx.hot_misses = 0;
     ctx.in_hand.store(static_cast<std::uint32_t>(n << 2 | l), std::memory_order_relaxed);
     // Release the room at once, not after the handlers: publishers blocked on this lane
-    // proceed while the batch runs.
+    // proceed while the batch runs, and idle peers, which park only when every lane's depth
+    // is zero, do not spin through a long batch. in_hand keeps it counted in flight.
     ln.released.fetch_add(n, std::memory_order_seq_cst);
     room_.notify_all();
     bump(ctx.misc_row().v[m_batches]);
