@@ -83,7 +83,7 @@ const config& validated(const config& cfg) {
 
 thread_context::thread_context(std::uint32_t id_, std::array<lane, priority_count>& lanes,
                                std::size_t types_)
-    : next_sequence(std::uint64_t{id_} << 48), id(id_), types(types_) {
+    : next_sequence(std::uint64_t{id_} << 48), types(types_) {
   const std::size_t n = priority_count + types + 1;
   rows = static_cast<counter_row*>(allocate(n * sizeof(counter_row), alignof(counter_row)));
   for (std::size_t i = 0; i < n; ++i) ::new (&rows[i]) counter_row{};
@@ -348,8 +348,7 @@ std::size_t bus_core::poll(std::size_t max_events) {
 result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type, std::size_t refused) {
   auto refuse = [&](result r) {
     const counter k = r == result::stopped ? c_rejected_stopped : c_rejected_full;
-    bump(ctx.lane_row(l).v[k], refused);
-    bump(ctx.type_row(type).v[k], refused);
+    ctx.count(l, type, k, refused);
     return r;
   };
   if (stopping_.load(std::memory_order_seq_cst)) return refuse(result::stopped);
@@ -357,10 +356,8 @@ result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type, st
     case overflow::fail:
       return refuse(result::full);
     case overflow::drop:
-      bump(ctx.lane_row(l).v[c_accepted]);
-      bump(ctx.type_row(type).v[c_accepted]);
-      bump(ctx.lane_row(l).v[c_dropped]);
-      bump(ctx.type_row(type).v[c_dropped]);
+      ctx.count(l, type, c_accepted);
+      ctx.count(l, type, c_dropped);
       return result::dropped;
     case overflow::block:
       break;
@@ -413,8 +410,7 @@ void bus_core::enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, st
 }
 
 void bus_core::report_error(thread_context& ctx, const meta& m, std::exception_ptr e) noexcept {
-  bump(ctx.lane_row(static_cast<unsigned>(m.lane)).v[c_handler_errors]);
-  bump(ctx.type_row(m.type_index).v[c_handler_errors]);
+  ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_handler_errors);
   if (!cfg_.on_error) return;
   try {
     cfg_.on_error(handler_error{m, types_.names[m.type_index], std::move(e)});
@@ -460,8 +456,7 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
         for (std::size_t i = 0; i < n; ++i) {
           envelope& env = ctx.drain_buffer[i];
           types_.release[env.type](env);
-          bump(ctx.lane_row(l).v[c_discarded]);
-          bump(ctx.type_row(env.type).v[c_discarded]);
+          ctx.count(l, env.type, c_discarded);
         }
         ln.released.fetch_add(n, std::memory_order_seq_cst);
         total += n;

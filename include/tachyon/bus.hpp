@@ -249,10 +249,8 @@ class bus {
     const bool ok = run_handlers<T, index>(ev, m, ctx);
     core_.exit_dispatch(ctx);
     const auto k = ok ? detail::c_dispatched : detail::c_failed;
-    detail::bump(ctx.lane_row(l).v[detail::c_accepted]);
-    detail::bump(ctx.type_row(index).v[detail::c_accepted]);
-    detail::bump(ctx.lane_row(l).v[k]);
-    detail::bump(ctx.type_row(index).v[k]);
+    ctx.count(l, index, detail::c_accepted);
+    ctx.count(l, index, k);
   }
 
   // ---- manual drive, stop, metrics ---------------------------------------------------------
@@ -330,8 +328,7 @@ class bus {
     const bool ok = b.template run_handlers<T, I>(detail::payload_of<T>(env), m, ctx);
     detail::release_payload<T>(env);
     const auto k = ok ? detail::c_dispatched : detail::c_failed;
-    detail::bump(ctx.lane_row(env.lane).v[k]);
-    detail::bump(ctx.type_row(I).v[k]);
+    ctx.count(env.lane, I, k);
   }
 
   template <class T>

@@ -114,10 +114,15 @@ struct thread_context {
   counter_row& type_row(std::size_t t) noexcept { return rows[priority_count + t]; }
   counter_row& misc_row() noexcept { return rows[priority_count + types]; }
 
+  /// Every event count goes to its lane's row and its type's row.
+  void count(unsigned l, std::size_t t, counter k, std::uint64_t n = 1) noexcept {
+    bump(lane_row(l).v[k], n);
+    bump(type_row(t).v[k], n);
+  }
+
   // Owner-only state.
-  std::uint64_t next_sequence;  // id << 48, then +1 per event
-  std::uint32_t id;
-  std::uint32_t depth = 0;  // dispatch nesting on this thread
+  std::uint64_t next_sequence;  // context id << 48, then +1 per event
+  std::uint32_t depth = 0;      // dispatch nesting on this thread
   std::size_t types;
   counter_row* rows;  // [lanes][types][misc], see lane_row/type_row/misc_row
   envelope* drain_buffer = nullptr;
@@ -280,7 +285,7 @@ class alignas(cache_line) bus_core {
     env.type = type;
     env.lane = static_cast<std::uint8_t>(l);
     env.boxed = 0;
-    env.reserved = 0;
+    env.pad = 0;
     env.sequence = ctx.next_sequence++;
     env.ticks = clock::now();
     env.correlation = correlation;
@@ -288,8 +293,7 @@ class alignas(cache_line) bus_core {
 
   /// Counts `n` enqueued events and wakes a worker if one sleeps.
   void commit(thread_context& ctx, unsigned l, std::uint16_t type, std::uint32_t n) noexcept {
-    bump(ctx.lane_row(l).v[c_accepted], n);
-    bump(ctx.type_row(type).v[c_accepted], n);
+    ctx.count(l, type, c_accepted, n);
     work_.notify_one();
   }
 
@@ -297,8 +301,7 @@ class alignas(cache_line) bus_core {
   result refuse_stopped(thread_context& ctx, lane& ln, unsigned l, std::uint16_t type,
                         std::uint32_t reserved, std::size_t refused) noexcept {
     unreserve(ln, reserved);
-    bump(ctx.lane_row(l).v[c_rejected_stopped], refused);
-    bump(ctx.type_row(type).v[c_rejected_stopped], refused);
+    ctx.count(l, type, c_rejected_stopped, refused);
     return result::stopped;
   }
 
@@ -306,19 +309,19 @@ class alignas(cache_line) bus_core {
   std::uint32_t try_reserve_some(thread_context& ctx, unsigned l, std::uint32_t want) noexcept {
     lane& ln = lanes_[l];
     std::uint64_t r = ln.reserved.load(std::memory_order_relaxed);
+    // Signed: a stale `r` (older than the cached release) reads as room, and the CAS then
+    // fails and refreshes it.
+    auto room = [&] {
+      return static_cast<std::int64_t>(ln.capacity) -
+             static_cast<std::int64_t>(r - ctx.released_seen[l]);
+    };
     for (;;) {
-      // Signed: a stale `r` (older than the cached release) reads as room, and the CAS then
-      // fails and refreshes it.
-      auto room = static_cast<std::int64_t>(ln.capacity) -
-                  static_cast<std::int64_t>(r - ctx.released_seen[l]);
-      if (room <= 0) {
+      if (room() <= 0) {
         ctx.released_seen[l] = ln.released.load(std::memory_order_seq_cst);
-        room = static_cast<std::int64_t>(ln.capacity) -
-               static_cast<std::int64_t>(r - ctx.released_seen[l]);
-        if (room <= 0) return 0;
+        if (room() <= 0) return 0;
       }
       const auto n = static_cast<std::uint32_t>(
-          std::min<std::int64_t>(want, std::min<std::int64_t>(room, ln.capacity)));
+          std::min<std::int64_t>(want, std::min<std::int64_t>(room(), ln.capacity)));
       if (ln.reserved.compare_exchange_weak(r, r + n, std::memory_order_seq_cst,
                                             std::memory_order_relaxed))
         return n;
@@ -392,7 +395,6 @@ class alignas(cache_line) bus_core {
   // ---- lifecycle and observation -------------------------------------------------------------
 
   std::uint64_t stop(stop_mode mode);
-  bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
   metrics_snapshot metrics() const;
   std::uint64_t id() const noexcept { return id_; }
   const config& cfg() const noexcept { return cfg_; }

@@ -21,7 +21,7 @@ struct alignas(64) envelope {
   std::uint16_t type;  // registry index
   std::uint8_t lane;   // priority as an integer, 0 = critical
   std::uint8_t boxed;  // payload holds a T* from allocate()
-  std::uint32_t reserved;
+  std::uint32_t pad;
   std::uint64_t sequence;     // producer id << 48 | per-producer count
   std::uint64_t ticks;        // clock::now() at publish
   std::uint64_t correlation;  // publish_options::correlation_id

@@ -39,9 +39,6 @@ class event_count {
     if (waiters_.load(std::memory_order_seq_cst) != 0) wake(true);
   }
 
-  /// Racy snapshot, for metrics and tests.
-  std::uint32_t waiters_approx() const noexcept { return waiters_.load(std::memory_order_relaxed); }
-
  private:
   void wake(bool all) noexcept;
 
