@@ -11,23 +11,18 @@
 // Pinning: the benchmark thread on the first CPU this process may use, the consumer on the
 // second (none if there is only one). tools/bench prints the table with tachyon / peer ratios.
 #include <benchmark/benchmark.h>
-#include <pthread.h>
 #include <sched.h>
 
-#include <atomic>
-#include <thread>
 #include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
 
-#include "pinning.hpp"
+#include "hops.hpp"
 
 namespace {
 
-struct Ping {
-  std::uint64_t seq;
-};
+using bench::Ping;
 using Events = tachyon::registry<Ping>;
 
 using bench::consumer_cpu;
@@ -90,57 +85,16 @@ void publish_moodycamel(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-// ---- one-hop round trip ------------------------------------------------------------------------
+// ---- one-hop round trip (bench/hops.hpp) --------------------------------------------------
 
-void roundtrip_tachyon(benchmark::State& state) {
+template <class Hop>
+void roundtrip(benchmark::State& state) {
   pinned_scope pin;
-  tachyon::config cfg{.workers = 1,
-                      .lane_capacity = 1024,
-                      .batch = 64,
-                      .wait = tachyon::wait_strategy::busy_spin,
-                      .overflow = tachyon::overflow::block,
-                      .producers = 1};
-  if (consumer_cpu() >= 0) cfg.cpus = {consumer_cpu()};
-  tachyon::bus<Events> bus{cfg};
-  alignas(64) std::atomic<std::uint64_t> flag{0};
-  auto s =
-      bus.subscribe<Ping>([&](const Ping& p) { flag.store(p.seq, std::memory_order_release); });
+  Hop hop;
   std::uint64_t seq = 0;
-  for (auto _ : state) {
-    ++seq;
-    if (bus.publish(Ping{seq}) != tachyon::result::ok) state.SkipWithError("publish refused");
-    while (flag.load(std::memory_order_acquire) != seq) {
-    }
-  }
+  for (auto _ : state)
+    if (!hop(++seq)) state.SkipWithError("the hop's publish was refused");
   state.SetItemsProcessed(state.iterations());
-  bus.stop();
-}
-
-void roundtrip_moodycamel(benchmark::State& state) {
-  pinned_scope pin;
-  moodycamel::ConcurrentQueue<Ping> q(1024);
-  alignas(64) std::atomic<std::uint64_t> flag{0};
-  alignas(64) std::atomic<bool> done{false};
-  std::thread consumer([&] {
-    pin_this_thread(consumer_cpu());
-    moodycamel::ConsumerToken ctok(q);
-    Ping buf[64];
-    while (!done.load(std::memory_order_relaxed)) {
-      const std::size_t n = q.try_dequeue_bulk(ctok, buf, 64);
-      for (std::size_t i = 0; i < n; ++i) flag.store(buf[i].seq, std::memory_order_release);
-    }
-  });
-  moodycamel::ProducerToken ptok(q);
-  std::uint64_t seq = 0;
-  for (auto _ : state) {
-    ++seq;
-    if (!q.enqueue(ptok, Ping{seq})) state.SkipWithError("enqueue failed");
-    while (flag.load(std::memory_order_acquire) != seq) {
-    }
-  }
-  state.SetItemsProcessed(state.iterations());
-  done = true;
-  consumer.join();
 }
 
 }  // namespace
@@ -153,12 +107,12 @@ BENCHMARK(publish_moodycamel)
     ->Name("publish/moodycamel_tokens")
     ->Repetitions(5)
     ->ReportAggregatesOnly(true);
-BENCHMARK(roundtrip_tachyon)
+BENCHMARK(roundtrip<bench::tachyon_hop>)
     ->Name("roundtrip/tachyon_busy_spin")
     ->UseRealTime()
     ->Repetitions(5)
     ->ReportAggregatesOnly(true);
-BENCHMARK(roundtrip_moodycamel)
+BENCHMARK(roundtrip<bench::moodycamel_hop<>>)
     ->Name("roundtrip/moodycamel_tokens")
     ->UseRealTime()
     ->Repetitions(5)

@@ -21,95 +21,34 @@
 //                      this row and tachyon's is what the rest of tachyon costs.
 //
 // Usage: tachyon_roundtrip [rounds=31] [round_trips_per_trial=10000] [--json FILE]
-#include <pthread.h>
-#include <sched.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
 
-#include "pinning.hpp"
+#include "hops.hpp"
 
 namespace {
 
-struct Ping {
-  std::uint64_t seq;
-};
-struct alignas(64) Ping64 {
-  std::uint64_t seq;
-  char pad[56];
-};
-static_assert(sizeof(Ping64) == sizeof(tachyon::detail::envelope));
-using Events = tachyon::registry<Ping>;
-
-using bench::pin_this_thread;
-
-/// Times `n` round trips of `hop(seq)` (publish and spin until the flag shows seq).
+/// One trial: a fresh hop (its consumer started and pinned), n / 10 round trips of warm-up,
+/// then n round trips each timed on its own.
 template <class Hop>
-void time_round_trips(std::vector<std::uint64_t>& out, std::uint64_t& seq, std::size_t warmup,
-                      std::size_t n, Hop&& hop) {
-  for (std::size_t i = 0; i < warmup; ++i) hop(++seq);
+void trial(std::vector<std::uint64_t>& out, std::size_t n) {
+  Hop hop;
+  std::uint64_t seq = 0;
+  auto once = [&] {
+    if (!hop(++seq)) std::abort();
+  };
+  for (std::size_t i = 0; i < n / 10; ++i) once();
   for (std::size_t i = 0; i < n; ++i) {
     const std::uint64_t t0 = tachyon::clock::now();
-    hop(++seq);
+    once();
     out.push_back(tachyon::clock::now() - t0);
   }
-}
-
-void trial_tachyon(std::vector<std::uint64_t>& out, std::size_t n, int consumer_cpu) {
-  tachyon::config cfg{.workers = 1,
-                      .lane_capacity = 1024,
-                      .batch = 64,
-                      .wait = tachyon::wait_strategy::busy_spin,
-                      .overflow = tachyon::overflow::block,
-                      .producers = 1};
-  if (consumer_cpu >= 0) cfg.cpus = {consumer_cpu};
-  tachyon::bus<Events> bus{cfg};
-  alignas(64) std::atomic<std::uint64_t> flag{0};
-  auto s =
-      bus.subscribe<Ping>([&](const Ping& p) { flag.store(p.seq, std::memory_order_release); });
-  std::uint64_t seq = 0;
-  time_round_trips(out, seq, n / 10, n, [&](std::uint64_t q) {
-    if (bus.publish(Ping{q}) != tachyon::result::ok) std::abort();
-    while (flag.load(std::memory_order_acquire) != q) {
-    }
-  });
-}
-
-template <class Element>
-void trial_moodycamel(std::vector<std::uint64_t>& out, std::size_t n, int consumer_cpu) {
-  moodycamel::ConcurrentQueue<Element> q(1024);
-  alignas(64) std::atomic<std::uint64_t> flag{0};
-  alignas(64) std::atomic<bool> done{false};
-  std::thread consumer([&] {
-    pin_this_thread(consumer_cpu);
-    moodycamel::ConsumerToken ctok(q);
-    Element buf[64];
-    while (!done.load(std::memory_order_relaxed)) {
-      const std::size_t k = q.try_dequeue_bulk(ctok, buf, 64);
-      for (std::size_t i = 0; i < k; ++i) flag.store(buf[i].seq, std::memory_order_release);
-    }
-  });
-  moodycamel::ProducerToken ptok(q);
-  std::uint64_t seq = 0;
-  time_round_trips(out, seq, n / 10, n, [&](std::uint64_t s) {
-    Element e{};
-    e.seq = s;
-    if (!q.enqueue(ptok, e)) std::abort();
-    while (flag.load(std::memory_order_acquire) != s) {
-    }
-  });
-  done = true;
-  consumer.join();
 }
 
 struct summary {
@@ -152,12 +91,13 @@ int main(int argc, char** argv) {
   }
   const int producer_cpu = bench::producer_cpu();
   const int consumer_cpu = bench::consumer_cpu();
-  pin_this_thread(producer_cpu);
+  bench::pin_this_thread(producer_cpu);
 
   std::vector<std::uint64_t> samples[3];
   for (auto& v : samples) v.reserve(static_cast<std::size_t>(rounds) * per_trial);
-  using trial_fn = void (*)(std::vector<std::uint64_t>&, std::size_t, int);
-  const trial_fn runs[3] = {trial_tachyon, trial_moodycamel<Ping>, trial_moodycamel<Ping64>};
+  using trial_fn = void (*)(std::vector<std::uint64_t>&, std::size_t);
+  const trial_fn runs[3] = {trial<bench::tachyon_hop>, trial<bench::moodycamel_hop<bench::Ping>>,
+                            trial<bench::moodycamel_hop<bench::Ping64>>};
   std::vector<double> paired[3];  // per round: tachyon p50 / peer p50
   auto p50_of_last = [&](const std::vector<std::uint64_t>& v) {
     std::vector<std::uint64_t> last(v.end() - static_cast<std::ptrdiff_t>(per_trial), v.end());
@@ -168,7 +108,7 @@ int main(int argc, char** argv) {
   for (int t = 0; t < rounds; ++t) {  // rotate the order, so drift hits every row alike
     for (int k = 0; k < 3; ++k) {
       const int i = (t + k) % 3;
-      runs[i](samples[i], per_trial, consumer_cpu);
+      runs[i](samples[i], per_trial);
     }
     const double mine = p50_of_last(samples[0]);
     for (int peer = 1; peer < 3; ++peer) paired[peer].push_back(mine / p50_of_last(samples[peer]));
