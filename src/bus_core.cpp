@@ -283,7 +283,8 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
   // The hint (reserved != released) lets a scan skip an empty lane without asking moodycamel,
   // which costs tens of ns per empty poll. But a worker spinning on a lane's `reserved` line
   // keeps it shared, and every publish's CAS then waits to take it back before it can enqueue
-  // (about 20 ns of a ~210 ns round trip here). So the lane last drained is polled directly,
+  // (a throwaway build that skipped the hint took the paired round-trip ratio from 1.38x to
+  // 1.30x bare moodycamel's, at ~200 ns hops). So the lane last drained is polled directly,
   // as a bare moodycamel consumer would, for the next hot_lane_polls empty scans; more urgent
   // lanes are still checked first by their hints, so priority is unchanged.
   constexpr std::uint32_t hot_lane_polls = 1024;

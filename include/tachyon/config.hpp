@@ -63,8 +63,8 @@ struct config {
 
   /// Threads other than the workers that are expected to publish. The lanes are pre-sized so
   /// that this many threads (plus every worker) publish up to lane_capacity without allocating;
-  /// more publishing threads still work, but theirs may allocate once (counted in
-  /// metrics_snapshot::lane_allocations). Allowed: 1 .. 1024.
+  /// more publishing threads still work, but they may allocate until the lane has grown to fit
+  /// them (counted in metrics_snapshot::lane_allocations). Allowed: 1 .. 1024.
   std::uint32_t producers = 4;
 
   /// Called on the dispatching thread when a handler throws, after the other handlers of the
