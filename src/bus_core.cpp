@@ -84,14 +84,14 @@ const config& validated(const config& cfg) {
 thread_context::thread_context(std::uint32_t id_, std::array<lane, priority_count>& lanes,
                                std::size_t types_)
     : next_sequence(std::uint64_t{id_} << 48), types(types_) {
-  const std::size_t n = priority_count + types + 1;
+  const std::size_t n = row_count(types);
   rows = static_cast<counter_row*>(allocate(n * sizeof(counter_row), alignof(counter_row)));
   for (std::size_t i = 0; i < n; ++i) ::new (&rows[i]) counter_row{};
   for (unsigned l = 0; l < priority_count; ++l) consumer[l].emplace(lanes[l].queue);
 }
 
 thread_context::~thread_context() {
-  const std::size_t n = priority_count + types + 1;
+  const std::size_t n = row_count(types);
   for (std::size_t i = 0; i < n; ++i) rows[i].~counter_row();
   deallocate(rows);
   deallocate(drain_buffer);
@@ -309,13 +309,17 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     bump(ctx.misc_row().v[m_batches]);
     bump(ctx.misc_row().v[m_batched_events], n);
     enter_dispatch(ctx);
+    std::size_t ok = 0;
     for (std::size_t i = 0; i < n; ++i) {
       envelope& env = ctx.drain_buffer[i];
-      types_.dispatch[env.type](typed_bus_, env, ctx);
-      ctx.in_hand.store(static_cast<std::uint32_t>((n - i - 1) << 2 | l),
-                        std::memory_order_relaxed);
+      ok += types_.dispatch[env.header.type_index](typed_bus_, env, ctx);
     }
     exit_dispatch(ctx);
+    // The lane's dispatched count and in_hand move together, once per batch, so the lane's
+    // accounting balances in every snapshot (a finished event of an unfinished batch still
+    // reads as in flight). Failures were counted as they happened.
+    bump(ctx.lane_row(l).v[c_dispatched], ok);
+    ctx.in_hand.store(0, std::memory_order_relaxed);
     return n;
   }
   return 0;
@@ -403,7 +407,7 @@ void bus_core::enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, st
   const bool ok = n == 1 ? ln.queue.enqueue(producer_token(ctx, l), envs[0])
                          : ln.queue.enqueue_bulk(producer_token(ctx, l), envs, n);
   if (!ok) {
-    for (std::uint32_t i = 0; i < n; ++i) types_.release[envs[i].type](envs[i]);
+    for (std::uint32_t i = 0; i < n; ++i) types_.release[envs[i].header.type_index](envs[i]);
     unreserve(ln, n);
     throw std::bad_alloc();
   }
@@ -456,8 +460,8 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
         any = true;
         for (std::size_t i = 0; i < n; ++i) {
           envelope& env = ctx.drain_buffer[i];
-          types_.release[env.type](env);
-          ctx.count(l, env.type, c_discarded);
+          types_.release[env.header.type_index](env);
+          ctx.count(l, env.header.type_index, c_discarded);
         }
         ln.released.fetch_add(n, std::memory_order_seq_cst);
         total += n;
@@ -471,10 +475,15 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
 // ---- reclamation -------------------------------------------------------------------------------
 
 void bus_core::synchronize() {
-  // Readers announce the epoch they saw on entry; one that entered before the table swap
-  // announced an epoch < target (see enter_dispatch for the ordering argument).
+  // Readers announce the epoch they saw on entry, then load tables (enter_dispatch). After
+  // heavy_fence, each reader's fence point lies either before ours, so its announcement is
+  // visible to the scan below, or after, so its table loads see the swap our caller made
+  // before the fetch_add. A reader whose epoch load already saw `target` loads tables after
+  // that acquire and sees the swap too. So a reader still on the old table shows an epoch in
+  // [1, target) until it leaves.
   const thread_context* self = &context();
   const std::uint64_t target = epoch_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  heavy_fence(asymmetric_);  // every reader's announcement is now visible, or it sees the swap
   for (auto* c = contexts_.load(std::memory_order_seq_cst); c != nullptr; c = c->next) {
     if (c == self) continue;
     for (unsigned spins = 0;; ++spins) {
@@ -499,6 +508,7 @@ void bus_core::retire(void* p, void (*deleter)(void*)) noexcept {
 
 void bus_core::reclaim(garbage& out) {
   if (retired_.empty()) return;
+  heavy_fence(asymmetric_);  // as in synchronize()
   std::uint64_t oldest_reader = UINT64_MAX;
   for (auto* c = contexts_.load(std::memory_order_seq_cst); c != nullptr; c = c->next) {
     const std::uint64_t e = c->reader_epoch.load(std::memory_order_seq_cst);
@@ -534,7 +544,14 @@ metrics_snapshot bus_core::metrics() const {
   for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
     ++s.threads;
     for (unsigned l = 0; l < priority_count; ++l) s.lanes[l].counts += read(c->lane_row(l));
-    for (std::size_t t = 0; t < types_.count; ++t) s.types[t].counts += read(c->type_row(t));
+    for (std::size_t t = 0; t < types_.count; ++t) {
+      s.types[t].counts += read(c->type_row(t));
+      const std::uint64_t sync = c->sync_ok(t).load(std::memory_order_relaxed);
+      for (event_counts* e : {&s.types[t].counts, &s.lanes[types_.lanes[t]].counts}) {
+        e->accepted += sync;
+        e->dispatched += sync;
+      }
+    }
     const counter_row& misc = c->misc_row();
     s.batches += misc.v[m_batches].load(std::memory_order_relaxed);
     s.batched_events += misc.v[m_batched_events].load(std::memory_order_relaxed);

@@ -1,6 +1,7 @@
 // Publishing, lanes, ordering and backpressure, driven deterministically in manual mode.
 #include <gtest/gtest.h>
 
+#include <stdexcept>
 #include <vector>
 
 #include "common.hpp"
@@ -298,6 +299,45 @@ TEST(Dispatch, RunsHandlersInlineAndCountsThem) {
   const auto m = bus.metrics();
   EXPECT_EQ(m.lanes[0].counts.accepted, 1u);
   EXPECT_EQ(m.lanes[0].counts.dispatched, 1u);
+  EXPECT_EQ(m.in_flight, 0u);
+}
+
+// dispatch() keeps one counter per type (8 to a row) and metrics() spreads it over accepted and
+// dispatched, in the type's row and its default lane's row; a throw is counted as failed. Ten
+// types put the last two in a second row.
+template <int N>
+struct Tagged {
+  int v;
+};
+TEST(Dispatch, CountsEveryTypeInItsRowAndDefaultLane) {
+  using Many = tachyon::registry<Tagged<0>, Tagged<1>, Tagged<2>, Tagged<3>, Tagged<4>, Tagged<5>,
+                                 Tagged<6>, Tagged<7>, tachyon::event<Tagged<8>, priority::low>,
+                                 tachyon::event<Tagged<9>, priority::critical>>;
+  tachyon::bus<Many> bus{tt::manual()};
+  auto s0 = bus.subscribe<Tagged<0>>([](const Tagged<0>&) {});
+  auto s9 = bus.subscribe<Tagged<9>>([](const Tagged<9>& t) {
+    if (t.v < 0) throw std::runtime_error("negative");
+  });
+  bus.dispatch(Tagged<0>{1});
+  bus.dispatch(Tagged<8>{1});
+  bus.dispatch(Tagged<8>{2});
+  bus.dispatch(Tagged<9>{1});
+  bus.dispatch(Tagged<9>{2});
+  bus.dispatch(Tagged<9>{-1});
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.types[0].counts.accepted, 1u);
+  EXPECT_EQ(m.types[0].counts.dispatched, 1u);
+  EXPECT_EQ(m.types[1].counts.accepted, 0u);
+  EXPECT_EQ(m.types[8].counts.dispatched, 2u);
+  EXPECT_EQ(m.types[9].counts.accepted, 3u);
+  EXPECT_EQ(m.types[9].counts.dispatched, 2u);
+  EXPECT_EQ(m.types[9].counts.failed, 1u);
+  EXPECT_EQ(m.lanes[0].counts.accepted, 3u);  // critical: Tagged<9>
+  EXPECT_EQ(m.lanes[0].counts.failed, 1u);
+  EXPECT_EQ(m.lanes[2].counts.dispatched, 1u);  // normal: Tagged<0>
+  EXPECT_EQ(m.lanes[3].counts.dispatched, 2u);  // low: Tagged<8>
+  EXPECT_EQ(m.total.accepted, 6u);
+  EXPECT_EQ(m.total.dispatched + m.total.failed, 6u);
   EXPECT_EQ(m.in_flight, 0u);
 }
 

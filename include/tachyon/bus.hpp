@@ -119,7 +119,7 @@ class bus {
   explicit bus(const config& cfg = {})
       : core_(cfg,
               detail::type_table{dispatchers_.data(), releasers_.data(), names_.data(),
-                                 Registry::size},
+                                 lanes_.data(), Registry::size},
               this) {
     for (auto& t : tables_) t.store(nullptr, std::memory_order_relaxed);
     core_.start();
@@ -248,9 +248,12 @@ class bus {
     core_.enter_dispatch(ctx);
     const bool ok = run_handlers<T, index>(ev, m, ctx);
     core_.exit_dispatch(ctx);
-    const auto k = ok ? detail::c_dispatched : detail::c_failed;
-    ctx.count(l, index, detail::c_accepted);
-    ctx.count(l, index, k);
+    if (ok) [[likely]] {
+      detail::bump(ctx.sync_ok(index));
+    } else {
+      ctx.count(l, index, detail::c_accepted);
+      ctx.count(l, index, detail::c_failed);
+    }
   }
 
   // ---- manual drive, stop, metrics ---------------------------------------------------------
@@ -321,14 +324,15 @@ class bus {
   }
 
   template <class T, std::size_t I>
-  static void dispatch_one(void* self, detail::envelope& env, detail::thread_context& ctx) {
+  static bool dispatch_one(void* self, detail::envelope& env, detail::thread_context& ctx) {
     auto& b = *static_cast<bus*>(self);
-    const meta m{env.sequence, env.correlation, env.ticks, static_cast<std::uint16_t>(I),
-                 static_cast<priority>(env.lane)};
-    const bool ok = b.template run_handlers<T, I>(detail::payload_of<T>(env), m, ctx);
+    const bool ok = b.template run_handlers<T, I>(detail::payload_of<T>(env), env.header, ctx);
     detail::release_payload<T>(env);
-    const auto k = ok ? detail::c_dispatched : detail::c_failed;
-    ctx.count(env.lane, I, k);
+    if (ok) [[likely]]
+      detail::bump(ctx.type_row(I).v[detail::c_dispatched]);
+    else
+      ctx.count(static_cast<unsigned>(env.header.lane), I, detail::c_failed);
+    return ok;
   }
 
   template <class T>
@@ -398,6 +402,11 @@ class bus {
     return std::array<std::string_view, Registry::size>{
         detail::type_name<typename type_at<I>::type>()...};
   }
+  template <std::size_t... I>
+  static constexpr auto make_lanes(std::index_sequence<I...>) {
+    return std::array<std::uint8_t, Registry::size>{static_cast<std::uint8_t>(
+        Registry::template default_priority_of<typename type_at<I>::type>())...};
+  }
   template <std::size_t I>
   struct type_at {
     using type = typename Registry::template type_at<I>;
@@ -407,6 +416,7 @@ class bus {
   static const std::array<detail::dispatch_fn, Registry::size> dispatchers_;
   static const std::array<detail::release_fn, Registry::size> releasers_;
   static const std::array<std::string_view, Registry::size> names_;
+  static const std::array<std::uint8_t, Registry::size> lanes_;
 
   // A bus may sit anywhere (a stack frame, a struct): the lines its workers read on every event
   // (the core's settings first, the handler tables last) are kept apart from whatever the
@@ -429,5 +439,8 @@ const std::array<detail::release_fn, Registry::size> bus<Registry>::releasers_ =
 template <class Registry>
 const std::array<std::string_view, Registry::size> bus<Registry>::names_ =
     bus<Registry>::make_names(std::make_index_sequence<Registry::size>{});
+template <class Registry>
+const std::array<std::uint8_t, Registry::size> bus<Registry>::lanes_ =
+    bus<Registry>::make_lanes(std::make_index_sequence<Registry::size>{});
 
 }  // namespace tachyon

@@ -23,6 +23,7 @@
 #include <tachyon/config.hpp>
 #include <tachyon/detail/alloc.hpp>
 #include <tachyon/detail/envelope.hpp>
+#include <tachyon/detail/fence.hpp>
 #include <tachyon/detail/parking.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
@@ -113,6 +114,15 @@ struct thread_context {
   counter_row& lane_row(unsigned l) noexcept { return rows[l]; }
   counter_row& type_row(std::size_t t) noexcept { return rows[priority_count + t]; }
   counter_row& misc_row() noexcept { return rows[priority_count + types]; }
+  /// dispatch() calls that ran every handler without a throw, per type, 8 types to a row.
+  /// Counted once here instead of accepted + dispatched in both the lane and the type row
+  /// (dispatch() always uses the type's default lane); metrics() adds them back to all four.
+  std::atomic<std::uint64_t>& sync_ok(std::size_t t) noexcept {
+    return rows[priority_count + types + 1 + t / counter_kinds].v[t % counter_kinds];
+  }
+  static std::size_t row_count(std::size_t types) noexcept {
+    return priority_count + types + 1 + (types + counter_kinds - 1) / counter_kinds;
+  }
 
   /// Every event count goes to its lane's row and its type's row.
   void count(unsigned l, std::size_t t, counter k, std::uint64_t n = 1) noexcept {
@@ -124,7 +134,7 @@ struct thread_context {
   std::uint64_t next_sequence;  // context id << 48, then +1 per event
   std::uint32_t depth = 0;      // dispatch nesting on this thread
   std::size_t types;
-  counter_row* rows;  // [lanes][types][misc], see lane_row/type_row/misc_row
+  counter_row* rows;  // [lanes][types][misc][sync_ok], see lane_row .. sync_ok
   envelope* drain_buffer = nullptr;
   std::uint32_t drain_buffer_size = 0;
   std::array<std::uint64_t, priority_count> released_seen{};  // per lane, see lane
@@ -145,7 +155,10 @@ struct thread_context {
   thread_context* next = nullptr;
 };
 
-using dispatch_fn = void (*)(void* bus, envelope& env, thread_context& ctx);
+/// Runs an envelope's handlers and releases its payload. Returns true when no handler threw;
+/// it counts the type row's `dispatched` itself, and on a throw `failed` in both rows (the
+/// caller counts the lane's `dispatched` once per batch).
+using dispatch_fn = bool (*)(void* bus, envelope& env, thread_context& ctx);
 using release_fn = void (*)(envelope& env) noexcept;
 
 /// What the typed bus tells the core about its registry.
@@ -153,6 +166,7 @@ struct type_table {
   const dispatch_fn* dispatch;
   const release_fn* release;
   const std::string_view* names;
+  const std::uint8_t* lanes;  // each type's default lane
   std::size_t count;
 };
 
@@ -200,7 +214,8 @@ class alignas(cache_line) bus_core {
     // then waits for every lane to be empty, so a reserved event is always drained.
     if (stopping_.load(std::memory_order_seq_cst)) [[unlikely]]
       return refuse_stopped(ctx, ln, l, type, 1, 1);
-    envelope env;
+    unstamped<1> slot;
+    envelope& env = slot.at[0];
     stamp(ctx, env, l, type, correlation);
     try {
       fill(env);
@@ -229,7 +244,8 @@ class alignas(cache_line) bus_core {
     lane& ln = lanes_[l];
     moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before reserving
     bulk_outcome out;
-    envelope buf[chunk];  // 4 KiB of stack
+    unstamped<chunk> slots;  // 4 KiB of stack
+    envelope* buf = slots.at;
     std::size_t i = 0;
     while (i < n) {
       std::uint32_t k =
@@ -282,13 +298,11 @@ class alignas(cache_line) bus_core {
 
   void stamp(thread_context& ctx, envelope& env, unsigned l, std::uint16_t type,
              std::uint64_t correlation) noexcept {
-    env.type = type;
-    env.lane = static_cast<std::uint8_t>(l);
-    env.boxed = 0;
-    env.pad = 0;
-    env.sequence = ctx.next_sequence++;
-    env.ticks = clock::now();
-    env.correlation = correlation;
+    env.header.sequence = ctx.next_sequence++;
+    env.header.correlation_id = correlation;
+    env.header.publish_ticks = clock::now();
+    env.header.type_index = type;
+    env.header.lane = static_cast<priority>(l);
   }
 
   /// Counts `n` enqueued events and wakes a worker if one sleeps.
@@ -346,11 +360,15 @@ class alignas(cache_line) bus_core {
 
   // ---- dispatch ----------------------------------------------------------------------------
 
-  /// Marks this thread as reading handler tables (nestable). The seq_cst exchange orders the
-  /// announcement before the table loads that follow; see synchronize().
+  /// Marks this thread as reading handler tables (nestable). The announcement must be ordered
+  /// before the table loads that follow: a compiler barrier here, paired with the membarrier
+  /// that synchronize() and reclaim() issue before they read any announcement (fence.hpp), or
+  /// a full fence on both sides where membarrier is unavailable.
   void enter_dispatch(thread_context& ctx) noexcept {
-    if (ctx.depth++ == 0)
-      ctx.reader_epoch.exchange(epoch_.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+    if (ctx.depth++ == 0) {
+      ctx.reader_epoch.store(epoch_.load(std::memory_order_acquire), std::memory_order_relaxed);
+      light_fence(asymmetric_);
+    }
   }
   void exit_dispatch(thread_context& ctx) noexcept {
     if (--ctx.depth == 0) ctx.reader_epoch.store(0, std::memory_order_release);
@@ -428,6 +446,7 @@ class alignas(cache_line) bus_core {
   event_count room_;  // publishers blocked on a full lane sleep here
 
   alignas(cache_line) std::atomic<std::uint64_t> epoch_{1};
+  const bool asymmetric_ = asymmetric_fences();     // read with epoch_, on the same line
   std::atomic<thread_context*> contexts_{nullptr};  // push-only list
   std::atomic<std::uint32_t> next_context_id_{1};
   std::shared_ptr<context_anchor> anchor_;

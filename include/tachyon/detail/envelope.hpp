@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <tachyon/detail/alloc.hpp>
+#include <tachyon/meta.hpp>
 
 namespace tachyon::detail {
 
@@ -17,18 +18,27 @@ inline constexpr std::size_t inline_payload_size = 32;
 /// One cache line: a 32-byte header and 32 bytes of payload. Aligned so that no envelope
 /// straddles two lines in moodycamel's blocks. Trivially copyable, so moodycamel's moves are
 /// plain copies; the payload's ownership (a boxed event) is tracked by tachyon, not by C++.
+/// The header is the tachyon::meta that handlers receive, so dispatch hands it over in place
+/// instead of copying it out. Whether the payload is boxed is a property of the type
+/// (stored_inline<T>), known wherever the payload is touched, so it is not stored.
 struct alignas(64) envelope {
-  std::uint16_t type;  // registry index
-  std::uint8_t lane;   // priority as an integer, 0 = critical
-  std::uint8_t boxed;  // payload holds a T* from allocate()
-  std::uint32_t pad;
-  std::uint64_t sequence;     // producer id << 48 | per-producer count
-  std::uint64_t ticks;        // clock::now() at publish
-  std::uint64_t correlation;  // publish_options::correlation_id
+  meta header;  // sequence, correlation_id, publish_ticks, type_index, lane
   alignas(8) std::byte payload[inline_payload_size];
 };
+static_assert(sizeof(meta) == 32, "meta is the envelope's 32-byte header");
 static_assert(sizeof(envelope) == 64);
 static_assert(std::is_trivially_copyable_v<envelope>);
+
+/// Stack room for envelopes that are about to be stamped and filled: leaves them uninitialised,
+/// where `envelope x;` would zero the header's fields (meta's default member initialisers)
+/// only for stamp() to overwrite them.
+template <std::size_t N>
+struct unstamped {
+  unstamped() noexcept {}
+  union {
+    envelope at[N];
+  };
+};
 
 /// Events that fit stay inline (no allocation); the rest are boxed.
 template <class T>
@@ -40,7 +50,6 @@ template <class T, class U>
 void store_payload(envelope& env, U&& ev) {
   if constexpr (stored_inline<T>) {
     ::new (static_cast<void*>(env.payload)) T(std::forward<U>(ev));
-    env.boxed = 0;
   } else {
     void* mem = allocate(sizeof(T), alignof(T));
     T* boxed;
@@ -51,7 +60,6 @@ void store_payload(envelope& env, U&& ev) {
       throw;
     }
     ::new (static_cast<void*>(env.payload)) T*(boxed);
-    env.boxed = 1;
   }
 }
 
