@@ -18,9 +18,11 @@
 // this thread writes, one load to see whether a worker sleeps; no lock, no syscall unless a
 // worker sleeps, no allocation for events stored inline (trivially copyable, <= 32 bytes,
 // alignment <= 8). Drain: per batch one bulk dequeue, one fetch_add on the lane's `released`
-// line, one exchange announcing the reader epoch; per event one indirect call into the type's
-// handler table. A thread's first call into a bus allocates its context (consumer tokens,
-// counters), and its first publish into a lane its moodycamel producer.
+// line, one plain store announcing the reader epoch (the matching full barrier is the
+// writer's membarrier: detail/fence.hpp), two counter stores; per event one indirect call
+// into the type's dispatcher, the handler calls, and one counter store. A thread's first call
+// into a bus allocates its context (consumer tokens, counters), and its first publish into a
+// lane its moodycamel producer.
 #pragma once
 
 #include <algorithm>
