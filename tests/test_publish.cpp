@@ -104,6 +104,21 @@ TEST(Publish, HandlersReceiveTheEnvelopeHeader) {
   EXPECT_EQ(got.lane, priority::low);
   EXPECT_EQ(got.type_index, tt::Events::index_of<tt::Order>());
   EXPECT_GE(got.publish_ticks, before);
+  EXPECT_LE(got.publish_ticks, tachyon::clock::now());
+}
+
+TEST(Publish, WithoutTimestampsPublishTicksIsZero) {
+  auto cfg = tt::manual();
+  cfg.timestamps = false;
+  tachyon::bus<tt::Events> bus{cfg};
+  std::vector<std::uint64_t> ticks;
+  auto s = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote&, const tachyon::meta& m) { ticks.push_back(m.publish_ticks); });
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  const std::vector<tt::Quote> two(2);
+  ASSERT_EQ(bus.publish_batch(std::span<const tt::Quote>(two)).queued, 2u);
+  EXPECT_EQ(bus.poll(), 3u);
+  EXPECT_EQ(ticks, (std::vector<std::uint64_t>{0, 0, 0}));
 }
 
 TEST(Publish, SequencesIncreasePerProducer) {

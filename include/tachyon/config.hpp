@@ -67,6 +67,11 @@ struct config {
   /// them (counted in metrics_snapshot::lane_allocations). Allowed: 1 .. 1024.
   std::uint32_t producers = 4;
 
+  /// Stamp each published event with tachyon::clock::now() (meta::publish_ticks, from which a
+  /// handler learns how long the event queued). One TSC read per publish; false leaves
+  /// publish_ticks 0 and saves it. dispatch() never stamps.
+  bool timestamps = true;
+
   /// Called on the dispatching thread when a handler throws, after the other handlers of the
   /// event have run. Must not throw (what it throws is swallowed and counted). Empty: only
   /// counted.

@@ -300,7 +300,7 @@ class alignas(cache_line) bus_core {
              std::uint64_t correlation) noexcept {
     env.header.sequence = ctx.next_sequence++;
     env.header.correlation_id = correlation;
-    env.header.publish_ticks = clock::now();
+    env.header.publish_ticks = cfg_.timestamps ? clock::now() : 0;
     env.header.type_index = type;
     env.header.lane = static_cast<priority>(l);
   }
