@@ -216,7 +216,7 @@ class alignas(cache_line) bus_core {
       return refuse_stopped(ctx, ln, l, type, 1, 1);
     unstamped<1> slot;
     envelope& env = slot.at[0];
-    stamp(ctx, env, l, type, correlation);
+    stamp(ctx, env, l, type, correlation, cfg_.timestamps ? clock::now() : 0);
     try {
       fill(env);
     } catch (...) {  // the event's move constructor or the box's allocation threw
@@ -268,9 +268,12 @@ class alignas(cache_line) bus_core {
         return out;
       }
       std::uint32_t j = 0;
+      // One clock read per chunk: the events of one call are published at one instant, and a
+      // TSC read per event (11.5 ns on the development VM) would cap a batch near 90 M/s.
+      const std::uint64_t ticks = cfg_.timestamps ? clock::now() : 0;
       try {
         for (; j < k; ++j) {
-          stamp(ctx, buf[j], l, type, 0);
+          stamp(ctx, buf[j], l, type, 0, ticks);
           fill(buf[j], i + j);
         }
       } catch (...) {
@@ -297,10 +300,10 @@ class alignas(cache_line) bus_core {
   }
 
   void stamp(thread_context& ctx, envelope& env, unsigned l, std::uint16_t type,
-             std::uint64_t correlation) noexcept {
+             std::uint64_t correlation, std::uint64_t ticks) noexcept {
     env.header.sequence = ctx.next_sequence++;
     env.header.correlation_id = correlation;
-    env.header.publish_ticks = cfg_.timestamps ? clock::now() : 0;
+    env.header.publish_ticks = ticks;
     env.header.type_index = type;
     env.header.lane = static_cast<priority>(l);
   }
