@@ -1,47 +1,131 @@
-// tachyon's first benchmarks, each beside its peer in the same binary and the same run:
+// tachyon_bench: the Google Benchmark suite. Every tachyon benchmark has its peer in the same
+// binary and the same run, named <figure>/tachyon... beside <figure>/<peer>[/<args>], which is
+// how tools/bench_table.py pairs them:
 //
-//   publish/<impl>    cost of one publish on one thread (the consumer side is drained with the
-//                     clock paused): tachyon vs bare moodycamel enqueue with a producer token.
-//   roundtrip/<impl>  one hop and back: the publisher stamps a sequence number, a consumer
-//                     pinned to another CPU takes it and stores it to a flag the publisher
-//                     spins on. tachyon with a busy_spin worker vs bare moodycamel driven the
-//                     way tachyon drives it (producer token, consumer token, bulk dequeue of
-//                     up to 64, a spinning consumer). Reported time = one round trip.
+//   publish/<impl>          one publish of an 8-byte event on one thread, the lane drained every
+//                           4096 with the clock paused: tachyon vs moodycamel try_enqueue with a
+//                           producer token.
+//   publish_batch/<impl>    publish_batch of 64 events a call (items = events) vs moodycamel
+//                           try_enqueue_bulk of 64 with a producer token; same drain.
+//   throughput_1p1w/<impl>  one producer (this thread) to one consumer pinned to another CPU: a
+//                           bus with one busy_spin worker vs a moodycamel consumer thread with a
+//                           consumer token and try_dequeue_bulk of 64. An iteration publishes
+//                           4096 events and waits until the handler has counted them all.
+//   throughput/<impl>/P:W   P producers to W consumers (P = W = 1, 2, 4, ... ), the same
+//                           layout with every idle wait a sched_yield() (the `yield` strategy),
+//                           so that oversubscribed runs still progress; items = events, summed
+//                           over producers. Labelled "oversubscribed" when 2P > usable CPUs.
+//   idle_scan/<impl>        one scan of four empty lanes: run_once() on a manual bus whose four
+//                           types have the four priorities, vs try_dequeue_bulk with consumer
+//                           tokens on four empty ConcurrentQueues (each has had a producer).
+//   dispatch_<H>/<impl>     synchronous delivery to H = 1 or 8 handlers: bus::dispatch (metrics
+//                           are always on) vs a noinline direct call, std::function and
+//                           Boost.Signals2. Every handler does the same work, work() below.
 //
-// Pinning: the benchmark thread on the first CPU this process may use, the consumer on the
-// second (none if there is only one). tools/bench prints the table with tachyon / peer ratios.
+// The one-hop round trip is measured by tachyon_latency (bench/latency.cpp), every trip timed
+// and implementations interleaved; Google Benchmark's mean of one is not quoted.
+//
+// Threads are pinned (bench/pinning.hpp): this thread and producers on the even-numbered usable
+// CPUs, consumers on the odd ones (CPU 0 and CPU 1 on a 2-CPU machine).
+//
+// Repetitions: 5 per benchmark, aggregates only, unless --benchmark_repetitions=N is given
+// (tools/bench --quick passes 1 and a shorter --benchmark_min_time).
 #include <benchmark/benchmark.h>
 #include <sched.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
+#include <boost/signals2/signal.hpp>
 #include <tachyon/tachyon.hpp>
 
-#include "hops.hpp"
+#include "pinning.hpp"
 
 namespace {
-
-using bench::Ping;
-using Events = tachyon::registry<Ping>;
 
 using bench::consumer_cpu;
 using bench::pin_this_thread;
 using bench::producer_cpu;
+using bench::usable_cpus;
 
-/// Pins the benchmark thread for the duration of one benchmark, then lets it go.
+struct Ping {
+  std::uint64_t seq;
+};
+using Events = tachyon::registry<Ping>;
+
+/// Pins the benchmark thread to `cpu` for the duration of one benchmark, then lets it go.
 struct pinned_scope {
   cpu_set_t saved;
-  pinned_scope() {
+  explicit pinned_scope(int cpu = producer_cpu()) {
     sched_getaffinity(0, sizeof(saved), &saved);
-    pin_this_thread(producer_cpu());
+    pin_this_thread(cpu);
   }
   ~pinned_scope() { pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved); }
+  pinned_scope(const pinned_scope&) = delete;
+  pinned_scope& operator=(const pinned_scope&) = delete;
 };
 
-constexpr std::uint32_t drain_every = 4096;
+/// Producer i's CPU and consumer i's CPU: even and odd usable CPUs, wrapping around.
+int producer_cpu_of(std::size_t i) {
+  const auto& cpus = usable_cpus();
+  return cpus.empty() ? -1 : cpus[(2 * i) % cpus.size()];
+}
+int consumer_cpu_of(std::size_t i) {
+  const auto& cpus = usable_cpus();
+  return cpus.empty() ? -1 : cpus[(2 * i + 1) % cpus.size()];
+}
+
+/// Events counted by consumer threads, one cache line per thread, summed by the benchmark
+/// thread. add_one() finds the calling thread's line through a thread_local: the same per-event
+/// work for tachyon's handlers and the peers' consumers.
+class counter_board {
+ public:
+  void add_one() noexcept {
+    thread_local const counter_board* owner = nullptr;
+    thread_local slot* mine = nullptr;
+    if (owner != this) [[unlikely]] {
+      mine = &slots_[claimed_.fetch_add(1, std::memory_order_relaxed) % slots_.size()];
+      owner = this;
+    }
+    mine->n.store(mine->n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  std::uint64_t sum() const noexcept {
+    const std::size_t used =
+        std::min<std::size_t>(claimed_.load(std::memory_order_relaxed), slots_.size());
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < used; ++i) total += slots_[i].n.load(std::memory_order_relaxed);
+    return total;
+  }
+
+ private:
+  struct alignas(64) slot {
+    std::atomic<std::uint64_t> n{0};
+  };
+  std::array<slot, 64> slots_{};
+  alignas(64) std::atomic<std::uint32_t> claimed_{0};
+};
+
+enum class idle { spin, yield };
+
+inline void wait_a_little(idle how) {
+  if (how == idle::yield) sched_yield();
+}
 
 // ---- publish cost ------------------------------------------------------------------------------
+
+constexpr std::uint32_t drain_every = 4096;  // events queued before a paused drain
+constexpr std::size_t batch_size = 64;
 
 void publish_tachyon(benchmark::State& state) {
   pinned_scope pin;
@@ -52,8 +136,9 @@ void publish_tachyon(benchmark::State& state) {
   auto s = bus.subscribe<Ping>([](const Ping& p) { benchmark::DoNotOptimize(p.seq); });
   std::uint64_t seq = 0;
   std::uint32_t queued = 0;
+  std::uint64_t refused = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(bus.publish(Ping{++seq}));
+    refused += bus.publish(Ping{++seq}) != tachyon::result::ok;
     if (++queued == drain_every) [[unlikely]] {
       state.PauseTiming();
       bus.poll();
@@ -61,6 +146,7 @@ void publish_tachyon(benchmark::State& state) {
       state.ResumeTiming();
     }
   }
+  if (refused != 0) state.SkipWithError("a publish was refused");
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -69,11 +155,12 @@ void publish_moodycamel(benchmark::State& state) {
   moodycamel::ConcurrentQueue<Ping> q(drain_every);
   moodycamel::ProducerToken ptok(q);
   moodycamel::ConsumerToken ctok(q);
-  std::vector<Ping> buf(64);
+  std::vector<Ping> buf(batch_size);
   std::uint64_t seq = 0;
   std::uint32_t queued = 0;
+  std::uint64_t refused = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(q.try_enqueue(ptok, Ping{++seq}));
+    refused += !q.try_enqueue(ptok, Ping{++seq});
     if (++queued == drain_every) [[unlikely]] {
       state.PauseTiming();
       while (q.try_dequeue_bulk(ctok, buf.data(), buf.size()) != 0) {
@@ -82,40 +169,390 @@ void publish_moodycamel(benchmark::State& state) {
       state.ResumeTiming();
     }
   }
+  if (refused != 0) state.SkipWithError("a try_enqueue was refused");
   state.SetItemsProcessed(state.iterations());
 }
 
-// ---- one-hop round trip (bench/hops.hpp) --------------------------------------------------
+std::vector<Ping> numbered_batch() {
+  std::vector<Ping> evs(batch_size);
+  for (std::size_t i = 0; i < evs.size(); ++i) evs[i].seq = i;
+  return evs;
+}
 
-template <class Hop>
-void roundtrip(benchmark::State& state) {
+void publish_batch_tachyon(benchmark::State& state) {
   pinned_scope pin;
-  Hop hop;
-  std::uint64_t seq = 0;
-  for (auto _ : state)
-    if (!hop(++seq)) state.SkipWithError("the hop's publish was refused");
+  tachyon::bus<Events> bus{{.workers = 0,
+                            .lane_capacity = drain_every,
+                            .overflow = tachyon::overflow::fail,
+                            .producers = 1}};
+  auto s = bus.subscribe<Ping>([](const Ping& p) { benchmark::DoNotOptimize(p.seq); });
+  const std::vector<Ping> evs = numbered_batch();
+  std::uint32_t queued = 0;
+  std::uint64_t refused = 0;
+  for (auto _ : state) {
+    const auto r = bus.publish_batch(std::span<const Ping>(evs));
+    refused += batch_size - r.queued;
+    if ((queued += batch_size) == drain_every) [[unlikely]] {
+      state.PauseTiming();
+      bus.poll();
+      queued = 0;
+      state.ResumeTiming();
+    }
+  }
+  if (refused != 0) state.SkipWithError("publish_batch refused events");
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch_size));
+}
+
+void publish_batch_moodycamel(benchmark::State& state) {
+  pinned_scope pin;
+  moodycamel::ConcurrentQueue<Ping> q(drain_every);
+  moodycamel::ProducerToken ptok(q);
+  moodycamel::ConsumerToken ctok(q);
+  const std::vector<Ping> evs = numbered_batch();
+  std::vector<Ping> buf(batch_size);
+  std::uint32_t queued = 0;
+  std::uint64_t refused = 0;
+  for (auto _ : state) {
+    refused += !q.try_enqueue_bulk(ptok, evs.data(), evs.size());
+    if ((queued += batch_size) == drain_every) [[unlikely]] {
+      state.PauseTiming();
+      while (q.try_dequeue_bulk(ctok, buf.data(), buf.size()) != 0) {
+      }
+      queued = 0;
+      state.ResumeTiming();
+    }
+  }
+  if (refused != 0) state.SkipWithError("try_enqueue_bulk was refused");
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch_size));
+}
+
+// ---- producers to consumers --------------------------------------------------------------------
+
+constexpr std::uint64_t per_producer = 4096;  // events each producer publishes an iteration
+
+/// A bus whose handler counts, with `workers` workers pinned to the consumer CPUs.
+class tachyon_sink {
+ public:
+  tachyon_sink(std::uint32_t workers, std::uint32_t producers, idle how)
+      : bus_(settings(workers, producers, how)) {
+    sub_ = bus_.subscribe<Ping>([this](const Ping&) { counted_.add_one(); });
+  }
+  std::uint64_t counted() const noexcept { return counted_.sum(); }
+
+  /// Producer side. One per producing thread.
+  class producer {
+   public:
+    explicit producer(tachyon_sink& s) : bus_(s.bus_) {}
+    bool publish(std::uint64_t seq) { return bus_.publish(Ping{seq}) == tachyon::result::ok; }
+
+   private:
+    tachyon::bus<Events>& bus_;
+  };
+
+ private:
+  static tachyon::config settings(std::uint32_t workers, std::uint32_t producers, idle how) {
+    tachyon::config cfg{.workers = workers,
+                        .lane_capacity = lane_bound(producers),
+                        .batch = 64,
+                        .wait = how == idle::spin ? tachyon::wait_strategy::busy_spin
+                                                  : tachyon::wait_strategy::yield,
+                        .overflow = tachyon::overflow::block,
+                        .producers = producers};
+    for (std::uint32_t i = 0; i < workers; ++i)
+      if (consumer_cpu_of(i) >= 0) cfg.cpus.push_back(consumer_cpu_of(i));
+    return cfg;
+  }
+
+ public:
+  /// Room for every event of an iteration, twice over.
+  static std::uint32_t lane_bound(std::uint32_t producers) {
+    return static_cast<std::uint32_t>(std::max<std::uint64_t>(8192, 2 * producers * per_producer));
+  }
+
+ private:
+  counter_board counted_;
+  tachyon::bus<Events> bus_;
+  tachyon::subscription sub_;  // last: unsubscribes before the bus stops
+};
+
+/// The peer: one ConcurrentQueue, `consumers` threads pinned to the consumer CPUs, each with a
+/// consumer token, dequeuing up to 64 at a time and counting each element.
+class moodycamel_sink {
+ public:
+  moodycamel_sink(std::uint32_t consumers, std::uint32_t producers, idle how)
+      : queue_(tachyon_sink::lane_bound(producers)), how_(how) {
+    for (std::uint32_t i = 0; i < consumers; ++i)
+      threads_.emplace_back([this, i] { consume(consumer_cpu_of(i)); });
+  }
+  ~moodycamel_sink() {
+    done_.store(true, std::memory_order_relaxed);
+    for (auto& t : threads_) t.join();
+  }
+  moodycamel_sink(const moodycamel_sink&) = delete;
+  moodycamel_sink& operator=(const moodycamel_sink&) = delete;
+
+  std::uint64_t counted() const noexcept { return counted_.sum(); }
+
+  class producer {
+   public:
+    explicit producer(moodycamel_sink& s) : sink_(s), token_(s.queue_) {}
+    /// Waits for room as tachyon's overflow::block does.
+    bool publish(std::uint64_t seq) {
+      while (!sink_.queue_.try_enqueue(token_, Ping{seq})) wait_a_little(sink_.how_);
+      return true;
+    }
+
+   private:
+    moodycamel_sink& sink_;
+    moodycamel::ProducerToken token_;
+  };
+
+ private:
+  void consume(int cpu) {
+    pin_this_thread(cpu);
+    moodycamel::ConsumerToken ctok(queue_);
+    Ping buf[64];
+    while (!done_.load(std::memory_order_relaxed)) {
+      const std::size_t n = queue_.try_dequeue_bulk(ctok, buf, 64);
+      for (std::size_t i = 0; i < n; ++i) counted_.add_one();
+      if (n == 0) wait_a_little(how_);
+    }
+  }
+
+  counter_board counted_;
+  moodycamel::ConcurrentQueue<Ping> queue_;
+  idle how_;
+  alignas(64) std::atomic<bool> done_{false};
+  std::vector<std::thread> threads_;  // last: start once everything they read exists
+};
+
+/// P producers (this thread is producer 0) to W consumers of Sink. Each iteration every producer
+/// publishes per_producer events; the iteration ends when the consumers have counted them all.
+/// One untimed round first, so that no thread's first-call set-up lands in the timed ones.
+template <class Sink>
+void throughput(benchmark::State& state, std::uint32_t producers, std::uint32_t consumers,
+                idle how) {
+  pinned_scope pin(producer_cpu_of(0));
+  Sink sink(consumers, producers, how);
+  std::atomic<std::uint64_t> generation{0};
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> refused{0};
+
+  auto publish_share = [&](typename Sink::producer& p, std::uint64_t base) {
+    std::uint64_t bad = 0;
+    for (std::uint64_t i = 0; i < per_producer; ++i) bad += !p.publish(base + i);
+    if (bad != 0) refused.fetch_add(bad, std::memory_order_relaxed);
+  };
+
+  std::vector<std::thread> others;
+  for (std::uint32_t i = 1; i < producers; ++i)
+    others.emplace_back([&, i] {
+      pin_this_thread(producer_cpu_of(i));
+      typename Sink::producer p(sink);
+      std::uint64_t seen = 0;
+      for (;;) {
+        generation.wait(seen, std::memory_order_acquire);
+        seen = generation.load(std::memory_order_acquire);
+        if (stop.load(std::memory_order_acquire)) return;
+        publish_share(p, seen * per_producer);
+      }
+    });
+
+  typename Sink::producer mine(sink);
+  std::uint64_t expected = 0;
+  auto one_round = [&] {
+    const std::uint64_t g = generation.fetch_add(1, std::memory_order_release) + 1;
+    generation.notify_all();
+    publish_share(mine, g * per_producer);
+    expected += producers * per_producer;
+    while (sink.counted() < expected) wait_a_little(how);
+  };
+  one_round();  // warm-up, untimed: every thread's first publish and dequeue, lane blocks
+  const std::uint64_t warm = expected;
+  for (auto _ : state) one_round();
+
+  stop.store(true, std::memory_order_release);
+  generation.fetch_add(1, std::memory_order_release);
+  generation.notify_all();
+  for (auto& t : others) t.join();
+
+  if (refused.load() != 0) state.SkipWithError("a publish was refused");
+  state.SetItemsProcessed(static_cast<std::int64_t>(expected - warm));
+  if (2 * producers > usable_cpus().size())
+    state.SetLabel("oversubscribed: " + std::to_string(producers + consumers) + " threads on " +
+                   std::to_string(usable_cpus().size()) + " CPUs");
+}
+
+// ---- idle scan -----------------------------------------------------------------------------
+
+struct Crit {
+  std::uint64_t v;
+};
+struct High {
+  std::uint64_t v;
+};
+struct Norm {
+  std::uint64_t v;
+};
+struct Low {
+  std::uint64_t v;
+};
+using FourLanes = tachyon::registry<tachyon::event<Crit, tachyon::priority::critical>,
+                                    tachyon::event<High, tachyon::priority::high>,
+                                    tachyon::event<Norm, tachyon::priority::normal>,
+                                    tachyon::event<Low, tachyon::priority::low>>;
+
+void idle_scan_tachyon(benchmark::State& state) {
+  pinned_scope pin;
+  tachyon::bus<FourLanes> bus{
+      {.workers = 0, .lane_capacity = 1024, .overflow = tachyon::overflow::fail, .producers = 1}};
+  // One event through each lane first: every lane has had a producer, as in a running system.
+  bool ok =
+      bus.publish(Crit{1}) == tachyon::result::ok && bus.publish(High{1}) == tachyon::result::ok &&
+      bus.publish(Norm{1}) == tachyon::result::ok && bus.publish(Low{1}) == tachyon::result::ok;
+  ok = ok && bus.poll() == 4;
+  std::size_t ran = 0;
+  for (auto _ : state) ran += bus.run_once();
+  if (!ok || ran != 0) state.SkipWithError("the lanes were not empty");
   state.SetItemsProcessed(state.iterations());
+}
+
+void idle_scan_moodycamel(benchmark::State& state) {
+  pinned_scope pin;
+  struct lane {
+    moodycamel::ConcurrentQueue<Ping> q{1024};
+    moodycamel::ProducerToken ptok{q};
+    moodycamel::ConsumerToken ctok{q};
+  };
+  auto lanes = std::make_unique<std::array<lane, 4>>();
+  Ping buf[64];
+  bool ok = true;
+  for (auto& l : *lanes)
+    ok = ok && l.q.try_enqueue(l.ptok, Ping{1}) && l.q.try_dequeue_bulk(l.ctok, buf, 64) == 1;
+  std::size_t ran = 0;
+  for (auto _ : state)
+    for (auto& l : *lanes) ran += l.q.try_dequeue_bulk(l.ctok, buf, 64);
+  if (!ok || ran != 0) state.SkipWithError("the queues were not empty");
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- synchronous dispatch ------------------------------------------------------------------
+
+/// Every handler's work, whatever calls it.
+inline void work(const Ping& p, std::uint64_t& sink) {
+  sink += p.seq;
+  benchmark::DoNotOptimize(sink);
+}
+[[gnu::noinline]] void direct_handler(const Ping& p, std::uint64_t& sink) { work(p, sink); }
+
+void dispatch_tachyon(benchmark::State& state, int handlers) {
+  pinned_scope pin;
+  tachyon::bus<Events> bus{{.workers = 0, .overflow = tachyon::overflow::fail, .producers = 1}};
+  std::uint64_t sink = 0;
+  std::vector<tachyon::subscription> subs;
+  for (int h = 0; h < handlers; ++h)
+    subs.push_back(bus.subscribe<Ping>([&sink](const Ping& p) { work(p, sink); }));
+  std::uint64_t seq = 0;
+  for (auto _ : state) bus.dispatch(Ping{++seq});
+  state.SetItemsProcessed(state.iterations());
+  subs.clear();
+}
+
+void dispatch_direct(benchmark::State& state, int handlers) {
+  std::uint64_t sink = 0;
+  std::uint64_t seq = 0;
+  for (auto _ : state) {
+    const Ping p{++seq};
+    for (int h = 0; h < handlers; ++h) direct_handler(p, sink);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void dispatch_std_function(benchmark::State& state, int handlers) {
+  std::uint64_t sink = 0;
+  std::vector<std::function<void(const Ping&)>> fns;
+  for (int h = 0; h < handlers; ++h) fns.emplace_back([&sink](const Ping& p) { work(p, sink); });
+  benchmark::DoNotOptimize(fns.data());
+  std::uint64_t seq = 0;
+  for (auto _ : state) {
+    const Ping p{++seq};
+    for (const auto& f : fns) f(p);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void dispatch_signals2(benchmark::State& state, int handlers) {
+  std::uint64_t sink = 0;
+  boost::signals2::signal<void(const Ping&)> sig;
+  for (int h = 0; h < handlers; ++h) sig.connect([&sink](const Ping& p) { work(p, sink); });
+  std::uint64_t seq = 0;
+  for (auto _ : state) sig(Ping{++seq});
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- registration --------------------------------------------------------------------------
+
+/// Adds the suite's common settings: `repetitions` (0: whatever --benchmark_repetitions says),
+/// aggregates only.
+benchmark::internal::Benchmark* common(benchmark::internal::Benchmark* b, int repetitions) {
+  if (repetitions > 0) b->Repetitions(repetitions);
+  return b->ReportAggregatesOnly(true);
+}
+
+void register_all(int reps) {
+  using benchmark::RegisterBenchmark;
+  common(RegisterBenchmark("publish/tachyon_inline", publish_tachyon), reps);
+  common(RegisterBenchmark("publish/moodycamel_tokens", publish_moodycamel), reps);
+  common(RegisterBenchmark("publish_batch/tachyon", publish_batch_tachyon), reps);
+  common(RegisterBenchmark("publish_batch/moodycamel_bulk", publish_batch_moodycamel), reps);
+
+  common(RegisterBenchmark("throughput_1p1w/tachyon", throughput<tachyon_sink>, 1u, 1u, idle::spin),
+         reps)
+      ->UseRealTime();
+  common(RegisterBenchmark("throughput_1p1w/moodycamel_tokens", throughput<moodycamel_sink>, 1u, 1u,
+                           idle::spin),
+         reps)
+      ->UseRealTime();
+
+  // P = W = 1, 2, 4, then doubling while P <= the usable CPUs.
+  const auto cpus = static_cast<std::uint32_t>(std::max<std::size_t>(usable_cpus().size(), 1));
+  for (std::uint32_t p = 1; p <= 4 || p <= cpus; p *= 2) {
+    const std::string args = std::to_string(p) + ":" + std::to_string(p);
+    common(RegisterBenchmark(("throughput/tachyon/" + args).c_str(), throughput<tachyon_sink>, p, p,
+                             idle::yield),
+           reps)
+        ->UseRealTime();
+    common(RegisterBenchmark(("throughput/moodycamel/" + args).c_str(), throughput<moodycamel_sink>,
+                             p, p, idle::yield),
+           reps)
+        ->UseRealTime();
+  }
+
+  common(RegisterBenchmark("idle_scan/tachyon", idle_scan_tachyon), reps);
+  common(RegisterBenchmark("idle_scan/moodycamel_4x", idle_scan_moodycamel), reps);
+
+  for (int h : {1, 8}) {
+    const std::string figure = "dispatch_" + std::to_string(h) + "/";
+    common(RegisterBenchmark((figure + "tachyon").c_str(), dispatch_tachyon, h), reps);
+    common(RegisterBenchmark((figure + "direct_call").c_str(), dispatch_direct, h), reps);
+    common(RegisterBenchmark((figure + "std_function").c_str(), dispatch_std_function, h), reps);
+    common(RegisterBenchmark((figure + "boost_signals2").c_str(), dispatch_signals2, h), reps);
+  }
 }
 
 }  // namespace
 
-BENCHMARK(publish_tachyon)
-    ->Name("publish/tachyon_inline")
-    ->Repetitions(5)
-    ->ReportAggregatesOnly(true);
-BENCHMARK(publish_moodycamel)
-    ->Name("publish/moodycamel_tokens")
-    ->Repetitions(5)
-    ->ReportAggregatesOnly(true);
-BENCHMARK(roundtrip<bench::tachyon_hop>)
-    ->Name("roundtrip/tachyon_busy_spin")
-    ->UseRealTime()
-    ->Repetitions(5)
-    ->ReportAggregatesOnly(true);
-BENCHMARK(roundtrip<bench::moodycamel_hop<>>)
-    ->Name("roundtrip/moodycamel_tokens")
-    ->UseRealTime()
-    ->Repetitions(5)
-    ->ReportAggregatesOnly(true);
+int main(int argc, char** argv) {
+  constexpr int default_repetitions = 5;
+  bool repetitions_given = false;
+  for (int i = 1; i < argc; ++i)
+    repetitions_given |= std::string_view(argv[i]).starts_with("--benchmark_repetitions");
+  (void)usable_cpus();  // read before any benchmark pins this thread
+  register_all(repetitions_given ? 0 : default_repetitions);
 
-BENCHMARK_MAIN();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
