@@ -1,27 +1,40 @@
 #!/usr/bin/env python3
-"""Prints a Markdown table of tachyon's benchmarks next to their peers from one run.
+"""Prints the Markdown report of one tools/bench run: tachyon beside its peers, and the targets.
 
-Reads the JSON that Google Benchmark writes with --benchmark_out_format=json (tools/bench
-keeps it as results/<date>-<host>/raw.json). Standard library only.
+Usage: tools/bench_table.py [GBENCH_JSON] [--latency LATENCY_JSON] [--callgrind CALLGRIND_TXT]
+                            [--metric real_time|cpu_time]
+       tools/bench_table.py --results DIR    (DIR/gbench.json, DIR/latency.json and
+                                              DIR/callgrind.txt, each where present)
 
-Pairing: benchmarks are named <figure>/<impl>[/<args>...], for example
-roundtrip/tachyon_busy_spin and roundtrip/moodycamel_tokens. Every benchmark whose <impl>
-starts with "tachyon" is paired with every benchmark that has the same <figure> and the same
-<args> and an <impl> that does not start with "tachyon". <figure> may itself have several
-parts (publish/batch/tachyon_inline pairs with publish/batch/boost_lockfree).
+Inputs, each optional (a missing one is reported as not measured):
+  GBENCH_JSON    Google Benchmark's --benchmark_out_format=json output (tachyon_bench).
+  LATENCY_JSON   tachyon_latency --json output: {"groups": [{"group", "title", "rows": [{"name",
+                 "samples", "p50_ns", ..., "max_ns", "mean_ns", "curve"}], "ratios": [...]}]}.
+  CALLGRIND_TXT  perf/callgrind's output: one "<hot path>  <instructions per op>" line each.
 
-Each row gives ratio = tachyon / peer. For times, below 1.00 means tachyon took less time.
-User counters found in both benchmarks of a pair (latency percentiles, items_per_second, ...)
-get their own table with the same ratio; for rates (*_per_second) above 1.00 favours tachyon.
+Sections: the Google Benchmark pairs, each latency group, the callgrind counts, and a summary of
+every target of the issue with the measured value and met / missed / not measured. Figures from
+a shared machine are reported, not asserted: a missed target does not change the exit status.
 
-Statistic: the median aggregate when the run had repetitions, else the mean aggregate, else
-the median of the individual runs, else the single run.
+Pairing: benchmarks are named <figure>/<impl>[/<args>...], for example publish/tachyon_inline and
+publish/moodycamel_tokens, or throughput/tachyon/2:2 and throughput/moodycamel/2:2. Every
+benchmark whose <impl> starts with "tachyon" is paired with every benchmark that has the same
+<figure> and <args> and an <impl> that does not. The value compared is the time per iteration
+(real_time unless --metric says otherwise), or items_per_second for the throughput figures.
+The ratio column is a speed ratio, the same way round for both: tachyon's rate / the peer's, or
+the peer's time / tachyon's. Above 1.00, tachyon is faster.
 
-Usage: tools/bench_table.py RAW_JSON [--metric real_time|cpu_time]
+Statistic: the median aggregate when the run had repetitions, else the mean aggregate, else the
+median of the individual runs, else the single run.
+
+Exit status: 0; 1 if no input could be read; 3 if a benchmark reported an error (the report is
+still printed). Standard library only.
 """
 
 import argparse
 import json
+import os
+import re
 import statistics
 import sys
 from collections import OrderedDict
@@ -35,6 +48,57 @@ STANDARD_KEYS = {
     "time_unit", "aggregate_name", "aggregate_unit", "error_occurred", "error_message", "label",
 }
 
+# Figures compared by rate rather than by time per iteration.
+RATE_FIGURES = {"publish_batch", "throughput_1p1w", "throughput"}
+
+# Targets on Google Benchmark pairs: (figure, peer or None for tachyon's own value) -> list of
+# (kind, threshold, text). kind "speed_min": speed ratio >= threshold; "time_max_ns": tachyon's
+# time per operation <= threshold.
+GB_TARGETS = {
+    ("publish_batch", "moodycamel_bulk"): [("speed_min", 0.5, "≥ 0.5× moodycamel bulk")],
+    ("throughput_1p1w", "moodycamel_tokens"): [("speed_min", 0.8, "≥ 0.8× moodycamel")],
+    ("idle_scan", None): [("time_max_ns", 10.0, "≤ 10 ns")],
+    ("dispatch_1", None): [("time_max_ns", 5.0, "≤ 5 ns")],
+    ("dispatch_1", "boost_signals2"): [("speed_min", 3.0, "≥ 3× faster than Signals2")],
+}
+
+# Latency percentile columns: (key, heading).
+PERCENTILES = [("p50_ns", "p50"), ("p90_ns", "p90"), ("p99_ns", "p99"), ("p999_ns", "p99.9"),
+               ("p9999_ns", "p99.99"), ("max_ns", "max"), ("mean_ns", "mean")]
+LATENCY_ROW_KEYS = {"name", "samples", "curve"} | {k for k, _ in PERCENTILES}
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+def load_json(path, what):
+    """The parsed file, or None with a message on stderr when it cannot be read."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        print(f"bench_table.py: cannot read {what} {path}: {e}", file=sys.stderr)
+        return None
+
+
+def load_callgrind(path):
+    """{hot path label: instructions per op} from perf/callgrind's output, or None."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        print(f"bench_table.py: cannot read callgrind output {path}: {e}", file=sys.stderr)
+        return None
+    counts = OrderedDict()
+    for line in lines[1:]:  # the first line is the heading
+        m = re.match(r"^(.*?)\s{2,}([0-9][0-9.]*)\s*$", line)
+        if m:
+            counts[m.group(1).strip()] = float(m.group(2))
+    return counts
+
 
 class Run:
     """All entries of one benchmark instance (one run_name): repetitions and aggregates."""
@@ -44,10 +108,13 @@ class Run:
         self.iterations = []  # run_type == "iteration"
         self.aggregates = {}  # aggregate_name -> entry
         self.error = None
+        self.label = ""
 
     def add(self, entry):
         if entry.get("error_occurred"):
             self.error = entry.get("error_message") or "error"
+        if entry.get("label"):
+            self.label = entry["label"]
         if entry.get("run_type") == "aggregate":
             self.aggregates[entry.get("aggregate_name", "")] = entry
         else:
@@ -83,14 +150,6 @@ class Run:
             return float(entry[key])  # Google Benchmark reports cv as a fraction
         return None
 
-    def counters(self):
-        keys = set()
-        for entry in self.iterations + list(self.aggregates.values()):
-            keys.update(k for k, v in entry.items()
-                        if k not in STANDARD_KEYS and isinstance(v, (int, float))
-                        and not isinstance(v, bool))
-        return keys
-
 
 def _read(entry, key):
     value = entry.get(key)
@@ -101,12 +160,23 @@ def _read(entry, key):
     return float(value)
 
 
+# Settings Google Benchmark appends to a name (->Repetitions(5): /repeats:5, ->UseRealTime():
+# /real_time, ...); they are not part of the pairing.
+SETTING_PARTS = re.compile(r"/(repeats|threads|iterations|min_time|min_warmup_time)"
+                           r":[^/]+|/(real_time|manual_time|process_time)(?=/|$)")
+
+
+def strip_settings(name):
+    return SETTING_PARTS.sub("", name)
+
+
 def load_runs(benchmarks):
     runs = OrderedDict()
     for entry in benchmarks:
         name = entry.get("run_name") or entry.get("name", "")
         if entry.get("run_type") == "aggregate" and "run_name" not in entry:
             name = name.rsplit("_", 1)[0]  # JSON from before run_name: "<run>_median"
+        name = strip_settings(name)
         runs.setdefault(name, Run(name)).add(entry)
     return runs
 
@@ -121,8 +191,8 @@ def split_tachyon(name):
 
 
 def pair_runs(runs):
-    """[(figure label, tachyon impl, tachyon run, [(peer impl, peer run)])] and the names of
-    the benchmarks that are neither tachyon's nor paired with one."""
+    """[(figure, args, tachyon impl, tachyon run, [(peer impl, peer run)])] and the names of the
+    benchmarks that are neither tachyon's nor paired with one."""
     pairs = []
     paired_peers = set()
     for name, run in runs.items():
@@ -138,11 +208,12 @@ def pair_runs(runs):
                     and not parts[len(figure)].startswith("tachyon")):
                 peers.append((parts[len(figure)], other))
                 paired_peers.add(other_name)
-        label = "/".join(figure) + (f" ({'/'.join(args)})" if args else "")
-        pairs.append((label, impl, run, peers))
+        pairs.append(("/".join(figure), "/".join(args), impl, run, peers))
     unpaired = [n for n in runs if split_tachyon(n) is None and n not in paired_peers]
     return pairs, unpaired
 
+
+# ---- formatting -----------------------------------------------------------------------------
 
 def format_time(ns):
     if ns is None:
@@ -156,6 +227,8 @@ def format_time(ns):
 def format_number(value):
     if value is None:
         return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     magnitude = abs(value)
     for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if magnitude >= scale:
@@ -163,91 +236,377 @@ def format_number(value):
     return f"{value:.3g}"
 
 
+def format_rate(per_second):
+    return "—" if per_second is None else f"{format_number(per_second)}/s"
+
+
 def with_cv(text, cv):
     return text if cv is None else f"{text} ±{cv * 100:.1f}%"
 
 
-def ratio(a, b):
-    if a is None or b is None or b == 0:
-        return "—"
-    return f"{a / b:.2f}"
+def cell(value):
+    """A Markdown table cell: no pipes, no line breaks."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
 
+
+def status(ok):
+    return "not measured" if ok is None else ("met" if ok else "**missed**")
+
+
+# ---- Google Benchmark ---------------------------------------------------------------------------
+
+class GbReport:
+    """The pairs of one tachyon_bench run, their speed ratios and targets."""
+
+    def __init__(self, data, metric):
+        self.data = data
+        self.metric = metric
+        self.runs = load_runs(data.get("benchmarks", []))
+        self.pairs, self.unpaired = pair_runs(self.runs)
+        self.cpus = data.get("context", {}).get("num_cpus")
+        self.errors = [r.name for r in self.runs.values() if r.error]
+
+    def figure_value(self, figure, run):
+        """(value, text) of a run for its figure: a rate or a time per iteration."""
+        if run.error:
+            return None, f"error: {run.error}"
+        if figure in RATE_FIGURES:
+            v = run.value("items_per_second")
+            return v, with_cv(format_rate(v), run.cv("items_per_second"))
+        v = run.value(self.metric)
+        return v, with_cv(format_time(v), run.cv(self.metric))
+
+    @staticmethod
+    def speed(figure, tachyon_value, peer_value):
+        if tachyon_value is None or peer_value is None or tachyon_value == 0 or peer_value == 0:
+            return None
+        if figure in RATE_FIGURES:
+            return tachyon_value / peer_value
+        return peer_value / tachyon_value
+
+    def lookup(self, figure, impl_prefix, args=""):
+        """The run named figure/<impl starting with impl_prefix>[/args], or None."""
+        for name, run in self.runs.items():
+            parts = name.split("/")
+            if (len(parts) >= 2 and parts[0] == figure and parts[1].startswith(impl_prefix)
+                    and "/".join(parts[2:]) == args):
+                return run
+        return None
+
+    def render(self, out):
+        context = self.data.get("context", {})
+        out.append("## Google Benchmark (tachyon_bench)")
+        out.append("")
+        statistic = ", ".join(sorted({r.statistic() for r in self.runs.values()})) or "—"
+        out.append(f"Run {context.get('date', '?')} on {context.get('host_name', '?')}, "
+                   f"{context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz; "
+                   f"statistic: {statistic}; times are {self.metric.replace('_', ' ')} per "
+                   "operation. Ratio = tachyon's speed / the peer's (rate / rate, or the peer's "
+                   "time / tachyon's): above 1.00, tachyon is faster.")
+        if context.get("library_build_type") == "debug":
+            out.append("")
+            out.append("The Google Benchmark library reports itself as a debug build (Debian's "
+                       "libbenchmark does); that is the harness, not the code measured.")
+        out.append("")
+        if not self.pairs:
+            out.append("No tachyon benchmarks (<figure>/tachyon*) in this file.")
+            return
+        out.append("| figure | tachyon | value | peer | peer value | ratio | target | met |")
+        out.append("|---|---|--:|---|--:|--:|---|---|")
+        shown_absolute = set()
+        for figure, args, impl, run, peers in self.pairs:
+            label = figure + (f" {args}" if args else "")
+            if run.label:
+                label += f" ({run.label})"
+            t_value, t_text = self.figure_value(figure, run)
+            for peer_impl, peer in (peers or [("(no peer)", None)]):
+                p_value, p_text = (None, "—") if peer is None else self.figure_value(figure, peer)
+                speed = self.speed(figure, t_value, p_value)
+                targets, verdicts = [], []
+                for kind, threshold, text in GB_TARGETS.get((figure, peer_impl), []):
+                    targets.append(text)
+                    verdicts.append(status(None if speed is None else speed >= threshold))
+                if (figure, None) in GB_TARGETS and figure not in shown_absolute:
+                    shown_absolute.add(figure)
+                    for kind, threshold, text in GB_TARGETS[(figure, None)]:
+                        targets.append(f"tachyon {text}")
+                        verdicts.append(status(None if t_value is None else t_value <= threshold))
+                out.append(f"| {cell(label)} | {impl} | {cell(t_text)} | {peer_impl} "
+                           f"| {cell(p_text)} | {'—' if speed is None else f'{speed:.2f}'} "
+                           f"| {'; '.join(targets)} | {'; '.join(verdicts)} |")
+        if self.unpaired:
+            out.append("")
+            out.append("Not paired with any tachyon benchmark: " + ", ".join(self.unpaired))
+        if self.errors:
+            out.append("")
+            out.append("**Benchmarks that reported an error:** " + ", ".join(self.errors))
+
+
+# ---- latency --------------------------------------------------------------------------------
+
+def render_latency(data, out):
+    out.append("## Latency (tachyon_latency)")
+    out.append("")
+    meta = {k: v for k, v in data.items() if k != "groups"}
+    if meta:
+        out.append("Run: " + ", ".join(f"{k} {format_meta(v)}" for k, v in meta.items()) + ".")
+        out.append("")
+    for group in data.get("groups", []):
+        rows = group.get("rows", [])
+        out.append(f"### {group.get('group', '?')}: {group.get('title', '')}")
+        out.append("")
+        details = {k: v for k, v in group.items()
+                   if k not in ("group", "title", "rows", "ratios", "notes")}
+        if details:
+            out.append("; ".join(f"{k}: {format_meta(v)}" for k, v in details.items()) + ".")
+            out.append("")
+        extras = []
+        for row in rows:
+            extras.extend(k for k in row if k not in LATENCY_ROW_KEYS and k not in extras)
+        out.append("| row | " + " | ".join(extras + ["samples"] + [h for _, h in PERCENTILES])
+                   + " |")
+        out.append("|---|" + "--:|" * (len(extras) + 1 + len(PERCENTILES)))
+        for row in rows:
+            cells = [format_extra(k, row.get(k)) for k in extras]
+            cells.append(format_number(row.get("samples")))
+            cells += [format_time(row.get(k)) if row.get("samples") else "—"
+                      for k, _ in PERCENTILES]
+            out.append(f"| {cell(row.get('name', '?'))} | " + " | ".join(map(cell, cells)) + " |")
+        ratios = group.get("ratios", [])
+        if ratios:
+            out.append("")
+            out.append("| ratio | value | rounds: min | max | target | met |")
+            out.append("|---|--:|--:|--:|---|---|")
+            for r in ratios:
+                met = r.get("met")
+                out.append(f"| {cell(r.get('figure', '?'))} | {format_number(r.get('value'))} "
+                           f"| {format_number(r.get('min'))} | {format_number(r.get('max'))} "
+                           f"| {cell(r.get('target') or '')} "
+                           f"| {'' if met is None else status(met)} |")
+        for note in group.get("notes", []):
+            out.append("")
+            out.append(f"_{note}_")
+        out.append("")
+
+
+def format_meta(value):
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def format_extra(key, value):
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, (int, float)):
+        if key.endswith("_ns"):
+            return format_time(value)
+        if key.endswith("_per_s"):
+            return format_rate(value) if value else "—"
+        return format_number(value)
+    return str(value)
+
+
+def latency_group(data, name):
+    for group in (data or {}).get("groups", []):
+        if group.get("group") == name:
+            return group
+    return None
+
+
+# ---- callgrind ------------------------------------------------------------------------------
+
+# perf/callgrind labels that carry a target: (label prefix, short name, instructions at most).
+CALLGRIND_TARGETS = [("publish()", "publish", 100.0), ("dispatch()", "dispatch", 30.0)]
+
+
+def callgrind_count(counts, prefix):
+    for label, value in (counts or {}).items():
+        if label.startswith(prefix):
+            return value
+    return None
+
+
+def render_callgrind(counts, out):
+    out.append("## Instructions per operation (perf/callgrind)")
+    out.append("")
+    out.append("| hot path | instructions | target | met |")
+    out.append("|---|--:|---|---|")
+    for label, value in counts.items():
+        target, verdict = "", ""
+        for prefix, _, limit in CALLGRIND_TARGETS:
+            if label.startswith(prefix):
+                target, verdict = f"≤ {limit:g}", status(value <= limit)
+        out.append(f"| {cell(label)} | {value:.1f} | {target} | {verdict} |")
+    out.append("")
+
+
+# ---- targets summary -------------------------------------------------------------------------
+
+def summarize(gb, latency, counts):
+    """[(target, measured, status text)] for every target of the issue."""
+    rows = []
+
+    def add(target, measured, ok):
+        rows.append((target, measured, status(ok)))
+
+    # Round trip, from the latency harness's paired ratios.
+    roundtrip = latency_group(latency, "roundtrip")
+    ratios = roundtrip.get("ratios", []) if roundtrip else []
+
+    def ratio_with(*needles):
+        for r in ratios:
+            if all(n in r.get("figure", "") for n in needles) and r.get("value") is not None:
+                return r
+        return None
+
+    r = ratio_with("tachyon_busy_spin", "moodycamel_tokens")
+    add("round trip p50, tachyon busy_spin / moodycamel tokens ≤ 1.1×",
+        f"{r['value']:.2f}× (rounds {format_number(r.get('min'))}–{format_number(r.get('max'))})"
+        if r else "—", None if r is None else r["value"] <= 1.1)
+    r = ratio_with("mutex")
+    add("round trip ≥ 5× faster than mutex + condition variable",
+        f"{r['value']:.1f}× faster" if r else "—", None if r is None else r["value"] >= 5)
+
+    # Priority: critical queue wait p99 within batch x handler + one hop.
+    priority = latency_group(latency, "priority")
+    measured_rows = [row for row in (priority or {}).get("rows", [])
+                     if row.get("samples") and row.get("bound_ns")
+                     and row.get("p99_ns") is not None]
+    if measured_rows:
+        within = [row for row in measured_rows if row["p99_ns"] <= row["bound_ns"]]
+        worst = max(measured_rows, key=lambda row: row["p99_ns"] / row["bound_ns"])
+        add("critical queue-wait p99 ≤ batch × handler + one hop",
+            f"{len(within)} of {len(measured_rows)} rows within; worst {cell(worst['name'])}: "
+            f"p99 {format_time(worst['p99_ns'])} vs bound {format_time(worst['bound_ns'])}",
+            len(within) == len(measured_rows))
+    else:
+        add("critical queue-wait p99 ≤ batch × handler + one hop",
+            "no probe samples" if priority else "—", None)
+
+    # Google Benchmark pairs.
+    def gb_speed(figure, tachyon_prefix, peer):
+        if gb is None:
+            return None, "—"
+        t, p = gb.lookup(figure, tachyon_prefix), gb.lookup(figure, peer)
+        if t is None or p is None or t.error or p.error:
+            return None, "—"
+        t_value, t_text = gb.figure_value(figure, t)
+        p_value, p_text = gb.figure_value(figure, p)
+        speed = gb.speed(figure, t_value, p_value)
+        return speed, "—" if speed is None else f"{speed:.2f}× ({t_text} vs {p_text})"
+
+    speed, text = gb_speed("throughput_1p1w", "tachyon", "moodycamel_tokens")
+    add("1 producer → 1 worker throughput ≥ 0.8× moodycamel", text,
+        None if speed is None else speed >= 0.8)
+    speed, text = gb_speed("publish_batch", "tachyon", "moodycamel_bulk")
+    add("publish_batch throughput ≥ 0.5× moodycamel enqueue_bulk", text,
+        None if speed is None else speed >= 0.5)
+    rows.append(aggregate_throughput(gb))
+
+    def gb_time(figure):
+        run = gb.lookup(figure, "tachyon") if gb else None
+        return None if run is None or run.error else run.value(gb.metric)
+
+    t = gb_time("idle_scan")
+    add("idle scan (four empty lanes) ≤ 10 ns", format_time(t), None if t is None else t <= 10)
+    t = gb_time("dispatch_1")
+    add("dispatch(), 1 handler ≤ 5 ns", format_time(t), None if t is None else t <= 5)
+    speed, text = gb_speed("dispatch_1", "tachyon", "boost_signals2")
+    add("dispatch(), 1 handler ≥ 3× faster than Boost.Signals2", text,
+        None if speed is None else speed >= 3)
+
+    for prefix, short, limit in CALLGRIND_TARGETS:
+        v = callgrind_count(counts, prefix)
+        add(f"callgrind: {short} ≤ {limit:g} instructions", "—" if v is None else f"{v:.1f}",
+            None if v is None else v <= limit)
+    return rows
+
+
+def aggregate_throughput(gb):
+    """The 'aggregate throughput never falls as pairs grow' row."""
+    target = "aggregate throughput never falls as producer/worker pairs grow"
+    points = []
+    for name, run in (gb.runs.items() if gb else []):
+        m = re.fullmatch(r"throughput/tachyon[^/]*/(\d+):(\d+)", name)
+        if m and not run.error:
+            pairs = int(m.group(1))
+            oversubscribed = bool(run.label) or (gb.cpus is not None and 2 * pairs > gb.cpus)
+            points.append((pairs, run.value("items_per_second"), oversubscribed))
+    points.sort()
+    if not points:
+        return (target, "—", status(None))
+    shown = ", ".join(f"{p}:{p} {format_rate(v)}{' (oversubscribed)' if o else ''}"
+                      for p, v, o in points)
+    fitting = [v for _, v, o in points if not o and v is not None]
+    if len(fitting) < 2:
+        return (target, f"{shown}; only {len(fitting)} pair count fits on "
+                        f"{gb.cpus or '?'} CPUs, so it cannot be shown here", status(None))
+    ok = all(b >= a for a, b in zip(fitting, fitting[1:]))
+    return (target, shown, status(ok))
+
+
+def render_summary(rows, out):
+    out.append("## Targets")
+    out.append("")
+    out.append("Figures from a shared, noisy machine: reported, not asserted.")
+    out.append("")
+    out.append("| target | measured | status |")
+    out.append("|---|---|---|")
+    for target, measured, verdict in rows:
+        out.append(f"| {cell(target)} | {cell(measured)} | {verdict} |")
+    out.append("")
+
+
+# ---- main ---------------------------------------------------------------------------------
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("raw_json", help="Google Benchmark JSON output (raw.json)")
+    parser.add_argument("gbench", nargs="?", help="Google Benchmark JSON (gbench.json)")
+    parser.add_argument("--latency", help="tachyon_latency --json output (latency.json)")
+    parser.add_argument("--callgrind", help="perf/callgrind output (callgrind.txt)")
+    parser.add_argument("--results", help="a results directory: reads the three files there")
     parser.add_argument("--metric", choices=("real_time", "cpu_time"), default="real_time",
                         help="which time to compare (default: real_time)")
     options = parser.parse_args(argv)
 
-    try:
-        with open(options.raw_json, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        print(f"bench_table.py: cannot read {options.raw_json}: {e}", file=sys.stderr)
+    if options.results:
+        def present(name):
+            path = os.path.join(options.results, name)
+            return path if os.path.exists(path) else None
+        options.gbench = options.gbench or present("gbench.json")
+        options.latency = options.latency or present("latency.json")
+        options.callgrind = options.callgrind or present("callgrind.txt")
+
+    gb_data = load_json(options.gbench, "Google Benchmark JSON")
+    latency = load_json(options.latency, "latency JSON")
+    counts = load_callgrind(options.callgrind)
+    if gb_data is None and latency is None and counts is None:
+        print("bench_table.py: nothing to report (no readable input)", file=sys.stderr)
         return 1
 
-    runs = load_runs(data.get("benchmarks", []))
-    pairs, unpaired = pair_runs(runs)
-    metric = options.metric
-
-    context = data.get("context", {})
-    print(f"## tachyon against its peers: {metric.replace('_', ' ')}")
-    print()
-    print(f"Run {context.get('date', '?')} on {context.get('host_name', '?')}, "
-          f"{context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz; "
-          f"statistic: {', '.join(sorted({r.statistic() for r in runs.values()})) or '—'}. "
-          f"ratio = tachyon / peer: below 1.00, tachyon took less time.")
-    if context.get("cpu_scaling_enabled"):
-        print()
-        print("Warning: CPU frequency scaling was on during this run; times are noisier.")
-    if context.get("library_build_type") == "debug":
-        print()
-        print("Note: the Google Benchmark library reports itself as a debug build (Debian's "
-              "libbenchmark does); that is the harness, not the code measured, whose build "
-              "type is the bench preset's.")
-    print()
-
-    if not pairs:
-        print("No tachyon benchmarks (<figure>/tachyon*) in this file.")
-        return 0
-
-    print(f"| figure | tachyon | {metric} | peer | {metric} | ratio |")
-    print("|---|---|--:|---|--:|--:|")
-    counter_rows = []
-    for label, impl, run, peers in pairs:
-        tachyon_time = run.value(metric)
-        tachyon_cell = (f"error: {run.error}" if run.error
-                        else with_cv(format_time(tachyon_time), run.cv(metric)))
-        if not peers:
-            print(f"| {label} | {impl} | {tachyon_cell} | (no peer) | — | — |")
-            continue
-        for peer_impl, peer in peers:
-            peer_time = peer.value(metric)
-            peer_cell = (f"error: {peer.error}" if peer.error
-                         else with_cv(format_time(peer_time), peer.cv(metric)))
-            shown_ratio = "—" if run.error or peer.error else ratio(tachyon_time, peer_time)
-            print(f"| {label} | {impl} | {tachyon_cell} | {peer_impl} "
-                  f"| {peer_cell} | {shown_ratio} |")
-            for counter in sorted(run.counters() & peer.counters()):
-                counter_rows.append((label, impl, peer_impl, counter,
-                                     run.value(counter), peer.value(counter)))
-
-    if counter_rows:
-        print()
-        print("Counters in both benchmarks of a pair (ratio = tachyon / peer; for *_per_second "
-              "rates above 1.00 favours tachyon, for times below 1.00 does):")
-        print()
-        print("| figure | tachyon | peer | counter | tachyon | peer | ratio |")
-        print("|---|---|---|---|--:|--:|--:|")
-        for label, t_impl, p_impl, counter, t_value, p_value in counter_rows:
-            print(f"| {label} | {t_impl} | {p_impl} | {counter} | {format_number(t_value)} "
-                  f"| {format_number(p_value)} | {ratio(t_value, p_value)} |")
-
-    if unpaired:
-        print()
-        print("Not paired with any tachyon benchmark: " + ", ".join(unpaired))
-    return 0
+    gb = GbReport(gb_data, options.metric) if gb_data is not None else None
+    out = ["# tachyon benchmark report", ""]
+    render_summary(summarize(gb, latency, counts), out)
+    if gb is not None:
+        gb.render(out)
+        out.append("")
+    else:
+        out += ["## Google Benchmark (tachyon_bench)", "", "Not run.", ""]
+    if latency is not None:
+        render_latency(latency, out)
+    else:
+        out += ["## Latency (tachyon_latency)", "", "Not run.", ""]
+    if counts:
+        render_callgrind(counts, out)
+    else:
+        out += ["## Instructions per operation (perf/callgrind)", "", "Not run.", ""]
+    print("\n".join(out).rstrip("\n"))
+    return 3 if gb is not None and gb.errors else 0
 
 
 if __name__ == "__main__":
