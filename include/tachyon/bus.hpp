@@ -426,7 +426,7 @@ class bus {
   // object's size is a multiple of 64 and no neighbour shares either end. Sharing a line with
   // a publisher's stack variable cost a cross-core transfer per hop: with ~760 ns hops on the
   // development VM the round trip went from 1.2-1.3x bare moodycamel to 0.95-1.08x when this
-  // was fixed (bench/roundtrip.cpp, same run for both).
+  // was fixed (the paired round trip, now in bench/latency.cpp; same run for both).
   detail::bus_core core_;  // first: destroyed last, after the tables
   alignas(detail::cache_line) std::array<std::atomic<void*>, Registry::size> tables_;
   std::uint64_t next_subscription_ = 0;  // guarded by the subscription mutex
