@@ -127,12 +127,18 @@ inline void wait_a_little(idle how) {
 constexpr std::uint32_t drain_every = 4096;  // events queued before a paused drain
 constexpr std::size_t batch_size = 64;
 
+/// Manual mode, one publisher, a lane that holds one drain's worth: the publish benchmarks'
+/// bus, drained with the clock paused.
+tachyon::config drained_by_hand() {
+  return {.workers = 0,
+          .lane_capacity = drain_every,
+          .overflow = tachyon::overflow::fail,
+          .producers = 1};
+}
+
 void publish_tachyon(benchmark::State& state) {
   pinned_scope pin;
-  tachyon::bus<Events> bus{{.workers = 0,
-                            .lane_capacity = drain_every,
-                            .overflow = tachyon::overflow::fail,
-                            .producers = 1}};
+  tachyon::bus<Events> bus{drained_by_hand()};
   auto s = bus.subscribe<Ping>([](const Ping& p) { benchmark::DoNotOptimize(p.seq); });
   std::uint64_t seq = 0;
   std::uint32_t queued = 0;
@@ -181,10 +187,7 @@ std::vector<Ping> numbered_batch() {
 
 void publish_batch_tachyon(benchmark::State& state) {
   pinned_scope pin;
-  tachyon::bus<Events> bus{{.workers = 0,
-                            .lane_capacity = drain_every,
-                            .overflow = tachyon::overflow::fail,
-                            .producers = 1}};
+  tachyon::bus<Events> bus{drained_by_hand()};
   auto s = bus.subscribe<Ping>([](const Ping& p) { benchmark::DoNotOptimize(p.seq); });
   const std::vector<Ping> evs = numbered_batch();
   std::uint32_t queued = 0;

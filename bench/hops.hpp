@@ -54,6 +54,29 @@ struct alignas(64) Ping64 {
 };
 static_assert(sizeof(Ping64) == sizeof(tachyon::detail::envelope));
 
+/// The peers' consumer: a thread pinned to consumer_cpu() that runs `body(done)` until `done`
+/// reads true, which the destructor sets before it joins. Declared last in its owner, so that it
+/// starts after, and is joined before, everything the body touches.
+class consumer_thread {
+ public:
+  template <class Body>
+  explicit consumer_thread(Body body)
+      : thread_([this, body]() mutable {
+          pin_this_thread(consumer_cpu());
+          body(done_);
+        }) {}
+  ~consumer_thread() {
+    done_.store(true, std::memory_order_relaxed);
+    thread_.join();
+  }
+  consumer_thread(const consumer_thread&) = delete;
+  consumer_thread& operator=(const consumer_thread&) = delete;
+
+ private:
+  alignas(64) std::atomic<bool> done_{false};
+  std::thread thread_;  // last: starts once done_ exists
+};
+
 /// Spins until `flag` shows `seq`: the publisher's half of every hop.
 inline void await_echo(const std::atomic<std::uint64_t>& flag, std::uint64_t seq) {
   while (flag.load(std::memory_order_acquire) != seq) {
@@ -121,14 +144,6 @@ using tachyon_parked_hop = basic_tachyon_hop<tachyon::wait_strategy::spin_then_p
 template <class Element = Ping>
 class moodycamel_hop {
  public:
-  moodycamel_hop() : consumer_([this] { consume(); }) {}
-  ~moodycamel_hop() {
-    done_.store(true, std::memory_order_relaxed);
-    consumer_.join();
-  }
-  moodycamel_hop(const moodycamel_hop&) = delete;
-  moodycamel_hop& operator=(const moodycamel_hop&) = delete;
-
   /// One round trip; false if moodycamel could not enqueue (it allocates if it must).
   bool operator()(std::uint64_t seq) {
     Element e{};
@@ -139,11 +154,10 @@ class moodycamel_hop {
   }
 
  private:
-  void consume() {
-    pin_this_thread(consumer_cpu());
+  void consume(const std::atomic<bool>& done) {
     moodycamel::ConsumerToken ctok(queue_);
     Element buf[64];
-    while (!done_.load(std::memory_order_relaxed)) {
+    while (!done.load(std::memory_order_relaxed)) {
       const std::size_t n = queue_.try_dequeue_bulk(ctok, buf, 64);
       for (std::size_t i = 0; i < n; ++i) flag_.store(buf[i].seq, std::memory_order_release);
     }
@@ -152,20 +166,11 @@ class moodycamel_hop {
   moodycamel::ConcurrentQueue<Element> queue_{1024};
   moodycamel::ProducerToken ptok_{queue_};
   alignas(64) std::atomic<std::uint64_t> flag_{0};
-  alignas(64) std::atomic<bool> done_{false};
-  std::thread consumer_;  // last: starts once everything it reads exists
+  consumer_thread consumer_{[this](const std::atomic<bool>& done) { consume(done); }};  // last
 };
 
 class atomic_queue_hop {
  public:
-  atomic_queue_hop() : consumer_([this] { consume(); }) {}
-  ~atomic_queue_hop() {
-    done_.store(true, std::memory_order_relaxed);
-    consumer_.join();
-  }
-  atomic_queue_hop(const atomic_queue_hop&) = delete;
-  atomic_queue_hop& operator=(const atomic_queue_hop&) = delete;
-
   /// One round trip; false if the queue was full (it never is: one hop in flight at a time).
   bool operator()(std::uint64_t seq) {
     if (!queue_.try_push(seq)) return false;
@@ -174,17 +179,15 @@ class atomic_queue_hop {
   }
 
  private:
-  void consume() {
-    pin_this_thread(consumer_cpu());
+  void consume(const std::atomic<bool>& done) {
     std::uint64_t v = 0;
-    while (!done_.load(std::memory_order_relaxed))
+    while (!done.load(std::memory_order_relaxed))
       if (queue_.try_pop(v)) flag_.store(v, std::memory_order_release);
   }
 
   atomic_queue::AtomicQueue2<std::uint64_t, 1024> queue_;
   alignas(64) std::atomic<std::uint64_t> flag_{0};
-  alignas(64) std::atomic<bool> done_{false};
-  std::thread consumer_;  // last
+  consumer_thread consumer_{[this](const std::atomic<bool>& done) { consume(done); }};  // last
 };
 
 class mutex_cv_hop {
@@ -264,14 +267,6 @@ class asio_hop {
 
 class cache_line_hop {
  public:
-  cache_line_hop() : consumer_([this] { consume(); }) {}
-  ~cache_line_hop() {
-    done_.store(true, std::memory_order_relaxed);
-    consumer_.join();
-  }
-  cache_line_hop(const cache_line_hop&) = delete;
-  cache_line_hop& operator=(const cache_line_hop&) = delete;
-
   bool operator()(std::uint64_t seq) {
     in_.store(seq, std::memory_order_release);
     await_echo(flag_, seq);
@@ -279,10 +274,9 @@ class cache_line_hop {
   }
 
  private:
-  void consume() {
-    pin_this_thread(consumer_cpu());
+  void consume(const std::atomic<bool>& done) {
     std::uint64_t last = 0;
-    while (!done_.load(std::memory_order_relaxed)) {
+    while (!done.load(std::memory_order_relaxed)) {
       const std::uint64_t v = in_.load(std::memory_order_acquire);
       if (v != last) {
         flag_.store(v, std::memory_order_release);
@@ -293,8 +287,7 @@ class cache_line_hop {
 
   alignas(64) std::atomic<std::uint64_t> in_{0};
   alignas(64) std::atomic<std::uint64_t> flag_{0};
-  alignas(64) std::atomic<bool> done_{false};
-  std::thread consumer_;  // last
+  consumer_thread consumer_{[this](const std::atomic<bool>& done) { consume(done); }};  // last
 };
 
 }  // namespace bench
