@@ -13,16 +13,17 @@
 // Ordering: FIFO per publishing thread within one lane; nothing between threads or lanes,
 // except that a worker always takes the most urgent non-empty lane first.
 //
-// Hot paths. publish(): one CAS on the lane's `reserved` line (publishers' only), one rdtsc,
-// one moodycamel enqueue with this thread's token, two relaxed counter stores to lines only
-// this thread writes, one load to see whether a worker sleeps; no lock, no syscall unless a
-// worker sleeps, no allocation for events stored inline (trivially copyable, <= 32 bytes,
-// alignment <= 8). Drain: per batch one bulk dequeue, one fetch_add on the lane's `released`
-// line, one plain store announcing the reader epoch (the matching full barrier is the
-// writer's membarrier: detail/fence.hpp), two counter stores; per event one indirect call
-// into the type's dispatcher, the handler calls, and one counter store. A thread's first call
-// into a bus allocates its context (consumer tokens, counters), and its first publish into a
-// lane its moodycamel producer.
+// Hot paths. publish(): one CAS on the lane's `reserved` line (written by publishers only),
+// one rdtsc (none with config::timestamps false), one moodycamel enqueue with this thread's
+// token, two relaxed counter stores to lines only this thread writes, one load to see whether
+// a worker sleeps; no lock, no syscall unless a worker sleeps, no allocation for events stored
+// inline (trivially copyable, <= 32 bytes, alignment <= 8). Drain: per batch one bulk dequeue,
+// one fetch_add on the lane's `released` line, one plain store announcing the reader epoch
+// (the matching full barrier is the writer's membarrier: detail/fence.hpp), three counter
+// stores and two of the in-flight mark; per event one indirect call into the type's
+// dispatcher, the handler calls and one counter store. A thread's first call into a bus
+// allocates its context (consumer tokens, counters), and its first publish into a lane its
+// moodycamel producer.
 #pragma once
 
 #include <algorithm>

@@ -11,9 +11,9 @@
 // One writer, any number of readers: record() is meant for the thread that owns the instance
 // (a worker, a benchmark thread). Its counters are relaxed atomics written with plain loads and
 // stores, so reading a histogram from another thread while its owner records is defined (a reader
-// sees each counter at some recent value) and costs the writer nothing over a plain increment on
-// x86-64. Per-thread instances are combined on demand with merge(); percentiles are computed on
-// the merged copy.
+// sees each counter at some recent value); on x86-64 a record() is plain loads, adds and stores,
+// with no locked instruction. Per-thread instances are combined on demand with merge(); percentiles
+// are computed on the merged copy.
 //
 // Percentiles use the nearest-rank definition: percentile(p) is the smallest recorded value v
 // such that at least p% of the recorded values are <= v, reported as the upper edge of v's bucket

@@ -9,8 +9,9 @@
 // scheduled. The reader keeps only a compiler barrier. This is the pairing of liburcu's
 // urcu-memb flavour and folly's asymmetric_thread_fence_light/heavy.
 //
-// Where membarrier is unavailable (Linux < 4.14, seccomp, valgrind) both sides fall back to a
-// full fence; the choice is made once per process, before any bus exists.
+// Where membarrier is unavailable (Linux < 4.14, a seccomp filter) both sides fall back to a
+// full fence; the choice is made once per process, when its first bus is constructed, and every
+// bus reads the same answer.
 #pragma once
 
 #include <atomic>
