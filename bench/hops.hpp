@@ -6,7 +6,8 @@
 //   tachyon_hop                  a bus with one busy_spin worker; the handler stores to the flag
 //   tachyon_yield_hop            the same with wait_strategy::yield
 //   tachyon_spin_then_park_hop   the same with spin_then_park and the default spin_before_park
-//                                (50 us): the next hop comes sooner, so the worker never parks
+//                                (50 us): the next hop comes well within the spin, so the worker
+//                                should not park (not checked per hop, unlike the parked row)
 //   tachyon_parked_hop           spin_then_park with spin_before_park = 0, and prepare() (to be
 //                                called before each timed hop) waits until the worker has parked
 //                                (metrics().parks went up, then 5 us more), so every timed hop
