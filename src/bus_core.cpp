@@ -10,10 +10,6 @@
 #include <stdexcept>
 #include <string>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 namespace tachyon::detail {
 
 constinit thread_local tls_cache_entry tls_last_context{};
@@ -34,12 +30,6 @@ namespace {
 
 std::atomic<std::uint64_t> next_bus_id{1};
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__)
-  _mm_pause();
-#endif
-}
-
 /// This thread's contexts, one per bus it has used.
 struct tls_registry {
   struct entry {
@@ -55,7 +45,10 @@ struct tls_registry {
     for (auto& e : entries) {
       if (auto a = e.anchor.lock()) {
         std::lock_guard g(a->m);
-        if (a->core != nullptr) e.ctx->owned.store(false, std::memory_order_release);
+        if (a->core != nullptr) {
+          a->core->release_credits(*e.ctx);
+          e.ctx->owned.store(false, std::memory_order_release);
+        }
       }
     }
   }
@@ -68,8 +61,9 @@ std::array<lane, priority_count> make_lanes(const config& cfg) {
   // index from that pool, so try_enqueue under tachyon's bound never needs to allocate.
   const std::size_t producers = std::size_t{cfg.producers} + cfg.workers;
   const std::size_t events = cfg.lane_capacity;
-  return {lane(events, producers, cfg.lane_capacity), lane(events, producers, cfg.lane_capacity),
-          lane(events, producers, cfg.lane_capacity), lane(events, producers, cfg.lane_capacity)};
+  const bool asym = asymmetric_fences();
+  auto one = [&] { return lane(events, producers, cfg.lane_capacity, cfg.reentry_capacity, asym); };
+  return {one(), one(), one(), one()};
 }
 
 const config& validated(const config& cfg) {
@@ -83,7 +77,7 @@ const config& validated(const config& cfg) {
 
 thread_context::thread_context(std::uint32_t id_, std::array<lane, priority_count>& lanes,
                                std::size_t types_)
-    : next_sequence(std::uint64_t{id_} << 48), types(types_) {
+    : next_sequence(id_), types(types_) {
   const std::size_t n = row_count(types);
   rows = static_cast<counter_row*>(allocate(n * sizeof(counter_row), alignof(counter_row)));
   for (std::size_t i = 0; i < n; ++i) ::new (&rows[i]) counter_row{};
@@ -231,38 +225,55 @@ void bus_core::worker_main(std::uint32_t) {
   ensure_buffer(ctx);
   std::uint32_t idle_rounds = 0;
   std::chrono::steady_clock::time_point idle_since{};
+  bool credits_reclaimed = false;
   for (;;) {
     if (discarding_.load(std::memory_order_acquire)) return;
     const std::size_t n = drain_batch(ctx, cfg_.batch);
     if (n != 0) {
       if (n == cfg_.batch) work_.notify_one();  // more may be waiting: wake a sleeping peer
       idle_rounds = 0;
+      credits_reclaimed = false;
       continue;
     }
+    // Not exact for admissions still in a publisher's store buffer; stop() drains those.
     if (stopping_.load(std::memory_order_seq_cst) && lanes_empty()) return;
-    idle(ctx, idle_rounds, idle_since);
+    idle(ctx, idle_rounds, idle_since, credits_reclaimed);
   }
 }
 
 void bus_core::idle(thread_context& ctx, std::uint32_t& rounds,
-                    std::chrono::steady_clock::time_point& since) {
-  switch (cfg_.wait) {
-    case wait_strategy::busy_spin:
-      return;
-    case wait_strategy::yield:
-      std::this_thread::yield();
-      return;
-    case wait_strategy::spin_then_park:
-      break;
-  }
+                    std::chrono::steady_clock::time_point& since, bool& credits_reclaimed) {
   if (rounds++ == 0) {
     since = std::chrono::steady_clock::now();
     return;
   }
-  cpu_relax();
+  switch (cfg_.wait) {
+    case wait_strategy::busy_spin:
+      break;
+    case wait_strategy::yield:
+      std::this_thread::yield();
+      break;
+    case wait_strategy::spin_then_park:
+      cpu_relax();
+      break;
+  }
+  if ((rounds & 1023) == 0 && !credits_reclaimed) {
+    // Credits left in the accounts of threads that stopped publishing keep a lane's hint
+    // "maybe non-empty", and the scan then asks moodycamel every round. After a millisecond
+    // idle, take them back (one heavy fence), once per idle period.
+    if (std::chrono::steady_clock::now() - since >= std::chrono::milliseconds(1)) {
+      reclaim_idle_credits(ctx);
+      credits_reclaimed = true;
+    }
+  }
+  if (cfg_.wait != wait_strategy::spin_then_park) return;
   if ((rounds & 63) != 0) return;  // read the clock every 64 polls
   if (std::chrono::steady_clock::now() - since < cfg_.spin_before_park) return;
   const auto key = work_.prepare_wait();
+  // A publisher's admission is a plain store (then a compiler barrier, then its load of the
+  // waiter count in notify_one): the heavy fence makes every admission made before our
+  // prepare_wait visible to lanes_empty() below, or makes that publisher see us waiting.
+  heavy_fence(asymmetric_);
   if (!lanes_empty() || stopping_.load(std::memory_order_seq_cst) ||
       discarding_.load(std::memory_order_seq_cst)) {
     work_.cancel_wait();
@@ -273,56 +284,99 @@ void bus_core::idle(thread_context& ctx, std::uint32_t& rounds,
   rounds = 0;
 }
 
+void bus_core::reclaim_idle_credits(thread_context& ctx) {
+  for (unsigned l = 0; l < priority_count; ++l) {
+    lane_admission& adm = lanes_[l].admission;
+    if (!adm.maybe_nonempty()) continue;
+    adm.give_back(ctx.credits[l]);
+    adm.revoke_spare(&ctx.credits[l], accounts(l));
+  }
+}
+
+void bus_core::release_credits(thread_context& ctx) noexcept {
+  for (unsigned l = 0; l < priority_count; ++l) lanes_[l].admission.give_back(ctx.credits[l]);
+}
+
+std::uint64_t bus_core::occupancy(unsigned l) const noexcept {
+  // `done` first: an event is admitted (used) before it can be dequeued (done), so reading the
+  // dequeue counts first keeps a racy difference from going below the truth by much; it is
+  // clamped at zero all the same.
+  std::uint64_t done = 0, used = 0;
+  accounts(l)([&](const credit_account& a) { done += a.done.load(std::memory_order_seq_cst); });
+  accounts(l)([&](const credit_account& a) { used += a.used.load(std::memory_order_seq_cst); });
+  const std::uint64_t front = used > done ? used - done : 0;
+  return front + lanes_[l].admission.reentry_depth();
+}
+
 bool bus_core::lanes_empty() const noexcept {
-  for (const auto& ln : lanes_)
-    if (ln.depth() != 0) return false;
+  for (unsigned l = 0; l < priority_count; ++l)
+    if (occupancy(l) != 0) return false;
   return true;
 }
 
 std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
-  // The hint (reserved != released) lets a scan skip an empty lane without asking moodycamel,
-  // which costs tens of ns per empty poll. But a worker spinning on a lane's `reserved` line
-  // keeps it shared, and every publish's CAS then waits to take it back before it can enqueue
-  // (a throwaway build that skipped the hint took the paired round-trip ratio from 1.38x to
-  // 1.30x bare moodycamel's, at ~200 ns hops). So the lane last drained is polled directly,
-  // as a bare moodycamel consumer would, for the next hot_lane_polls empty scans; more urgent
-  // lanes are still checked first by their hints, so priority is unchanged.
+  // The hint (some credit is out of the pool) lets a scan skip an empty lane without asking
+  // moodycamel, which costs tens of ns per empty poll. But the hint's line is written by
+  // publishers once per chunk of credits, and a worker spinning on it would take it from them
+  // each time; so the lane last drained is polled directly, as a bare moodycamel consumer
+  // would, for the next hot_lane_polls empty scans. More urgent lanes are still checked
+  // first by their hints, so priority is unchanged.
   constexpr std::uint32_t hot_lane_polls = 1024;
   for (unsigned l = 0; l < priority_count; ++l) {
     lane& ln = lanes_[l];
-    if (l != ctx.hot_lane &&
-        ln.reserved.load(std::memory_order_relaxed) == ln.released.load(std::memory_order_relaxed))
-      continue;  // the cheap hint: nothing reserved that is not yet taken
+    if (l != ctx.hot_lane && !ln.admission.maybe_nonempty()) continue;
     const std::size_t n = ln.queue.try_dequeue_bulk(*ctx.consumer[l], ctx.drain_buffer, max);
-    if (n == 0) {  // empty, reserved but not yet enqueued, or a peer took them
+    if (n == 0) {  // empty, admitted but not yet enqueued, or a peer took them
       if (l == ctx.hot_lane && ++ctx.hot_misses == hot_lane_polls) ctx.hot_lane = priority_count;
       continue;
     }
     ctx.hot_lane = l;
     ctx.hot_misses = 0;
-    ctx.in_hand.store(static_cast<std::uint32_t>(n << 2 | l), std::memory_order_relaxed);
-    // Release the room at once, not after the handlers: publishers blocked on this lane
-    // proceed while the batch runs, and idle peers, which park only when every lane's depth
-    // is zero, do not spin through a long batch. in_hand keeps it counted in flight.
-    ln.released.fetch_add(n, std::memory_order_seq_cst);
-    room_.notify_all();
+    take_batch(ctx, l, n);
     bump(ctx.misc_row().v[m_batches]);
     bump(ctx.misc_row().v[m_batched_events], n);
     enter_dispatch(ctx);
-    std::size_t ok = 0;
     for (std::size_t i = 0; i < n; ++i) {
       envelope& env = ctx.drain_buffer[i];
-      ok += types_.dispatch[env.header.type_index](typed_bus_, env, ctx);
+      types_.dispatch[env.header.type_index](typed_bus_, env, ctx);  // settles it
     }
     exit_dispatch(ctx);
-    // The lane's dispatched count and in_hand move together, once per batch, so the lane's
+    // The lane's outcome counts and in_hand move together, once per batch, so the lane's
     // accounting balances in every snapshot (a finished event of an unfinished batch still
-    // reads as in flight). Failures were counted as they happened.
-    bump(ctx.lane_row(l).v[c_dispatched], ok);
+    // reads as in flight, and is not yet counted as dispatched or failed).
+    counter_row& row = ctx.lane_row(l);
+    bump(row.v[c_dispatched], n - ctx.batch_failed);
+    if (ctx.batch_failed != 0) [[unlikely]] {
+      bump(row.v[c_failed], ctx.batch_failed);
+      ctx.batch_failed = 0;
+    }
     ctx.in_hand.store(0, std::memory_order_relaxed);
     return n;
   }
   return 0;
+}
+
+void bus_core::take_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept {
+  // in_hand before done: a snapshot between the two counts the batch twice, never not at all.
+  ctx.in_hand.store(static_cast<std::uint32_t>(n << 2 | l), std::memory_order_relaxed);
+  count_out(ctx, l, n);
+}
+
+void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n) noexcept {
+  lane& ln = lanes_[l];
+  // Events that came through the re-entry door give their room back to that door. The door
+  // is idle unless something re-entered, so the per-event look is skipped then.
+  std::uint64_t reentered = 0;
+  if (ln.admission.reentry_depth() != 0) [[unlikely]]
+    for (std::size_t i = 0; i < n; ++i)
+      reentered += (ctx.drain_buffer[i].header.flags & meta_flags::reentered) != 0;
+  credit_account& a = ctx.credits[l];
+  a.done.store(a.done.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  // Give the room back at once, not after the handlers: publishers blocked on this lane
+  // proceed while the batch runs. One waiting publisher is woken per batch; it passes the
+  // wake on if room is left when it has taken its own.
+  ln.admission.release(n - reentered, reentered);
+  ln.room.notify_one();
 }
 
 thread_context& bus_core::manual_context() {
@@ -350,13 +404,35 @@ std::size_t bus_core::poll(std::size_t max_events) {
 
 // ---- publish slow paths ------------------------------------------------------------------------
 
-result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type, std::size_t refused) {
+std::uint32_t bus_core::admit_some(thread_context& ctx, unsigned l, std::uint32_t want,
+                                   bool& stopped) {
+  credit_account& a = ctx.credits[l];
+  lane_admission& adm = lanes_[l].admission;
+  for (;;) {
+    if (stopping_.load(std::memory_order_seq_cst)) {
+      stopped = true;
+      return 0;
+    }
+    std::uint64_t have = a.spare();
+    if (have == 0) {
+      if (adm.refill(a, want, accounts(l)) == 0) return 0;
+      continue;  // a revoker may have taken them back already: look again
+    }
+    const auto k = static_cast<std::uint32_t>(std::min<std::uint64_t>(have, want));
+    if (lane_admission::try_admit(a, k, asymmetric_, stopping_, stopped)) return k;
+    if (stopped) return 0;
+  }
+}
+
+result bus_core::admit_one(thread_context& ctx, unsigned l, std::uint16_t type, bool stopped,
+                           std::size_t refused) {
   auto refuse = [&](result r) {
     const counter k = r == result::stopped ? c_rejected_stopped : c_rejected_full;
     ctx.count(l, type, k, refused);
     return r;
   };
-  if (stopping_.load(std::memory_order_seq_cst)) return refuse(result::stopped);
+  if (!stopped && admit_some(ctx, l, 1, stopped) == 1) return result::ok;
+  if (stopped || stopping_.load(std::memory_order_seq_cst)) return refuse(result::stopped);
   switch (cfg_.overflow) {
     case overflow::fail:
       return refuse(result::full);
@@ -370,28 +446,63 @@ result bus_core::on_full(thread_context& ctx, unsigned l, std::uint16_t type, st
   // A handler of this bus must not wait for room: the room is made by the very workers (or
   // poll() caller) that would be waiting. It gets `full` at once.
   if (ctx.depth > 0) return refuse(result::full);
+  lane& ln = lanes_[l];
   const auto deadline = cfg_.block_timeout == std::chrono::nanoseconds::zero()
                             ? std::chrono::steady_clock::time_point::max()
                             : std::chrono::steady_clock::now() + cfg_.block_timeout;
+  // Woken once per freed batch, one waiter at a time: a publisher that got room and sees more
+  // left passes the wake on to the next.
+  auto admitted = [&] {
+    if (ln.admission.pool() > 0) ln.room.notify_one();
+    return result::ok;
+  };
   for (int spin = 0; spin < 128; ++spin) {  // room usually comes within one batch
     cpu_relax();
-    if (try_reserve(ctx, l)) return result::ok;
+    if (admit_some(ctx, l, 1, stopped) == 1) return admitted();
+    if (stopped) return refuse(result::stopped);
   }
   for (;;) {
-    const auto key = room_.prepare_wait();
-    if (try_reserve(ctx, l)) {
-      room_.cancel_wait();
-      return result::ok;
+    const auto key = ln.room.prepare_wait();
+    if (admit_some(ctx, l, 1, stopped) == 1) {
+      ln.room.cancel_wait();
+      return admitted();
     }
-    if (stopping_.load(std::memory_order_seq_cst)) {
-      room_.cancel_wait();
+    if (stopped || stopping_.load(std::memory_order_seq_cst)) {
+      ln.room.cancel_wait();
       return refuse(result::stopped);
     }
-    if (!room_.wait(key, deadline)) {
-      if (try_reserve(ctx, l)) return result::ok;
-      return refuse(result::full);
+    if (!ln.room.wait(key, deadline)) {
+      if (admit_some(ctx, l, 1, stopped) == 1) return admitted();
+      return refuse(stopped ? result::stopped : result::full);
     }
   }
+}
+
+bool bus_core::reenter(envelope& env) {
+  const auto l = static_cast<unsigned>(env.header.lane);
+  lane& ln = lanes_[l];
+  thread_context& ctx = context();
+  moodycamel::ProducerToken& token = producer_token(ctx, l);
+  if (!ln.admission.try_reenter()) return false;
+  // The door's RMW above is a full barrier: stop()'s heavy fence is not needed to see it.
+  if (stopping_.load(std::memory_order_seq_cst)) {
+    ln.admission.cancel_reenter();
+    return false;
+  }
+  const meta saved = env.header;
+  env.header.flags = static_cast<std::uint8_t>(env.header.flags | meta_flags::reentered);
+  if (env.header.attempt != UINT8_MAX) ++env.header.attempt;
+  if (!ln.queue.try_enqueue(token, env) && !ln.queue.enqueue(token, env)) {
+    env.header = saved;
+    ln.admission.cancel_reenter();
+    return false;
+  }
+  work_.notify_one();
+  return true;
+}
+
+void bus_core::throw_batch_error(std::size_t queued, std::size_t dropped) {
+  throw publish_batch_error(queued, dropped);
 }
 
 void bus_core::make_producer_token(thread_context& ctx, unsigned l) {
@@ -408,7 +519,7 @@ void bus_core::enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, st
                          : ln.queue.enqueue_bulk(producer_token(ctx, l), envs, n);
   if (!ok) {
     for (std::uint32_t i = 0; i < n; ++i) types_.release[envs[i].header.type_index](envs[i]);
-    unreserve(ln, n);
+    lane_admission::cancel(ctx.credits[l], n);
     throw std::bad_alloc();
   }
   bump(ctx.misc_row().v[m_lane_allocations]);
@@ -429,8 +540,12 @@ std::uint64_t bus_core::stop(stop_mode mode) {
   thread_context& ctx = context();
   if (mode == stop_mode::discard) discarding_.store(true, std::memory_order_seq_cst);
   stopping_.store(true, std::memory_order_seq_cst);
+  // Publishers admit with a plain store and then read stopping_ (try_admit): after this fence
+  // every admission that read false is visible to lanes_empty(), so the drain below and the
+  // workers' last look see it.
+  heavy_fence(asymmetric_);
   work_.notify_all();
-  room_.notify_all();
+  for (auto& ln : lanes_) ln.room.notify_all();
   if (ctx.depth > 0) return 0;  // inside a handler: joining would wait for ourselves
 
   std::lock_guard lock(stop_mutex_);
@@ -458,17 +573,17 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
       while (const std::size_t n = ln.queue.try_dequeue_bulk(*ctx.consumer[l], ctx.drain_buffer,
                                                              ctx.drain_buffer_size)) {
         any = true;
+        count_out(ctx, l, n);
         for (std::size_t i = 0; i < n; ++i) {
           envelope& env = ctx.drain_buffer[i];
           types_.release[env.header.type_index](env);
           ctx.count(l, env.header.type_index, c_discarded);
         }
-        ln.released.fetch_add(n, std::memory_order_seq_cst);
         total += n;
       }
     }
     if (lanes_empty()) return total;
-    if (!any) std::this_thread::yield();  // a publisher is between reserving and enqueueing
+    if (!any) std::this_thread::yield();  // a publisher is between admitting and enqueueing
   }
 }
 
@@ -563,8 +678,8 @@ metrics_snapshot bus_core::metrics() const {
   for (unsigned l = 0; l < priority_count; ++l) {
     auto& lm = s.lanes[l];
     lm.lane = static_cast<priority>(l);
-    lm.capacity = lanes_[l].capacity;
-    lm.depth = lanes_[l].depth();
+    lm.capacity = lanes_[l].admission.capacity();
+    lm.depth = occupancy(l);
     lm.in_flight += lm.depth;
     s.in_flight += lm.in_flight;
     s.total += lm.counts;

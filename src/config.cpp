@@ -30,6 +30,7 @@ void validate(const config& cfg) {
   check_range<std::uint32_t>("lane_capacity", cfg.lane_capacity, 1, 1u << 24);
   check_range<std::uint32_t>("batch", cfg.batch, 1, 4096);
   check_range<std::uint32_t>("producers", cfg.producers, 1, 1024);
+  check_range<std::uint32_t>("reentry_capacity", cfg.reentry_capacity, 0, 1u << 24);
 
   if (static_cast<unsigned>(cfg.wait) > static_cast<unsigned>(wait_strategy::spin_then_park))
     refuse("wait", std::to_string(static_cast<unsigned>(cfg.wait)),

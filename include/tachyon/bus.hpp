@@ -246,8 +246,10 @@ class bus {
     constexpr std::size_t index = Registry::template index_of<T>();
     constexpr auto l = static_cast<unsigned>(Registry::template default_priority_of<T>());
     detail::thread_context& ctx = core_.context();
-    const meta m{ctx.next_sequence++, 0, 0, static_cast<std::uint16_t>(index),
-                 static_cast<priority>(l)};
+    meta m;
+    m.sequence = ctx.take_sequence();
+    m.type_index = static_cast<std::uint16_t>(index);
+    m.lane = static_cast<priority>(l);
     core_.enter_dispatch(ctx);
     const bool ok = run_handlers<T, index>(ev, m, ctx);
     core_.exit_dispatch(ctx);
@@ -290,6 +292,8 @@ class bus {
   }
 
  private:
+  friend struct detail::bus_access;
+
   template <class T>
   static unsigned lane_of(std::optional<priority> p) {
     static_assert(Registry::template contains<T>,
@@ -327,15 +331,11 @@ class bus {
   }
 
   template <class T, std::size_t I>
-  static bool dispatch_one(void* self, detail::envelope& env, detail::thread_context& ctx) {
+  static void dispatch_one(void* self, detail::envelope& env, detail::thread_context& ctx) {
     auto& b = *static_cast<bus*>(self);
     const bool ok = b.template run_handlers<T, I>(detail::payload_of<T>(env), env.header, ctx);
+    detail::bus_core::settle(ctx, env, ok);
     detail::release_payload<T>(env);
-    if (ok) [[likely]]
-      detail::bump(ctx.type_row(I).v[detail::c_dispatched]);
-    else
-      ctx.count(static_cast<unsigned>(env.header.lane), I, detail::c_failed);
-    return ok;
   }
 
   template <class T>

@@ -67,6 +67,12 @@ struct config {
   /// them (counted in metrics_snapshot::lane_allocations). Allowed: 1 .. 1024.
   std::uint32_t producers = 4;
 
+  /// Events per lane that may be queued through the re-entry door at once: events that enter
+  /// a lane again after they were dequeued (retries, replays). They do not take the room of
+  /// `lane_capacity`, so a publisher never waits behind them, but they are bounded by this;
+  /// one the door cannot take is refused to its sender. Allowed: 0 .. 2^24.
+  std::uint32_t reentry_capacity = 1024;
+
   /// Stamp each published event with tachyon::clock::now() (meta::publish_ticks, from which a
   /// handler learns how long the event queued). One TSC read per publish; false leaves
   /// publish_ticks 0 and saves it. dispatch() never stamps.

@@ -10,20 +10,38 @@
 namespace tachyon {
 
 /// The envelope header of an event, handed to handlers that take (const T&, const meta&).
-/// Valid only during the handler call.
+/// Valid only during the handler call. 40 bytes: with the 24 bytes of inline payload it fills
+/// one 64-byte cache line (detail/envelope.hpp).
 struct meta {
-  /// Unique within a bus: the publishing thread's id in the high 16 bits, its own running
-  /// count in the low 48. Increasing per publishing thread.
+  /// Unique within a bus: the publishing thread's context id in the low 16 bits, its own
+  /// running count in the high 48. Increasing per publishing thread until that count wraps,
+  /// after 2^48 events from one thread (about 3 days at a billion events a second): then it
+  /// starts again from the thread's id, and sequences stay unique among the events any bus
+  /// could still hold.
   std::uint64_t sequence = 0;
   /// Whatever the publisher passed in publish_options::correlation_id (0 if nothing).
   std::uint64_t correlation_id = 0;
-  /// When it was published, in tachyon::clock ticks (see clock.hpp); 0 for dispatch().
+  /// Reserved for the sequence of the event whose handler published this one; 0 in this
+  /// version.
+  std::uint64_t causation_id = 0;
+  /// When it was published, in tachyon::clock ticks (see clock.hpp); 0 for dispatch() and with
+  /// config::timestamps false.
   std::uint64_t publish_ticks = 0;
   /// The type's index in the registry.
   std::uint16_t type_index = 0;
   /// The lane it travelled in (for dispatch(): the type's default priority).
   priority lane = priority::normal;
+  /// 0 on first delivery; an event that re-entered its lane (a retry) counts up.
+  std::uint8_t attempt = 0;
+  /// tachyon's own marks; see meta_flags.
+  std::uint8_t flags = 0;
 };
+
+/// Bits of meta::flags.
+namespace meta_flags {
+/// The event entered its lane through the re-entry door (retries, replays), not publish().
+inline constexpr std::uint8_t reentered = 1;
+}  // namespace meta_flags
 
 /// What the error hook (config::on_error) receives when a handler throws.
 struct handler_error {

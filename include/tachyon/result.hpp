@@ -1,7 +1,11 @@
 // tachyon/result.hpp — what publish() says happened to an event.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 
 namespace tachyon {
@@ -31,5 +35,22 @@ constexpr std::string_view to_string(result r) noexcept {
   }
   return "unknown";
 }
+
+/// Thrown by publish_batch() when copying an event into the bus threw. The events of the
+/// chunk that was being copied (up to 64) are not queued; the `queued` events before them are,
+/// and will be dispatched; `dropped` were taken under overflow::drop. The exception the copy
+/// threw is nested (std::rethrow_if_nested).
+class publish_batch_error : public std::runtime_error, public std::nested_exception {
+ public:
+  publish_batch_error(std::size_t queued_events, std::size_t dropped_events)
+      : std::runtime_error("tachyon::publish_batch: copying an event threw after " +
+                           std::to_string(queued_events) + " events were queued (and " +
+                           std::to_string(dropped_events) +
+                           " dropped); the rest of the span was not queued"),
+        queued(queued_events),
+        dropped(dropped_events) {}
+  std::size_t queued;
+  std::size_t dropped;
+};
 
 }  // namespace tachyon

@@ -24,6 +24,7 @@
 #include <tachyon/detail/alloc.hpp>
 #include <tachyon/detail/envelope.hpp>
 #include <tachyon/detail/fence.hpp>
+#include <tachyon/detail/lane/admission.hpp>
 #include <tachyon/detail/parking.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
@@ -39,8 +40,6 @@ enum class stop_mode : std::uint8_t {
 
 namespace detail {
 
-inline constexpr std::size_t cache_line = 64;
-
 /// moodycamel tuned for tachyon: explicit producers only (every publisher has a token),
 /// 64-envelope blocks (4 KiB), and every allocation through detail::allocate (mimalloc).
 struct lane_traits : moodycamel::ConcurrentQueueDefaultTraits {
@@ -52,31 +51,16 @@ struct lane_traits : moodycamel::ConcurrentQueueDefaultTraits {
 
 using lane_queue = moodycamel::ConcurrentQueue<envelope, lane_traits>;
 
-/// One priority lane. tachyon keeps its own exact bound (moodycamel's is per producer and
-/// block-granular) as two monotonic counters on separate lines: `reserved`, written only by
-/// publishers, and `released`, written by the consumers (and by a publisher giving a
-/// reservation back). occupancy = reserved - released. A publisher checks the bound against
-/// its own cached copy of `released`, which can only overstate the occupancy, and reloads it
-/// only when that copy says full; so in the common case a publish writes no line a consumer
-/// writes, and a drained batch writes no line a publisher writes, where one shared counter
-/// would bounce between them on every event and every batch.
-/// The difference doubles as the idle scan's "maybe non-empty" hint, far cheaper than asking
-/// an empty moodycamel queue (60-140 ns a poll in its own benchmarks).
+/// One priority lane: the queue, and the admission that keeps its exact bound (moodycamel's
+/// own bound is per producer and block-granular), with the publishers blocked on it.
 struct alignas(cache_line) lane {
-  explicit lane(std::size_t prealloc_events, std::size_t producers, std::uint32_t cap)
-      : queue(prealloc_events, producers, 0), capacity(cap) {}
-
-  /// Events in the lane now, reserved but not yet dequeued (snapshot; exact when quiet).
-  /// `released` is read first so that the difference is never negative.
-  std::uint64_t depth() const noexcept {
-    const std::uint64_t rel = released.load(std::memory_order_seq_cst);
-    return reserved.load(std::memory_order_seq_cst) - rel;
-  }
+  lane(std::size_t prealloc_events, std::size_t producers, std::uint32_t capacity,
+       std::uint32_t reentry_capacity, bool asymmetric)
+      : queue(prealloc_events, producers, 0), admission(capacity, reentry_capacity, asymmetric) {}
 
   lane_queue queue;
-  alignas(cache_line) std::atomic<std::uint64_t> reserved{0};
-  std::uint32_t capacity;  // read with `reserved`, by the publishers
-  alignas(cache_line) std::atomic<std::uint64_t> released{0};
+  lane_admission admission;
+  alignas(cache_line) event_count room;  // publishers blocked on a full lane sleep here
 };
 
 /// Counter kinds: one cache line (8 counters) per row.
@@ -130,20 +114,32 @@ struct thread_context {
     bump(type_row(t).v[k], n);
   }
 
+  /// The next event's sequence (see meta::sequence): the context id in the low 16 bits, a
+  /// count above that wraps by itself after 2^48 events without touching the id.
+  std::uint64_t take_sequence() noexcept {
+    const std::uint64_t s = next_sequence;
+    next_sequence += sequence_step;
+    return s;
+  }
+  static constexpr std::uint64_t sequence_step = std::uint64_t{1} << 16;
+
   // Owner-only state.
-  std::uint64_t next_sequence;  // context id << 48, then +1 per event
+  std::uint64_t next_sequence;  // see take_sequence()
   std::uint32_t depth = 0;      // dispatch nesting on this thread
   std::size_t types;
   counter_row* rows;  // [lanes][types][misc][sync_ok], see lane_row .. sync_ok
   envelope* drain_buffer = nullptr;
   std::uint32_t drain_buffer_size = 0;
-  std::array<std::uint64_t, priority_count> released_seen{};  // per lane, see lane
+  std::uint32_t batch_failed = 0;  // events of the running batch that settled as failed
   // Hot lane (consumers): the lane last drained, polled without its hint for a while; see
   // bus_core::drain_batch. hot_lane == priority_count: none.
   unsigned hot_lane = priority_count;
   std::uint32_t hot_misses = 0;
   std::array<std::optional<moodycamel::ProducerToken>, priority_count> producer;
   std::array<std::optional<moodycamel::ConsumerToken>, priority_count> consumer;
+
+  // Written by the owner, read by others (revokers, the park check, stop, metrics).
+  alignas(cache_line) std::array<credit_account, priority_count> credits;  // per lane
 
   // Written by the owner, read by others: its own line.
   alignas(cache_line) std::atomic<std::uint64_t> reader_epoch{0};  // 0: not dispatching
@@ -155,10 +151,8 @@ struct thread_context {
   thread_context* next = nullptr;
 };
 
-/// Runs an envelope's handlers and releases its payload. Returns true when no handler threw;
-/// it counts the type row's `dispatched` itself, and on a throw `failed` in both rows (the
-/// caller counts the lane's `dispatched` once per batch).
-using dispatch_fn = bool (*)(void* bus, envelope& env, thread_context& ctx);
+/// Runs a drained envelope's handlers, settles it (bus_core::settle) and releases its payload.
+using dispatch_fn = void (*)(void* bus, envelope& env, thread_context& ctx);
 using release_fn = void (*)(envelope& env) noexcept;
 
 /// What the typed bus tells the core about its registry.
@@ -179,6 +173,10 @@ extern constinit thread_local tls_cache_entry tls_last_context;
 
 struct context_anchor;  // outlives the bus while threads still hold its contexts
 
+/// Declared, never defined by the library: a test may define it to reach a bus's core (the
+/// re-entry door, injected sequence values) without widening the public API.
+struct bus_access;
+
 class alignas(cache_line) bus_core {
  public:
   bus_core(const config& cfg, type_table types, void* typed_bus);
@@ -198,29 +196,30 @@ class alignas(cache_line) bus_core {
 
   // ---- publish -----------------------------------------------------------------------------
 
-  /// The whole publish path but the payload: reserve room under the lane's bound (or apply the
-  /// overflow policy), stamp the header, enqueue with this thread's token, count, wake a worker.
-  /// `fill(envelope&)` stores the payload; it runs only once room is reserved.
+  /// The whole publish path but the payload: admit the event under the lane's bound (or apply
+  /// the overflow policy), stamp the header, enqueue with this thread's token, count, wake a
+  /// worker. `fill(envelope&)` stores the payload; it runs only once the event is admitted.
   template <class Fill>
   result publish(unsigned l, std::uint16_t type, std::uint64_t correlation, Fill&& fill) {
     thread_context& ctx = context();
     lane& ln = lanes_[l];
-    moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before reserving
-    if (!try_reserve(ctx, l)) [[unlikely]] {
-      const result r = on_full(ctx, l, type, 1);
+    moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before admitting
+    bool stopped = false;
+    // The admission is the linearisation point against stop(): try_admit reads stopping_ after
+    // the admission is visible (stop() pairs with a heavy fence), so an admitted event is
+    // always drained.
+    if (!lane_admission::try_admit(ctx.credits[l], 1, asymmetric_, stopping_, stopped))
+        [[unlikely]] {
+      const result r = admit_one(ctx, l, type, stopped);
       if (r != result::ok) return r;
     }
-    // The reservation is the linearisation point against stop(): stop() sets stopping_ and
-    // then waits for every lane to be empty, so a reserved event is always drained.
-    if (stopping_.load(std::memory_order_seq_cst)) [[unlikely]]
-      return refuse_stopped(ctx, ln, l, type, 1, 1);
     unstamped<1> slot;
     envelope& env = slot.at[0];
     stamp(ctx, env, l, type, correlation, cfg_.timestamps ? clock::now() : 0);
     try {
       fill(env);
     } catch (...) {  // the event's move constructor or the box's allocation threw
-      unreserve(ln, 1);
+      lane_admission::cancel(ctx.credits[l], 1);
       throw;
     }
     if (!ln.queue.try_enqueue(token, env)) [[unlikely]]
@@ -235,23 +234,26 @@ class alignas(cache_line) bus_core {
     result status = result::ok;
   };
 
-  /// publish() for `n` events of one type, reserving and enqueueing up to 64 at a time.
-  /// `fill(envelope&, i)` stores event i. Stops at the first refusal (full or stopped).
+  /// publish() for `n` events of one type, admitting and enqueueing up to 64 at a time (one
+  /// admission and one moodycamel bulk enqueue per chunk). `fill(envelope&, i)` stores event i.
+  /// Stops at the first refusal (full or stopped). If `fill` throws, the events of that chunk
+  /// are released and not queued, and publish_batch_error says how many earlier ones were.
   template <class Fill>
   bulk_outcome publish_bulk(unsigned l, std::uint16_t type, std::size_t n, Fill&& fill) {
-    constexpr std::uint32_t chunk = 64;
+    constexpr std::uint32_t chunk = lane_admission::max_chunk;
     thread_context& ctx = context();
     lane& ln = lanes_[l];
-    moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before reserving
+    moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before admitting
     bulk_outcome out;
     unstamped<chunk> slots;  // 4 KiB of stack
     envelope* buf = slots.at;
     std::size_t i = 0;
     while (i < n) {
-      std::uint32_t k =
-          try_reserve_some(ctx, l, static_cast<std::uint32_t>(std::min<std::size_t>(n - i, chunk)));
+      const auto want = static_cast<std::uint32_t>(std::min<std::size_t>(n - i, chunk));
+      bool stopped = false;
+      std::uint32_t k = admit_some(ctx, l, want, stopped);
       if (k == 0) {
-        const result r = on_full(ctx, l, type, n - i);
+        const result r = admit_one(ctx, l, type, stopped, n - i);
         if (r == result::dropped) {
           ++out.dropped;
           ++i;
@@ -261,16 +263,10 @@ class alignas(cache_line) bus_core {
           out.status = r;
           return out;
         }
-        k = 1;  // on_full reserved one slot
-      }
-      if (stopping_.load(std::memory_order_seq_cst)) [[unlikely]] {
-        out.status = refuse_stopped(ctx, ln, l, type, k, n - i);
-        return out;
+        k = 1;  // admit_one admitted one event
       }
       std::uint32_t j = 0;
-      // One clock read per chunk: the events of one call are published at one instant. A TSC
-      // read per event held publish_batch to 96 M events/s on the development VM (384 M/s with
-      // one read per chunk, tachyon_bench publish_batch/tachyon).
+      // One clock read per chunk: the events of one call are published at one instant.
       const std::uint64_t ticks = cfg_.timestamps ? clock::now() : 0;
       try {
         for (; j < k; ++j) {
@@ -279,8 +275,8 @@ class alignas(cache_line) bus_core {
         }
       } catch (...) {
         for (std::uint32_t q = 0; q < j; ++q) types_.release[type](buf[q]);
-        unreserve(ln, k);
-        throw;
+        lane_admission::cancel(ctx.credits[l], k);
+        throw_batch_error(out.queued, out.dropped);
       }
       if (!ln.queue.try_enqueue_bulk(token, buf, k)) [[unlikely]]
         enqueue_growing(ctx, ln, buf, k);
@@ -302,11 +298,14 @@ class alignas(cache_line) bus_core {
 
   void stamp(thread_context& ctx, envelope& env, unsigned l, std::uint16_t type,
              std::uint64_t correlation, std::uint64_t ticks) noexcept {
-    env.header.sequence = ctx.next_sequence++;
+    env.header.sequence = ctx.take_sequence();
     env.header.correlation_id = correlation;
+    env.header.causation_id = 0;
     env.header.publish_ticks = ticks;
     env.header.type_index = type;
     env.header.lane = static_cast<priority>(l);
+    env.header.attempt = 0;
+    env.header.flags = 0;
   }
 
   /// Counts `n` enqueued events and wakes a worker if one sleeps.
@@ -315,52 +314,40 @@ class alignas(cache_line) bus_core {
     work_.notify_one();
   }
 
-  /// Gives back `reserved` slots and counts `refused` events as rejected_stopped.
-  result refuse_stopped(thread_context& ctx, lane& ln, unsigned l, std::uint16_t type,
-                        std::uint32_t reserved, std::size_t refused) noexcept {
-    unreserve(ln, reserved);
-    ctx.count(l, type, c_rejected_stopped, refused);
-    return result::stopped;
-  }
+  /// Admits up to `want` events from this thread into lane l: what its credits cover,
+  /// refilling from the pool (or by revoking idle credits) when they cover none. Returns how
+  /// many; 0 when the lane is full, or with `stopped` set when stop() has begun.
+  std::uint32_t admit_some(thread_context& ctx, unsigned l, std::uint32_t want, bool& stopped);
 
-  /// Reserves up to `want` slots at once; returns how many (0 when the lane is full).
-  std::uint32_t try_reserve_some(thread_context& ctx, unsigned l, std::uint32_t want) noexcept {
-    lane& ln = lanes_[l];
-    std::uint64_t r = ln.reserved.load(std::memory_order_relaxed);
-    // Signed: a stale `r` (older than the cached release) reads as room, and the CAS then
-    // fails and refreshes it.
-    auto room = [&] {
-      return static_cast<std::int64_t>(ln.capacity) -
-             static_cast<std::int64_t>(r - ctx.released_seen[l]);
+  /// The slow half of publish when try_admit found no credit: refills, and on a full lane
+  /// applies the overflow policy. Returns ok once one event is admitted; otherwise the result
+  /// to hand back, with `refused` events counted as rejected (full, stopped) or one event as
+  /// accepted and dropped (drop).
+  result admit_one(thread_context& ctx, unsigned l, std::uint16_t type, bool stopped,
+                   std::size_t refused = 1);
+
+  /// Calls f(credit_account&) for every thread's account in lane l.
+  auto accounts(unsigned l) const noexcept {
+    return [this, l](auto&& f) {
+      for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next)
+        f(c->credits[l]);
     };
-    for (;;) {
-      if (room() <= 0) {
-        ctx.released_seen[l] = ln.released.load(std::memory_order_seq_cst);
-        if (room() <= 0) return 0;
-      }
-      const auto n = static_cast<std::uint32_t>(
-          std::min<std::int64_t>(want, std::min<std::int64_t>(room(), ln.capacity)));
-      if (ln.reserved.compare_exchange_weak(r, r + n, std::memory_order_seq_cst,
-                                            std::memory_order_relaxed))
-        return n;
-    }
   }
-  bool try_reserve(thread_context& ctx, unsigned l) noexcept {
-    return try_reserve_some(ctx, l, 1) == 1;
-  }
-  void unreserve(lane& ln, std::uint32_t n) noexcept {
-    ln.released.fetch_add(n, std::memory_order_seq_cst);
-    room_.notify_all();
-  }
+  /// Events admitted into lane l and not yet dequeued. Exact when quiet; after a heavy_fence,
+  /// counts every admission that a publisher's stopping_ check did not refuse.
+  std::uint64_t occupancy(unsigned l) const noexcept;
 
-  /// The slow half of publish on a full lane: applies the overflow policy. Returns ok once a
-  /// slot is reserved (block); otherwise the result to hand back, with `refused` events
-  /// counted as rejected (full, stopped) or one event as accepted and dropped (drop).
-  result on_full(thread_context& ctx, unsigned l, std::uint16_t type, std::size_t refused);
+  /// Re-enters an event into its lane through the second door: it takes none of the
+  /// publishers' room, but the door is bounded (config::reentry_capacity). Returns false, with
+  /// the envelope untouched, when the door is full or stop() has begun. The envelope keeps its
+  /// header (sequence, correlation); its attempt count goes up and it is marked reentered.
+  bool reenter(envelope& env);
+
   /// try_enqueue failed: more publishing threads than config::producers. Allocates; counted
   /// in lane_allocations. Throws std::bad_alloc (after releasing the events) if that fails.
   void enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, std::uint32_t n);
   void make_producer_token(thread_context& ctx, unsigned l);
+  [[noreturn]] static void throw_batch_error(std::size_t queued, std::size_t dropped);
 
   // ---- dispatch ----------------------------------------------------------------------------
 
@@ -376,6 +363,19 @@ class alignas(cache_line) bus_core {
   }
   void exit_dispatch(thread_context& ctx) noexcept {
     if (--ctx.depth == 0) ctx.reader_epoch.store(0, std::memory_order_release);
+  }
+
+  /// The settle point: where a drained event's final outcome is decided and counted, once,
+  /// while its payload is still alive. Today the outcome is dispatched (every handler ran
+  /// without a throw, or none matched) or failed. The type's row is counted here; the lane's
+  /// row with the batch (drain_batch), so that it moves with the in-flight mark.
+  static void settle(thread_context& ctx, const envelope& env, bool ok) noexcept {
+    if (ok) [[likely]] {
+      bump(ctx.type_row(env.header.type_index).v[c_dispatched]);
+    } else {
+      bump(ctx.type_row(env.header.type_index).v[c_failed]);
+      ++ctx.batch_failed;
+    }
   }
 
   /// Reports a handler's exception: counts it and calls config::on_error (never throws).
@@ -416,6 +416,9 @@ class alignas(cache_line) bus_core {
 
   // ---- lifecycle and observation -------------------------------------------------------------
 
+  /// Gives this thread's unspent credits back to the lanes (a thread that ends).
+  void release_credits(thread_context& ctx) noexcept;
+
   std::uint64_t stop(stop_mode mode);
   metrics_snapshot metrics() const;
   std::uint64_t id() const noexcept { return id_; }
@@ -431,11 +434,21 @@ class alignas(cache_line) bus_core {
   void worker_main(std::uint32_t index);
   /// Dequeues one batch from the most urgent non-empty lane and dispatches it.
   std::size_t drain_batch(thread_context& ctx, std::size_t max);
+  /// A batch of n was dequeued from lane l: marks it in flight, counts it out of the lane and
+  /// gives its room back.
+  void take_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept;
+  /// n events left lane l (dequeued): counts them out of its occupancy, gives their room back
+  /// and wakes one blocked publisher.
+  void count_out(thread_context& ctx, unsigned l, std::size_t n) noexcept;
   void ensure_buffer(thread_context& ctx);
   std::size_t discard_all(thread_context& ctx);
+  /// Every lane's occupancy is zero (exact for what a heavy_fence made visible).
   bool lanes_empty() const noexcept;
   void idle(thread_context& ctx, std::uint32_t& idle_rounds,
-            std::chrono::steady_clock::time_point& idle_since);
+            std::chrono::steady_clock::time_point& idle_since, bool& credits_reclaimed);
+  /// Returns this thread's unspent credits and revokes idle ones, so that the lanes' hints
+  /// read empty again (an idle worker, once per idle period).
+  void reclaim_idle_credits(thread_context& ctx);
 
   config cfg_;
   type_table types_;
@@ -444,13 +457,14 @@ class alignas(cache_line) bus_core {
 
   std::array<lane, priority_count> lanes_;
 
+  // Read by every publish: stopping_ and asymmetric_ (and work_'s waiter count, to see whether
+  // a worker sleeps). Written once at stop(), and by workers when they park.
   alignas(cache_line) std::atomic<bool> stopping_{false};
   std::atomic<bool> discarding_{false};
+  const bool asymmetric_ = asymmetric_fences();
   event_count work_;  // idle workers sleep here
-  event_count room_;  // publishers blocked on a full lane sleep here
 
   alignas(cache_line) std::atomic<std::uint64_t> epoch_{1};
-  const bool asymmetric_ = asymmetric_fences();     // read with epoch_, on the same line
   std::atomic<thread_context*> contexts_{nullptr};  // push-only list
   std::atomic<std::uint32_t> next_context_id_{1};
   std::shared_ptr<context_anchor> anchor_;

@@ -19,6 +19,13 @@ class event_count {
  public:
   using key = std::uint32_t;
 
+  /// The epoch is a 32-bit futex word that every wake-up bumps; it wraps after 2^32 of them,
+  /// harmlessly: a waiter compares only for equality with the key it took, so the wrap is
+  /// seen as a change like any other. The only way to miss a wake-up would be for exactly
+  /// 2^32 wake-ups to happen between a waiter's prepare_wait() and its futex call.
+  /// `initial_epoch` lets a test start near the wrap.
+  explicit event_count(std::uint32_t initial_epoch = 0) noexcept : epoch_(initial_epoch) {}
+
   key prepare_wait() noexcept {
     waiters_.fetch_add(1, std::memory_order_seq_cst);
     return epoch_.load(std::memory_order_seq_cst);
@@ -42,7 +49,7 @@ class event_count {
  private:
   void wake(bool all) noexcept;
 
-  std::atomic<std::uint32_t> epoch_{0};  // the futex word
+  std::atomic<std::uint32_t> epoch_;  // the futex word
   std::atomic<std::uint32_t> waiters_{0};
 };
 

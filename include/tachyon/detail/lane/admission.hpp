@@ -1,0 +1,310 @@
+// tachyon/detail/lane/admission.hpp — how an event claims room in a lane: exact bounds without a
+// shared write per publish.
+//
+// A lane holds at most `capacity` events. Room is kept as credits. The lane's pool (`free`)
+// holds the credits nobody has; a publishing thread takes them in chunks of up to
+// `max_chunk` into its own account (one read-modify-write on the pool per chunk) and spends
+// one per event with plain stores to a line only it writes. A consumer gives a batch's credits
+// back to the pool with one read-modify-write per batch. So under the bound a publish writes no
+// line that another thread writes, and a consumer reads no line that every publish writes.
+//
+// Per thread and lane, an account:
+//   used   events this thread admitted into the lane (monotonic, but see `cancel`); owner only
+//   limit  credits granted to it so far; raised by the owner (refill), lowered by a revoker
+//   done   events this thread took out of the lane (consumers); owner only
+// Invariant, exact when quiet:
+//   free + sum(limit - used) + sum(used) - sum(done) = capacity
+// and the lane's occupancy (events admitted and not yet dequeued) is sum(used) - sum(done).
+//
+// Credits a thread holds but does not spend (it stopped publishing into the lane, sleeps,
+// exited) would make the bound inexact, so a thread that finds the pool empty revokes them:
+// the owner's fast path is
+//     used = u + 1;  light_fence;  if (limit > u) admitted  else settle()
+// and a revoker lowers `limit` to the `used` it sees, issues heavy_fence (membarrier: a full
+// barrier on every thread of the process), then reads `used` again. After the heavy fence
+// every admission whose `limit` load saw the old limit has its `used` store visible, and every
+// later one sees the lowered limit; so the second read counts every admitted event, plus at most
+// one attempt that saw the lowered limit. The revoker settles the account at that count
+// (limit = used read), which turns such an attempt into an admitted one, and returns the rest
+// to the pool. The owner, whose attempt failed, waits for the settlement (`revoking`) and
+// re-reads its limit: covered, the event is admitted; not covered, it undoes its store.
+//
+// Retries and replays enter through a second, separately bounded door (`reentry_free`,
+// one read-modify-write per event, rare by nature), so they never take a publisher's room
+// and a blocked publisher never waits behind them.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+
+#include <tachyon/detail/fence.hpp>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace tachyon::detail {
+
+inline constexpr std::size_t cache_line = 64;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+#if defined(TACHYON_COUNT_SHARED_RMW)
+/// Read-modify-writes this thread made on lines other threads write (tests only: the machine
+/// this is developed on has no hardware counters, so the code counts them itself).
+inline thread_local std::uint64_t shared_rmws = 0;
+inline void count_shared_rmw() noexcept { ++shared_rmws; }
+#else
+inline void count_shared_rmw() noexcept {}
+#endif
+
+/// One thread's credits in one lane. See the header comment for the protocol.
+struct credit_account {
+  std::atomic<std::uint64_t> used{0};
+  std::atomic<std::uint64_t> limit{0};
+  std::atomic<std::uint64_t> done{0};
+  std::atomic<std::uint32_t> revoking{0};  // a revoker is settling this account
+  std::uint64_t revoked_from = 0;          // the revoker's note of the limit it lowered
+
+  /// Credits this thread holds and has not spent (owner's view; others' view is a hint).
+  std::uint64_t spare() const noexcept {
+    const std::uint64_t u = used.load(std::memory_order_relaxed);
+    const std::uint64_t l = limit.load(std::memory_order_relaxed);
+    return l > u ? l - u : 0;
+  }
+  void wait_settled() const noexcept {
+    for (unsigned spins = 0; revoking.load(std::memory_order_acquire) != 0; ++spins) {
+      if (spins < 64)
+        cpu_relax();
+      else
+        std::this_thread::yield();
+    }
+  }
+};
+
+class lane_admission {
+ public:
+  /// Credits a refill takes at most. The owner spends them with plain stores; a refill is one
+  /// read-modify-write on the pool's line.
+  static constexpr std::uint32_t max_chunk = 64;
+
+  lane_admission(std::uint32_t capacity, std::uint32_t reentry_capacity, bool asymmetric)
+      : free_(capacity),
+        reentry_free_(reentry_capacity),
+        capacity_(capacity),
+        reentry_capacity_(reentry_capacity),
+        asymmetric_(asymmetric) {}
+
+  std::uint32_t capacity() const noexcept { return capacity_; }
+  std::uint32_t reentry_capacity() const noexcept { return reentry_capacity_; }
+  bool asymmetric() const noexcept { return asymmetric_; }
+
+  /// The idle scan's hint: false means the lane is certainly empty (every credit is in a pool,
+  /// so nothing is admitted and not yet dequeued). One line, written once per chunk and batch.
+  bool maybe_nonempty() const noexcept {
+    return free_.load(std::memory_order_relaxed) != capacity_ ||
+           reentry_free_.load(std::memory_order_relaxed) != reentry_capacity_;
+  }
+
+  // ---- the front door: publishers ------------------------------------------------------------
+
+  /// Admits `n` events from the owner of `a` against the credits it holds. Returns false, with
+  /// nothing admitted and nothing to undo, when it holds fewer than `n` (then refill()).
+  /// `stopping` is read after the admission is visible (see bus_core::stop); when it reads
+  /// true the admission is undone and *stopped is set.
+  template <class StopFlag>
+  static bool try_admit(credit_account& a, std::uint64_t n, bool asymmetric, const StopFlag& stop,
+                        bool& stopped) noexcept {
+    const std::uint64_t u = a.used.load(std::memory_order_relaxed);
+    if (a.limit.load(std::memory_order_relaxed) < u + n) [[unlikely]]
+      return false;
+    a.used.store(u + n, std::memory_order_relaxed);
+    light_fence(asymmetric);  // the store above before the loads below; heavy_fence pairs
+    // Acquire: a lowered limit comes with the revoker's `revoking` mark (settle_attempt).
+    if (a.limit.load(std::memory_order_acquire) < u + n) [[unlikely]]
+      return settle_attempt(a, u, n, asymmetric, stop, stopped);
+    if (stop.load(std::memory_order_relaxed)) [[unlikely]] {
+      cancel(a, n);
+      stopped = true;
+      return false;
+    }
+    return true;
+  }
+
+  /// Gives back `n` events admitted by this thread that will not be enqueued (the payload
+  /// threw, stop() began). The credits stay in the account.
+  static void cancel(credit_account& a, std::uint64_t n) noexcept {
+    a.used.store(a.used.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
+
+  /// Takes credits from the pool into `a`: `want` at least as asked (fewer if the pool has
+  /// fewer), rounded up to a chunk that shrinks as the pool runs low, so that little room sits
+  /// idle in accounts near the bound. When the pool is empty, revokes other accounts' spare
+  /// credits first (for_each_account(f) calls f(credit_account&) on every account of this lane).
+  /// Returns the credits added (0: the lane is full).
+  template <class ForEach>
+  std::uint64_t refill(credit_account& a, std::uint64_t want, ForEach&& for_each_account) {
+    std::uint64_t got = take(want);
+    if (got == 0) {
+      if (revoke_spare(&a, for_each_account) == 0) return 0;
+      got = take(want);
+      if (got == 0) return 0;
+    }
+    grant(a, got);
+    return got;
+  }
+
+  /// Returns every credit `a` holds unspent to the pool (the owner, when its thread ends).
+  void give_back(credit_account& a) noexcept {
+    for (;;) {
+      a.wait_settled();
+      std::uint64_t l = a.limit.load(std::memory_order_acquire);
+      const std::uint64_t u = a.used.load(std::memory_order_relaxed);
+      if (l <= u) return;
+      if (a.limit.compare_exchange_strong(l, u, std::memory_order_acq_rel)) {
+        put(l - u);
+        return;
+      }
+    }
+  }
+
+  /// Revokes the spare credits of every account but `self` and returns them to the pool;
+  /// returns how many came back. One heavy_fence when any account had spare credits, none
+  /// otherwise. Also what an idle consumer calls, so that credits left in idle accounts do not
+  /// keep the maybe_nonempty() hint set.
+  template <class ForEach>
+  std::uint64_t revoke_spare(const credit_account* self, ForEach&& for_each_account) {
+    std::lock_guard lock(revoke_mutex_);
+    std::uint64_t marked = 0;
+    for_each_account([&](credit_account& c) {
+      if (&c == self) return;
+      std::uint64_t l = c.limit.load(std::memory_order_acquire);
+      const std::uint64_t u = c.used.load(std::memory_order_acquire);
+      if (l <= u) return;
+      c.revoking.store(1, std::memory_order_seq_cst);
+      if (!c.limit.compare_exchange_strong(l, u, std::memory_order_seq_cst)) {
+        c.revoking.store(0, std::memory_order_release);  // the owner refilled: it is active
+        return;
+      }
+      c.revoked_from = l;
+      ++marked;
+    });
+    if (marked == 0) return 0;
+    heavy_fence(asymmetric_);
+    std::uint64_t returned = 0;
+    for_each_account([&](credit_account& c) {
+      if (c.revoking.load(std::memory_order_relaxed) == 0 || &c == self) return;
+      const std::uint64_t before = c.revoked_from;
+      const std::uint64_t u = c.used.load(std::memory_order_seq_cst);
+      c.limit.store(u, std::memory_order_release);
+      c.revoking.store(0, std::memory_order_release);
+      returned += before - u;
+    });
+    if (returned != 0) put(returned);
+    return returned;
+  }
+
+  /// A consumer dequeued `n` events admitted through the front door, `reentered` through the
+  /// second: their room goes back (one read-modify-write each, per batch).
+  void release(std::uint64_t n, std::uint64_t reentered) noexcept {
+    if (n != 0) put(n);
+    if (reentered != 0) {
+      count_shared_rmw();
+      reentry_free_.fetch_add(static_cast<std::int64_t>(reentered), std::memory_order_seq_cst);
+    }
+  }
+
+  // ---- the second door: retries and replays --------------------------------------------------
+
+  /// Takes room for one re-entering event; false when the door's bound is reached.
+  bool try_reenter() noexcept {
+    std::int64_t f = reentry_free_.load(std::memory_order_relaxed);
+    while (f > 0) {
+      count_shared_rmw();
+      if (reentry_free_.compare_exchange_weak(f, f - 1, std::memory_order_seq_cst,
+                                              std::memory_order_relaxed))
+        return true;
+    }
+    return false;
+  }
+  /// Gives back room taken by try_reenter() for an event that will not be enqueued.
+  void cancel_reenter() noexcept { release(0, 1); }
+  /// Re-entered events not yet dequeued (exact when quiet).
+  std::uint64_t reentry_depth() const noexcept {
+    const std::int64_t f = reentry_free_.load(std::memory_order_seq_cst);
+    return f >= static_cast<std::int64_t>(reentry_capacity_)
+               ? 0
+               : static_cast<std::uint64_t>(reentry_capacity_ - f);
+  }
+
+  /// The pool, for tests and metrics.
+  std::int64_t pool() const noexcept { return free_.load(std::memory_order_seq_cst); }
+
+ private:
+  /// The owner's store of used = u + n met a limit below it: a revoker lowered it. Waits for
+  /// the revoker to settle the account, then either keeps the admission (the revoker counted
+  /// it) or undoes it and reports failure.
+  template <class StopFlag>
+  static bool settle_attempt(credit_account& a, std::uint64_t u, std::uint64_t n, bool asymmetric,
+                             const StopFlag& stop, bool& stopped) noexcept {
+    a.wait_settled();
+    if (a.limit.load(std::memory_order_acquire) >= u + n) {
+      light_fence(asymmetric);
+      if (stop.load(std::memory_order_seq_cst)) {
+        cancel(a, n);
+        stopped = true;
+        return false;
+      }
+      return true;
+    }
+    a.used.store(u, std::memory_order_relaxed);
+    return false;
+  }
+
+  std::uint64_t take(std::uint64_t want) noexcept {
+    std::int64_t f = free_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (f <= 0) return 0;
+      // A chunk of up to max_chunk, but at most an eighth of what is left, so that near the
+      // bound most of the room stays in the pool where any thread can take it.
+      const std::int64_t chunk =
+          std::clamp<std::int64_t>(f / 8, 1, static_cast<std::int64_t>(max_chunk));
+      const std::int64_t k = std::min(f, std::max(static_cast<std::int64_t>(want), chunk));
+      count_shared_rmw();
+      if (free_.compare_exchange_weak(f, f - k, std::memory_order_seq_cst,
+                                      std::memory_order_relaxed))
+        return static_cast<std::uint64_t>(k);
+    }
+  }
+  void put(std::uint64_t n) noexcept {
+    count_shared_rmw();
+    free_.fetch_add(static_cast<std::int64_t>(n), std::memory_order_seq_cst);
+  }
+  /// Adds `k` taken credits to the owner's limit. A revoker may be lowering it at the same time:
+  /// the CAS fails then, and the owner waits for the settlement and adds to the settled limit.
+  static void grant(credit_account& a, std::uint64_t k) noexcept {
+    for (;;) {
+      a.wait_settled();
+      std::uint64_t l = a.limit.load(std::memory_order_acquire);
+      if (a.limit.compare_exchange_strong(l, l + k, std::memory_order_acq_rel)) return;
+    }
+  }
+
+  // Publishers take from `free_` once per chunk and consumers give back once per batch; the
+  // idle scan reads both counters here. Nothing else is on this line.
+  alignas(cache_line) std::atomic<std::int64_t> free_;
+  std::atomic<std::int64_t> reentry_free_;
+  std::uint32_t capacity_;
+  std::uint32_t reentry_capacity_;
+  bool asymmetric_;
+  alignas(cache_line) std::mutex revoke_mutex_;  // revokers only
+};
+
+}  // namespace tachyon::detail
