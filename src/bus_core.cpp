@@ -658,7 +658,11 @@ metrics_snapshot bus_core::metrics() const {
   };
   for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
     ++s.threads;
-    for (unsigned l = 0; l < priority_count; ++l) s.lanes[l].counts += read(c->lane_row(l));
+    for (unsigned l = 0; l < priority_count; ++l) {
+      s.lanes[l].counts += read(c->lane_row(l));
+      // Admitted through the front door (publish, publish_batch): see commit().
+      s.lanes[l].counts.accepted += c->credits[l].used.load(std::memory_order_relaxed);
+    }
     for (std::size_t t = 0; t < types_.count; ++t) {
       s.types[t].counts += read(c->type_row(t));
       const std::uint64_t sync = c->sync_ok(t).load(std::memory_order_relaxed);

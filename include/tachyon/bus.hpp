@@ -178,9 +178,9 @@ class bus {
     using T = std::remove_cvref_t<E>;
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const unsigned l = lane_of<T>(opts.lane);
-    return core_.publish(l, index, opts.correlation_id, [&](detail::envelope& env) {
-      detail::store_payload<T>(env, std::forward<E>(ev));
-    });
+    return core_.template publish<detail::stored_inline<T>>(
+        l, index, opts.correlation_id,
+        [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
   }
 
   /// Publishes a span of events of one type, reserving lane room up to 64 at a time (one CAS

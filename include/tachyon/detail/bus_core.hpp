@@ -138,6 +138,8 @@ struct thread_context {
   std::array<std::optional<moodycamel::ProducerToken>, priority_count> producer;
   std::array<std::optional<moodycamel::ConsumerToken>, priority_count> consumer;
 
+  envelope scratch;  // publish() builds trivially copyable events here; see bus_core::publish
+
   // Written by the owner, read by others (revokers, the park check, stop, metrics).
   alignas(cache_line) std::array<credit_account, priority_count> credits;  // per lane
 
@@ -199,7 +201,10 @@ class alignas(cache_line) bus_core {
   /// The whole publish path but the payload: admit the event under the lane's bound (or apply
   /// the overflow policy), stamp the header, enqueue with this thread's token, count, wake a
   /// worker. `fill(envelope&)` stores the payload; it runs only once the event is admitted.
-  template <class Fill>
+  /// `plain_copy`: fill() is a memcpy-like store that cannot call back into the bus, so the
+  /// envelope is built in the context's scratch slot (already 64-byte aligned, on a line this
+  /// thread owns) instead of a stack slot that would make every publish realign its frame.
+  template <bool plain_copy = false, class Fill>
   result publish(unsigned l, std::uint16_t type, std::uint64_t correlation, Fill&& fill) {
     thread_context& ctx = context();
     lane& ln = lanes_[l];
@@ -213,8 +218,8 @@ class alignas(cache_line) bus_core {
       const result r = admit_one(ctx, l, type, stopped);
       if (r != result::ok) return r;
     }
-    unstamped<1> slot;
-    envelope& env = slot.at[0];
+    unstamped<plain_copy ? 0 : 1> slot;
+    envelope& env = plain_copy ? ctx.scratch : slot.at[0];
     stamp(ctx, env, l, type, correlation, cfg_.timestamps ? clock::now() : 0);
     try {
       fill(env);
@@ -308,9 +313,11 @@ class alignas(cache_line) bus_core {
     env.header.flags = 0;
   }
 
-  /// Counts `n` enqueued events and wakes a worker if one sleeps.
-  void commit(thread_context& ctx, unsigned l, std::uint16_t type, std::uint32_t n) noexcept {
-    ctx.count(l, type, c_accepted, n);
+  /// Counts `n` enqueued events and wakes a worker if one sleeps. Only the type's row: the
+  /// lane's `accepted` is the sum of its accounts' `used` (metrics()), which the admission
+  /// already wrote.
+  void commit(thread_context& ctx, unsigned, std::uint16_t type, std::uint32_t n) noexcept {
+    bump(ctx.type_row(type).v[c_accepted], n);
     work_.notify_one();
   }
 

@@ -44,6 +44,10 @@ struct unstamped {
     envelope at[N];
   };
 };
+template <>
+struct unstamped<0> {  // none: the caller builds its envelope elsewhere
+  envelope* at = nullptr;
+};
 
 /// Events that fit stay inline (no allocation); the rest are boxed.
 template <class T>
