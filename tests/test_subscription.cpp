@@ -192,3 +192,57 @@ TEST(Subscription, UnsubscribingAHandlerThatOwnsAHandleFreesBoth) {
   bus.dispatch(tt::Quote{});
   EXPECT_EQ(quote_ran, 1);
 }
+
+// ---- a handler removed from inside is freed by the next grace period -------------------------
+
+// Without the fix it was freed only by a later subscribe() or by the bus's destruction.
+TEST(Subscription, SelfUnsubscribedHandlerIsFreedByTheNextGracePeriodWithoutASubscribe) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  std::atomic<int> destroyed{0};
+  int alive_after_unsubscribe = -1;
+  tachyon::subscription s;
+  s = bus.subscribe<tt::Quote>([&, p = tt::destroy_probe(&destroyed)](const tt::Quote&) {
+    s.unsubscribe();
+    alive_after_unsubscribe = destroyed.load() == 0;  // it is still running: not freed yet
+  });
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  EXPECT_EQ(bus.poll(), 2u);
+  for (int step = 0; step < 4 && destroyed.load() == 0; ++step) bus.dispatch(tt::Halt{});
+  EXPECT_EQ(alive_after_unsubscribe, 1);
+  EXPECT_EQ(destroyed.load(), 1);
+}
+
+TEST(Subscription, HandlerUnsubscribedInsideDispatchIsFreedByTheNextGracePeriod) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  std::atomic<int> destroyed{0};
+  tachyon::subscription s;
+  s = bus.subscribe<tt::Quote>(
+      [&, p = tt::destroy_probe(&destroyed)](const tt::Quote&) { s.unsubscribe(); });
+  auto other = bus.subscribe<tt::Halt>([](const tt::Halt&) {});
+  bus.dispatch(tt::Quote{});
+  for (int step = 0; step < 4 && destroyed.load() == 0; ++step) bus.dispatch(tt::Halt{});
+  EXPECT_EQ(destroyed.load(), 1);
+}
+
+TEST(Subscription, SelfUnsubscribedHandlerOnAWorkerIsFreedByALaterBatch) {
+  tachyon::bus<tt::Events> bus{
+      {.workers = 1, .lane_capacity = 64, .overflow = tachyon::overflow::fail}};
+  std::atomic<int> destroyed{0};
+  std::atomic<bool> ran{false};
+  tachyon::subscription s;
+  s = bus.subscribe<tt::Quote>([&, p = tt::destroy_probe(&destroyed)](const tt::Quote&) {
+    s.unsubscribe();
+    ran = true;
+  });
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return ran.load(); }));
+  // Orders for the worker's later batches; `full` is fine, the lane drains meanwhile.
+  EXPECT_TRUE(tt::eventually([&] {
+    if (destroyed.load() == 1) return true;
+    (void)bus.publish(tt::Order{});
+    return false;
+  }));
+  bus.stop();
+  EXPECT_EQ(destroyed.load(), 1);
+}

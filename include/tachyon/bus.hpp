@@ -19,7 +19,8 @@
 // a worker sleeps; no lock, no syscall unless a worker sleeps, no allocation for events stored
 // inline (trivially copyable, <= 32 bytes, alignment <= 8). Drain: per batch one bulk dequeue,
 // one fetch_add on the lane's `released` line, one plain store announcing the reader epoch
-// (the matching full barrier is the writer's membarrier: detail/fence.hpp), three counter
+// (the matching full barrier is the writer's membarrier: detail/fence.hpp) and one relaxed
+// load, on leaving, of the "something is retired" hint on the epoch's line, three counter
 // stores and two of the in-flight mark; per event one indirect call into the type's
 // dispatcher, the handler calls and one counter store. A thread's first call into a bus
 // allocates its context (consumer tokens, counters), and its first publish into a lane its

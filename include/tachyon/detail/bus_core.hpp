@@ -374,8 +374,14 @@ class alignas(cache_line) bus_core {
       light_fence(asymmetric_);
     }
   }
+  /// Leaving the outermost dispatch is a grace period for this thread: if something is
+  /// retired (one relaxed load of a line readers only read, the epoch's), try to free it.
   void exit_dispatch(thread_context& ctx) noexcept {
-    if (--ctx.depth == 0) ctx.reader_epoch.store(0, std::memory_order_release);
+    if (--ctx.depth == 0) {
+      ctx.reader_epoch.store(0, std::memory_order_release);
+      if (reclaim_due_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+        reclaim_after_dispatch();
+    }
   }
 
   /// Reports a handler's exception: counts it and calls config::on_error (never throws).
@@ -400,14 +406,18 @@ class alignas(cache_line) bus_core {
   using garbage = std::vector<retired>;
 
   /// After a handler table was swapped: waits until no other thread can still be reading the
-  /// old one (a grace period). The calling thread is not waited for: inside a handler it is
-  /// itself a reader, so what it retired must wait for reclaim().
+  /// old one (a grace period). The calling thread is not waited for. Only for a thread that
+  /// is not dispatching on this bus: a dispatching thread is itself a reader that another
+  /// synchronize() may be waiting for, so two of them would wait for each other forever; it
+  /// retires instead, and reclaim() frees once the grace period has passed.
   void synchronize();
   /// Keeps `p` until no dispatch that began before now can see it. Call with the mutex held.
   /// Never throws: out of memory, `p` is leaked rather than freed while it may be in use.
+  /// Sets reclaim_due_, so that the next outermost exit_dispatch() of any thread tries reclaim.
   void retire(void* p, void (*deleter)(void*)) noexcept;
   /// Moves into `out` what retire() kept whose grace period has ended. Call with the mutex
   /// held, and free `out` (free_garbage) after unlocking: the deleters run user destructors.
+  /// Throws (std::bad_alloc) only before it has moved anything.
   void reclaim(garbage& out);
   static void free_garbage(garbage& g) noexcept {
     for (auto& r : g) r.deleter(r.p);
@@ -436,6 +446,8 @@ class alignas(cache_line) bus_core {
   bool lanes_empty() const noexcept;
   void idle(thread_context& ctx, std::uint32_t& idle_rounds,
             std::chrono::steady_clock::time_point& idle_since);
+  /// exit_dispatch()'s slow half: try_lock (never blocks), reclaim, unlock, free.
+  void reclaim_after_dispatch() noexcept;
 
   config cfg_;
   type_table types_;
@@ -453,6 +465,10 @@ class alignas(cache_line) bus_core {
   const bool asymmetric_ = asymmetric_fences();     // read with epoch_, on the same line
   std::atomic<thread_context*> contexts_{nullptr};  // push-only list
   std::atomic<std::uint32_t> next_context_id_{1};
+  // The epoch of the oldest retired pointer, 0 when none (written by retire() and reclaim()
+  // under subscription_mutex_; read relaxed by exit_dispatch as a hint). On epoch_'s line,
+  // which readers load anyway and write never.
+  std::atomic<std::uint64_t> reclaim_due_{0};
   std::shared_ptr<context_anchor> anchor_;
 
   std::mutex subscription_mutex_;
