@@ -617,12 +617,16 @@ void bus_core::synchronize() {
 void bus_core::retire(void* p, void (*deleter)(void*)) noexcept {
   try {
     retired_.push_back({p, deleter, epoch_.fetch_add(1, std::memory_order_seq_cst) + 1});
+    // Epochs grow in push order (retire holds the mutex): the front is the oldest.
+    if (retired_.size() == 1) reclaim_due_.store(retired_.front().epoch, std::memory_order_relaxed);
   } catch (...) {  // out of memory: leak p
   }
 }
 
 void bus_core::reclaim(garbage& out) {
   if (retired_.empty()) return;
+  // The one allocation, before anything moves: the push_back below cannot throw.
+  out.reserve(out.size() + retired_.size());
   heavy_fence(asymmetric_);  // as in synchronize()
   std::uint64_t oldest_reader = UINT64_MAX;
   for (auto* c = contexts_.load(std::memory_order_seq_cst); c != nullptr; c = c->next) {
@@ -634,6 +638,33 @@ void bus_core::reclaim(garbage& out) {
     out.push_back(r);
     return true;
   });
+  reclaim_due_.store(retired_.empty() ? 0 : retired_.front().epoch, std::memory_order_relaxed);
+}
+
+void bus_core::reclaim_after_dispatch() noexcept {
+  // This thread has just left its outermost dispatch: it holds no table. First a cheap filter,
+  // without the fence or the lock: an announcement older than the oldest retired epoch is a
+  // reader that may still see it, and reclaim() would free nothing, so a worker that runs
+  // beside a long handler does not pay a membarrier per batch. A stale value only moves the
+  // attempt to a later exit; reclaim() decides with the fence.
+  const std::uint64_t due = reclaim_due_.load(std::memory_order_relaxed);
+  if (due == 0) return;
+  for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
+    const std::uint64_t e = c->reader_epoch.load(std::memory_order_relaxed);
+    if (e != 0 && e < due) return;
+  }
+  // Never block a dispatching thread on the lock: its holder is subscribing or unsubscribing,
+  // and a later exit (or that holder's own reclaim) tries again.
+  std::unique_lock lock(subscription_mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  garbage g;
+  try {
+    reclaim(g);
+  } catch (...) {  // out of memory before anything moved: a later exit tries again
+    return;
+  }
+  lock.unlock();
+  free_garbage(g);  // user destructors: outside the lock, and this thread reads no table
 }
 
 // ---- metrics -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <tachyon/tachyon.hpp>
 
@@ -55,6 +56,20 @@ bool eventually(Pred pred) {
   }
   return true;
 }
+
+/// Captured by a handler to see when the bus frees it: counts the destruction of the one
+/// instance that was not moved from (a handler is moved into the bus at least once).
+struct destroy_probe {
+  std::atomic<int>* destroyed;
+  explicit destroy_probe(std::atomic<int>* d) noexcept : destroyed(d) {}
+  destroy_probe(destroy_probe&& o) noexcept : destroyed(std::exchange(o.destroyed, nullptr)) {}
+  destroy_probe(const destroy_probe&) = delete;
+  destroy_probe& operator=(const destroy_probe&) = delete;
+  destroy_probe& operator=(destroy_probe&&) = delete;
+  ~destroy_probe() {
+    if (destroyed != nullptr) destroyed->fetch_add(1);
+  }
+};
 
 /// True when a sanitizer slows everything down: stress sizes shrink, checks stay exact.
 constexpr bool sanitized() {

@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
+#include <mutex>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "common.hpp"
@@ -199,4 +202,136 @@ TEST(Stress, BoxedEventsUnderConcurrencyAreFreedWhetherRunOrDiscarded) {
     EXPECT_EQ(m.in_flight, 0u);
   }
   EXPECT_EQ(tt::Note::live.load(), 0);  // every boxed copy destroyed, run or discarded
+}
+
+namespace {
+
+/// One handle, shared by the thread that subscribed it and the handlers that may remove it:
+/// whoever claims it first (armed -> taken) is the only thread that touches the handle.
+struct handle_slot {
+  std::atomic<int> state{0};  // 0: being set up by its owner, 1: armed, 2: taken
+  tachyon::subscription handle;
+  void arm() { state.store(1, std::memory_order_release); }
+  bool claim() {
+    int armed = 1;
+    return state.compare_exchange_strong(armed, 2, std::memory_order_acq_rel);
+  }
+};
+
+}  // namespace
+
+// Four threads subscribe and unsubscribe (some handlers remove themselves, some remove another
+// from inside, some run in the churning threads' own dispatch(), some are detached or outlive
+// the bus) while two workers run and a producer publishes; a handler stops the bus from inside
+// half way. Every handler's captured state must be destroyed exactly once, and nothing may hang.
+TEST(Stress, SubscriptionChurnBesideWorkersFreesEveryHandlerExactlyOnce) {
+  constexpr int churners = 4;
+  const int rounds = tt::sanitized() ? 150 : 1000;
+  const int n = churners * rounds;
+  std::vector<std::atomic<int>> made(static_cast<std::size_t>(n));
+  std::vector<std::atomic<int>> freed(static_cast<std::size_t>(n));
+  std::atomic<int> ran{0}, stops{0}, rounds_done{0}, churning{churners};
+  std::mutex outliving_m;
+  std::vector<tachyon::subscription> outliving;  // inert once the bus is gone
+  {
+    tachyon::bus<tt::Events> bus{{.workers = 2,
+                                  .lane_capacity = 256,
+                                  .batch = 8,
+                                  .overflow = overflow::fail,
+                                  .producers = churners + 2}};
+    auto halt = bus.subscribe<tt::Halt>([&](const tt::Halt&) {
+      stops.fetch_add(1);
+      (void)bus.stop();  // from inside: only begins the stop
+    });
+    std::thread producer([&] {
+      bool halted = false;
+      auto halt_once = [&] {
+        while (!halted) {
+          const result r = bus.publish(tt::Halt{});
+          halted = r == result::ok || r == result::stopped;
+          if (!halted) std::this_thread::yield();
+        }
+      };
+      while (churning.load() > 0) {
+        (void)bus.publish(tt::Quote{});
+        (void)bus.publish(tt::Order{});
+        if (rounds_done.load() >= n / 2) halt_once();
+        std::this_thread::yield();
+      }
+      halt_once();
+    });
+    std::vector<std::thread> threads;
+    for (int t = 0; t < churners; ++t) {
+      threads.emplace_back([&, t] {
+        std::vector<std::shared_ptr<handle_slot>> window;
+        std::shared_ptr<handle_slot> prev;
+        for (int r = 0; r < rounds; ++r) {
+          const auto id = static_cast<std::size_t>(t * rounds + r);
+          made[id].fetch_add(1);
+          tt::destroy_probe p(&freed[id]);
+          auto sl = std::make_shared<handle_slot>();
+          switch (r % 4) {
+            case 0:
+            case 3:
+              sl->handle = bus.subscribe<tt::Quote>(
+                  [&ran, p = std::move(p)](const tt::Quote&) { ran.fetch_add(1); });
+              break;
+            case 1:  // removes itself, on whichever thread runs it first
+              sl->handle =
+                  bus.subscribe<tt::Quote>([&ran, self = sl, p = std::move(p)](const tt::Quote&) {
+                    ran.fetch_add(1);
+                    if (self->claim()) self->handle.unsubscribe();
+                  });
+              break;
+            case 2:  // removes the previous round's handler, from inside
+              sl->handle = bus.subscribe<tt::Order>(
+                  [&ran, victim = prev, p = std::move(p)](const tt::Order&) {
+                    ran.fetch_add(1);
+                    if (victim && victim->claim()) victim->handle.unsubscribe();
+                  });
+              break;
+          }
+          sl->arm();
+          if (r % 8 == 3) bus.dispatch(tt::Quote{});
+          if (r % 8 == 6) bus.dispatch(tt::Order{});
+          prev = sl;
+          window.push_back(std::move(sl));
+          if (window.size() > 4) {
+            const auto old = std::move(window.front());
+            window.erase(window.begin());
+            if (old->claim()) {
+              if (r % 16 == 5) {
+                std::lock_guard g(outliving_m);
+                outliving.push_back(std::move(old->handle));
+              } else if (r % 16 == 9) {
+                old->handle.detach();  // stays until the bus goes
+              } else {
+                old->handle.unsubscribe();  // from outside: waits for a grace period
+              }
+            }
+          }
+          rounds_done.fetch_add(1);
+        }
+        for (auto& sl : window)
+          if (sl->claim()) sl->handle.unsubscribe();
+        churning.fetch_sub(1);
+      });
+    }
+    for (auto& th : threads) th.join();
+    producer.join();
+    (void)bus.stop();  // from outside: finishes the stop the handler began (joins)
+    EXPECT_EQ(stops.load(), 1);
+  }  // the bus frees what is left: detached handlers and those whose handles outlive it
+  outliving.clear();
+  int wrong = 0;
+  for (int i = 0; i < n; ++i) {
+    const auto id = static_cast<std::size_t>(i);
+    if (made[id].load() != 1 || freed[id].load() != 1) {
+      if (++wrong <= 5)
+        ADD_FAILURE() << "handler " << i << ": made " << made[id].load() << ", freed "
+                      << freed[id].load();
+    }
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_GT(ran.load(), 0);
 }

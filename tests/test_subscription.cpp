@@ -1,12 +1,44 @@
 // Handler order, filters, RAII handles and the unsubscribe guarantee.
 #include <gtest/gtest.h>
 
+#include <barrier>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "common.hpp"
 
 using tachyon::result;
 using namespace std::chrono_literals;
+
+namespace {
+
+/// Runs `scenario` on a thread of its own and waits for it at most 30 s, far beyond a healthy
+/// run. A deadlock can be neither joined nor abandoned safely (the stuck threads use the
+/// scenario's bus), so past the deadline it records the failure and ends this test's process
+/// at once: ctest reports a failure instead of waiting out its timeout.
+template <class F>
+void must_finish(const char* what, F scenario) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread t([done, &scenario] {
+    scenario();
+    done->store(true);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!done->load()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << what << ": still running after 30 s, deadlocked";
+      std::fflush(stdout);
+      std::fflush(stderr);
+      std::_Exit(1);
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  t.join();
+}
+
+}  // namespace
 
 TEST(Subscription, HandlersRunByOrderThenSubscriptionOrder) {
   tachyon::bus<tt::Events> bus{tt::manual()};
@@ -191,4 +223,182 @@ TEST(Subscription, UnsubscribingAHandlerThatOwnsAHandleFreesBoth) {
   outer.unsubscribe();  // runs the captured handle's destructor: Quote goes too
   bus.dispatch(tt::Quote{});
   EXPECT_EQ(quote_ran, 1);
+}
+
+// ---- unsubscribe from inside handlers: no waiting, so no deadlock ----------------------------
+
+// Without the fix each thread's unsubscribe waited for a grace period, that is for the other
+// thread to leave its handler, while the other did the same: both hung forever.
+TEST(Subscription, TwoWorkersWhoseHandlersUnsubscribeThemselvesAtOnceDoNotDeadlock) {
+  must_finish("two self-unsubscribing handlers on two workers", [] {
+    tachyon::bus<tt::Events> bus{{.workers = 2, .lane_capacity = 64, .batch = 1}};
+    std::barrier both(2);
+    std::atomic<int> runs{0}, returned{0};
+    tachyon::subscription a, b;
+    a = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
+      runs.fetch_add(1);
+      both.arrive_and_wait();  // the other handler is inside too
+      a.unsubscribe();
+      returned.fetch_add(1);
+    });
+    b = bus.subscribe<tt::Order>([&](const tt::Order&) {
+      runs.fetch_add(1);
+      both.arrive_and_wait();
+      b.unsubscribe();
+      returned.fetch_add(1);
+    });
+    // batch = 1 and the first handler waits at the barrier: the other worker takes the other.
+    ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+    ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
+    ASSERT_TRUE(tt::eventually([&] { return returned.load() == 2; }));
+    EXPECT_FALSE(a.active());
+    EXPECT_FALSE(b.active());
+    ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+    ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
+    bus.stop();
+    EXPECT_EQ(runs.load(), 2);  // neither started again
+  });
+}
+
+TEST(Subscription, TwoWorkersWhoseHandlersUnsubscribeEachOtherAtOnceDoNotDeadlock) {
+  must_finish("two handlers unsubscribing each other on two workers", [] {
+    tachyon::bus<tt::Events> bus{{.workers = 2, .lane_capacity = 64, .batch = 1}};
+    std::barrier both(2);
+    std::atomic<int> runs{0}, returned{0};
+    tachyon::subscription a, b;
+    a = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
+      runs.fetch_add(1);
+      both.arrive_and_wait();
+      b.unsubscribe();  // b is used by this thread only
+      returned.fetch_add(1);
+    });
+    b = bus.subscribe<tt::Order>([&](const tt::Order&) {
+      runs.fetch_add(1);
+      both.arrive_and_wait();
+      a.unsubscribe();
+      returned.fetch_add(1);
+    });
+    ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+    ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
+    ASSERT_TRUE(tt::eventually([&] { return returned.load() == 2; }));
+    ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+    ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
+    bus.stop();
+    EXPECT_EQ(runs.load(), 2);
+  });
+}
+
+TEST(Subscription, WorkerAndDispatchThreadWhoseHandlersUnsubscribeThemselvesDoNotDeadlock) {
+  must_finish("self-unsubscribing handlers on a worker and in dispatch()", [] {
+    tachyon::bus<tt::Events> bus{{.workers = 1, .lane_capacity = 64, .batch = 1}};
+    std::barrier both(2);
+    std::atomic<int> runs{0}, returned{0};
+    tachyon::subscription a, b;
+    a = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
+      runs.fetch_add(1);
+      both.arrive_and_wait();
+      a.unsubscribe();
+      returned.fetch_add(1);
+    });
+    b = bus.subscribe<tt::Order>([&](const tt::Order&) {
+      runs.fetch_add(1);
+      both.arrive_and_wait();
+      b.unsubscribe();
+      returned.fetch_add(1);
+    });
+    ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);  // the worker runs a
+    bus.dispatch(tt::Order{});                        // this thread runs b
+    ASSERT_TRUE(tt::eventually([&] { return returned.load() == 2; }));
+    bus.dispatch(tt::Order{});
+    ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+    bus.stop();
+    EXPECT_EQ(runs.load(), 2);
+  });
+}
+
+TEST(Subscription, WorkerAndPollThreadWhoseHandlersUnsubscribeThemselvesDoNotDeadlock) {
+  must_finish("self-unsubscribing handlers on a worker and in poll()", [] {
+    tachyon::bus<tt::Events> bus{{.workers = 1, .lane_capacity = 64, .batch = 1}};
+    std::barrier both(2);
+    std::atomic<int> runs{0}, returned{0};
+    tachyon::subscription a, b;
+    a = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
+      runs.fetch_add(1);
+      both.arrive_and_wait();
+      a.unsubscribe();
+      returned.fetch_add(1);
+    });
+    b = bus.subscribe<tt::Order>([&](const tt::Order&) {
+      runs.fetch_add(1);
+      both.arrive_and_wait();
+      b.unsubscribe();
+      returned.fetch_add(1);
+    });
+    ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+    ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
+    // The worker takes one event (batch = 1) and waits at the barrier, so poll() gets the
+    // other: the two handlers are inside at once on two threads.
+    while (returned.load() < 2) {
+      bus.poll();
+      std::this_thread::yield();
+    }
+    ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+    ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
+    bus.stop();
+    EXPECT_EQ(runs.load(), 2);
+  });
+}
+
+// ---- a handler removed from inside is freed by the next grace period -------------------------
+
+// Without the fix it was freed only by a later subscribe() or by the bus's destruction.
+TEST(Subscription, SelfUnsubscribedHandlerIsFreedByTheNextGracePeriodWithoutASubscribe) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  std::atomic<int> destroyed{0};
+  int alive_after_unsubscribe = -1;
+  tachyon::subscription s;
+  s = bus.subscribe<tt::Quote>([&, p = tt::destroy_probe(&destroyed)](const tt::Quote&) {
+    s.unsubscribe();
+    alive_after_unsubscribe = destroyed.load() == 0;  // it is still running: not freed yet
+  });
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  EXPECT_EQ(bus.poll(), 2u);
+  for (int step = 0; step < 4 && destroyed.load() == 0; ++step) bus.dispatch(tt::Halt{});
+  EXPECT_EQ(alive_after_unsubscribe, 1);
+  EXPECT_EQ(destroyed.load(), 1);
+}
+
+TEST(Subscription, HandlerUnsubscribedInsideDispatchIsFreedByTheNextGracePeriod) {
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  std::atomic<int> destroyed{0};
+  tachyon::subscription s;
+  s = bus.subscribe<tt::Quote>(
+      [&, p = tt::destroy_probe(&destroyed)](const tt::Quote&) { s.unsubscribe(); });
+  auto other = bus.subscribe<tt::Halt>([](const tt::Halt&) {});
+  bus.dispatch(tt::Quote{});
+  for (int step = 0; step < 4 && destroyed.load() == 0; ++step) bus.dispatch(tt::Halt{});
+  EXPECT_EQ(destroyed.load(), 1);
+}
+
+TEST(Subscription, SelfUnsubscribedHandlerOnAWorkerIsFreedByALaterBatch) {
+  tachyon::bus<tt::Events> bus{
+      {.workers = 1, .lane_capacity = 64, .overflow = tachyon::overflow::fail}};
+  std::atomic<int> destroyed{0};
+  std::atomic<bool> ran{false};
+  tachyon::subscription s;
+  s = bus.subscribe<tt::Quote>([&, p = tt::destroy_probe(&destroyed)](const tt::Quote&) {
+    s.unsubscribe();
+    ran = true;
+  });
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return ran.load(); }));
+  // Orders for the worker's later batches; `full` is fine, the lane drains meanwhile.
+  EXPECT_TRUE(tt::eventually([&] {
+    if (destroyed.load() == 1) return true;
+    (void)bus.publish(tt::Order{});
+    return false;
+  }));
+  bus.stop();
+  EXPECT_EQ(destroyed.load(), 1);
 }

@@ -19,7 +19,8 @@
 // a worker sleeps; no lock, no syscall unless a worker sleeps, no allocation for events stored
 // inline (trivially copyable, <= 32 bytes, alignment <= 8). Drain: per batch one bulk dequeue,
 // one fetch_add on the lane's `released` line, one plain store announcing the reader epoch
-// (the matching full barrier is the writer's membarrier: detail/fence.hpp), three counter
+// (the matching full barrier is the writer's membarrier: detail/fence.hpp) and one relaxed
+// load, on leaving, of the "something is retired" hint on the epoch's line, three counter
 // stores and two of the in-flight mark; per event one indirect call into the type's
 // dispatcher, the handler calls and one counter store. A thread's first call into a bus
 // allocates its context (consumer tokens, counters), and its first publish into a lane its
@@ -351,10 +352,33 @@ class bus {
 
   /// subscription::unsubscribe() lands here. Never throws: if memory for the new table runs
   /// out, the handler stays in the table but is marked dead (skipped) until the bus goes.
+  ///
+  /// From outside handlers (this thread is not dispatching on this bus) it waits for a grace
+  /// period: when it returns, the handler is not running anywhere and never will again, and
+  /// both the handler and the old table are freed here.
+  ///
+  /// From inside a handler (ctx.depth > 0) it waits for nobody: this thread is itself a
+  /// reader that another thread's grace period may be waiting for, so two handlers removing
+  /// themselves or each other on two threads would otherwise wait for each other forever.
+  /// What it still guarantees, once it returns: the handler does not start again on any
+  /// thread. A dispatch loads the table with a seq_cst load, so one that loads it after the
+  /// store below gets the new table, without the handler. One still iterating the old table
+  /// loads `live` (relaxed) before each call; `live` is cleared under the lock, before the
+  /// return, and never set again, so a load that happens after the return (the only sense in
+  /// which another thread's call can come "after" it) reads false by write-read coherence and
+  /// skips the call. A call that had already read true was under way before the return, like
+  /// one already running: those are what the outside caller's grace period waits for, and
+  /// what the inside caller does not. The handler (its captured state) and the old table are
+  /// retired: freed by reclaim() once every thread that may still hold the old table has left
+  /// its dispatch (its announced epoch is older than the retirement's), which the next
+  /// outermost exit_dispatch() of any thread, the next subscribe() or outside unsubscribe(),
+  /// or the bus's destruction notices; never inside a table iteration that could touch them.
   template <class T, std::size_t I>
   static void remove_handler(detail::bus_core* core, detail::subscription_state* s) noexcept {
     auto& b = *static_cast<bus*>(core->typed_bus());
     detail::handler_list<T>* old = nullptr;
+    detail::bus_core::garbage garbage;
+    bool inside = false;
     {
       std::lock_guard lock(core->subscription_mutex());
       if (!s->live.exchange(false, std::memory_order_seq_cst)) return;  // already removed
@@ -368,26 +392,32 @@ class bus {
       } catch (...) {
         old = nullptr;  // out of memory: the table keeps the dead entry
       }
+      inside = core->inside_dispatch();
+      if (inside) {
+        if (old != nullptr) {
+          core->retire(old, &delete_list<T>);
+          core->retire(s, &release_state);  // the table's reference
+        }
+        try {
+          core->reclaim(garbage);  // older retirements only: this thread still holds its epoch
+        } catch (...) {            // out of memory: a later reclaim frees them
+        }
+      }
     }
-    // Outside the lock, so that handlers may subscribe while we wait for them.
-    core->synchronize();  // every other thread: not running it, and will not start it again
-    if (old == nullptr) return;
-    if (!core->inside_dispatch()) {
-      delete old;
-      s->release();  // the table's reference
-      return;
+    if (!inside) {
+      // Outside the lock, so that handlers may subscribe while we wait for them.
+      core->synchronize();  // every other thread: not running it, and will not start it again
+      if (old != nullptr) {
+        delete old;
+        s->release();  // the table's reference
+      }
+      try {
+        std::lock_guard lock(core->subscription_mutex());
+        core->reclaim(garbage);  // what handlers retired meanwhile
+      } catch (...) {            // out of memory: a later reclaim frees them
+      }
     }
-    // This thread is inside a dispatch of this bus (perhaps of this very handler, perhaps
-    // iterating `old`): free both once it has left.
-    detail::bus_core::garbage garbage;
-    try {
-      std::lock_guard lock(core->subscription_mutex());
-      core->retire(old, &delete_list<T>);
-      core->retire(s, &release_state);
-      core->reclaim(garbage);
-    } catch (...) {  // out of memory: leak them rather than free what may be in use
-    }
-    detail::bus_core::free_garbage(garbage);
+    detail::bus_core::free_garbage(garbage);  // user destructors: outside the lock
   }
 
   template <std::size_t... I>

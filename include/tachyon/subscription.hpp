@@ -1,13 +1,20 @@
 // tachyon/subscription.hpp — the RAII handle of one subscribed handler.
 //
-// Destroying the handle, or calling unsubscribe(), removes the handler. When the call returns
-// the handler is not running on any other thread and will never start again on any thread.
-// The one exception is the calling thread itself: called from inside a handler (the handler
-// being removed, or another one of the same bus), unsubscribe() cannot wait for the
-// invocation it is part of; that invocation finishes normally, and the memory of the removed
-// handler is freed only after it has. It does wait for the other threads, so two handlers
-// that unsubscribe each other at the same moment on two workers would wait for each other
-// forever: don't build such cycles (flag the other side instead).
+// Destroying the handle, or calling unsubscribe(), removes the handler.
+//
+// Outside handlers (this thread is not running a handler or dispatch() of this bus), it waits
+// for quiescence: when the call returns the handler is not running on any thread and will
+// never start again, and its captured state has been freed.
+//
+// Inside a handler of the same bus (the handler being removed, or another one), it waits for
+// no other thread, because that thread may be waiting for this one. When the call returns the
+// handler will not start again on any thread; invocations already under way, this thread's
+// included, finish normally. Its captured state (and the old handler table) is freed once
+// every thread that may still run it has left its dispatch: by the next grace period any
+// thread passes (a worker finishing a batch, a dispatch() or poll() returning), by the next
+// subscribe() or outside unsubscribe(), or at the bus's destruction, whichever comes first;
+// never inside a handler that may still be running it. So handlers may remove themselves or
+// each other, at the same moment on several threads, without deadlock.
 //
 // Thread-safety: one handle must not be used by two threads at once; different handles may.
 // A handle may outlive its bus, once the bus's destruction has finished (then unsubscribe()
@@ -61,7 +68,8 @@ class subscription {
   subscription& operator=(const subscription&) = delete;
   ~subscription() { unsubscribe(); }
 
-  /// Removes the handler (see the top of this file for when it waits). Idempotent.
+  /// Removes the handler (see the top of this file for when it waits: only outside handlers).
+  /// Idempotent.
   /// Takes the bus's subscription lock; never call it from a signal handler.
   void unsubscribe() noexcept {
     if (auto* s = std::exchange(state_, nullptr)) {

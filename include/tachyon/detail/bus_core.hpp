@@ -368,8 +368,14 @@ class alignas(cache_line) bus_core {
       light_fence(asymmetric_);
     }
   }
+  /// Leaving the outermost dispatch is a grace period for this thread: if something is
+  /// retired (one relaxed load of a line readers only read, the epoch's), try to free it.
   void exit_dispatch(thread_context& ctx) noexcept {
-    if (--ctx.depth == 0) ctx.reader_epoch.store(0, std::memory_order_release);
+    if (--ctx.depth == 0) {
+      ctx.reader_epoch.store(0, std::memory_order_release);
+      if (reclaim_due_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+        reclaim_after_dispatch();
+    }
   }
 
   /// The settle point: where a drained event's final outcome is decided and counted, once,
@@ -407,14 +413,18 @@ class alignas(cache_line) bus_core {
   using garbage = std::vector<retired>;
 
   /// After a handler table was swapped: waits until no other thread can still be reading the
-  /// old one (a grace period). The calling thread is not waited for: inside a handler it is
-  /// itself a reader, so what it retired must wait for reclaim().
+  /// old one (a grace period). The calling thread is not waited for. Only for a thread that
+  /// is not dispatching on this bus: a dispatching thread is itself a reader that another
+  /// synchronize() may be waiting for, so two of them would wait for each other forever; it
+  /// retires instead, and reclaim() frees once the grace period has passed.
   void synchronize();
   /// Keeps `p` until no dispatch that began before now can see it. Call with the mutex held.
   /// Never throws: out of memory, `p` is leaked rather than freed while it may be in use.
+  /// Sets reclaim_due_, so that the next outermost exit_dispatch() of any thread tries reclaim.
   void retire(void* p, void (*deleter)(void*)) noexcept;
   /// Moves into `out` what retire() kept whose grace period has ended. Call with the mutex
   /// held, and free `out` (free_garbage) after unlocking: the deleters run user destructors.
+  /// Throws (std::bad_alloc) only before it has moved anything.
   void reclaim(garbage& out);
   static void free_garbage(garbage& g) noexcept {
     for (auto& r : g) r.deleter(r.p);
@@ -456,6 +466,8 @@ class alignas(cache_line) bus_core {
   /// Returns this thread's unspent credits and revokes idle ones, so that the lanes' hints
   /// read empty again (an idle worker, once per idle period).
   void reclaim_idle_credits(thread_context& ctx);
+  /// exit_dispatch()'s slow half: try_lock (never blocks), reclaim, unlock, free.
+  void reclaim_after_dispatch() noexcept;
 
   config cfg_;
   type_table types_;
@@ -474,6 +486,10 @@ class alignas(cache_line) bus_core {
   alignas(cache_line) std::atomic<std::uint64_t> epoch_{1};
   std::atomic<thread_context*> contexts_{nullptr};  // push-only list
   std::atomic<std::uint32_t> next_context_id_{1};
+  // The epoch of the oldest retired pointer, 0 when none (written by retire() and reclaim()
+  // under subscription_mutex_; read relaxed by exit_dispatch as a hint). On epoch_'s line,
+  // which readers load anyway and write never.
+  std::atomic<std::uint64_t> reclaim_due_{0};
   std::shared_ptr<context_anchor> anchor_;
 
   std::mutex subscription_mutex_;
