@@ -51,7 +51,7 @@ void validate(const config& cfg) {
            "with workers = 0 (manual mode) and no block_timeout nothing would make room for a "
            "publisher waiting on a full lane; set a block_timeout, or use fail or drop");
 
-  if (!cfg.cpus.empty()) {
+  if (cfg.workers != 0 && !cfg.cpus.empty()) {  // manual mode pins nothing: cpus is ignored
     // The machine's CPUs, not the calling thread's affinity: a bus may be built on a thread
     // pinned elsewhere. A CPU the machine has but a cpuset forbids is refused when the worker
     // pins itself (bus construction then throws std::runtime_error with the OS's reason).

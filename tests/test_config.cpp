@@ -170,3 +170,12 @@ TEST(Config, RefusesBeforeReservingAnyLaneMemory) {
   // Validation runs before the lanes reserve memory: a refused bus allocates nothing.
   EXPECT_EQ(tachyon::detail::thread_allocations(), before);
 }
+
+TEST(Config, IgnoresCpusInManualMode) {
+  // config::cpus is documented as ignored with workers = 0: nothing is pinned, so nothing is
+  // checked either, not even a CPU the machine does not have.
+  auto cfg = valid();
+  cfg.cpus = {-1, static_cast<int>(sysconf(_SC_NPROCESSORS_CONF)) + 7};
+  EXPECT_NO_THROW(tachyon::validate(cfg));
+  EXPECT_NO_THROW(tachyon::bus<tt::Events>{cfg});
+}

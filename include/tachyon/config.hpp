@@ -36,7 +36,7 @@ struct config {
   /// CPUs to pin the workers to, worker i on cpus[i % cpus.size()]. Empty: no pinning. Each
   /// must be a CPU the machine has (0 .. sysconf(_SC_NPROCESSORS_CONF) - 1); one that a cpuset
   /// forbids makes the constructor throw std::runtime_error when the worker fails to pin.
-  /// Ignored when workers is 0.
+  /// Ignored when workers is 0, and then not checked either.
   std::vector<int> cpus = {};
 
   /// Events each of the four lanes holds at most; exact (tachyon counts occupancy itself).
