@@ -335,12 +335,18 @@ thread_context& bus_core::manual_context() {
   return ctx;
 }
 
-std::size_t bus_core::run_once() { return drain_batch(manual_context(), cfg_.batch); }
+// Once a discard has begun, manual draining runs nothing more, as a worker starts no new
+// batch: what is queued is stop()'s to release and count in `discarded`.
+std::size_t bus_core::run_once() {
+  thread_context& ctx = manual_context();
+  if (discarding_.load(std::memory_order_acquire)) return 0;
+  return drain_batch(ctx, cfg_.batch);
+}
 
 std::size_t bus_core::poll(std::size_t max_events) {
   thread_context& ctx = manual_context();
   std::size_t total = 0;
-  while (total < max_events) {
+  while (total < max_events && !discarding_.load(std::memory_order_acquire)) {
     const std::size_t n = drain_batch(ctx, std::min<std::size_t>(cfg_.batch, max_events - total));
     if (n == 0) break;
     total += n;
