@@ -426,7 +426,8 @@ class alignas(cache_line) bus_core {
   friend struct context_anchor;
 
   thread_context& context_slow();
-  thread_context& manual_context();  // checks that this thread may drain, sizes its buffer
+  thread_context& late_context_slow();  // context_slow() after the thread's registry is gone
+  thread_context& manual_context();     // checks that this thread may drain, sizes its buffer
   thread_context* acquire_context();
   void worker_main(std::uint32_t index);
   /// Dequeues one batch from the most urgent non-empty lane and dispatches it.
