@@ -104,8 +104,11 @@ std::array<lane, priority_count> make_lanes(const config& cfg) {
   // moodycamel's (minCapacity, maxExplicitProducers) constructor reserves enough blocks for
   // that many producers to hold minCapacity elements each, and sizes every producer's block
   // index from that pool, so try_enqueue under tachyon's bound never needs to allocate.
+  // reserved_bytes(cfg) is what this asks for; validate() refused more than
+  // max_reserved_bytes. bus_core's constructor checks that every lane got it.
   const std::size_t producers = std::size_t{cfg.producers} + cfg.workers;
   const std::size_t events = cfg.lane_capacity;
+  lane_traits::allocation_failed = false;
   return {lane(events, producers, cfg.lane_capacity), lane(events, producers, cfg.lane_capacity),
           lane(events, producers, cfg.lane_capacity), lane(events, producers, cfg.lane_capacity)};
 }
@@ -144,6 +147,9 @@ bus_core::bus_core(const config& cfg, type_table types, void* typed_bus)
       id_(next_bus_id.fetch_add(1, std::memory_order_relaxed)),
       lanes_(make_lanes(cfg_)),
       anchor_(std::make_shared<context_anchor>()) {
+  // A lane whose reservation failed would allocate on publishes under the bound, and fail
+  // them when that fails too: refuse the bus instead (the lanes free what they did get).
+  if (lane_traits::allocation_failed) throw std::bad_alloc();
   anchor_->core = this;
 }
 
