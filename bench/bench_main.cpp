@@ -261,6 +261,8 @@ class tachyon_sink {
                                                   : tachyon::wait_strategy::yield,
                         .overflow = tachyon::overflow::block,
                         .producers = producers};
+    // From 16:16 up the reservation passes the default max_reserved_bytes (1 GiB): meant here.
+    cfg.max_reserved_bytes = std::size_t{1} << 40;
     for (std::uint32_t i = 0; i < workers; ++i)
       if (consumer_cpu_of(i) >= 0) cfg.cpus.push_back(consumer_cpu_of(i));
     return cfg;

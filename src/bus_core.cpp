@@ -14,8 +14,8 @@ namespace tachyon::detail {
 
 constinit thread_local tls_cache_entry tls_last_context{};
 /// Set once this thread's registry of contexts is destroyed (at thread exit; for the main
-/// thread, before static objects are): a bus used after that, say a static one stopping in
-/// its destructor, gets a context of its own that is never handed to another thread.
+/// thread, before static objects are): a bus used after that (a thread_local destructor that
+/// publishes, a static bus stopping in its destructor) gets its context from late_context_slow().
 constinit thread_local bool tls_registry_gone = false;
 
 /// Shared by the bus and (weakly) by every thread's context cache, so that a thread that ends
@@ -55,12 +55,53 @@ struct tls_registry {
 };
 thread_local tls_registry tls_contexts;
 
+/// The contexts a thread acquires after its registry is gone, kept under a pthread key: glibc
+/// runs a thread's pthread key destructors after its thread_local destructors (__call_tls_dtors
+/// before __nptl_deallocate_tsd in start_thread), so the key's destructor hands them back once
+/// the last thread_local destructor that could publish has run. The main thread's are never
+/// handed back (exit() runs no key destructors); a process has one main thread.
+struct late_context {
+  std::uint64_t bus_id;
+  thread_context* ctx;
+  std::weak_ptr<context_anchor> anchor;
+  late_context* next;
+};
+
+void release_late_contexts(void* head) noexcept {
+  // A key destructor that runs later (another library's) may use a bus again; it then starts
+  // a new list, and glibc calls this again for it (up to PTHREAD_DESTRUCTOR_ITERATIONS).
+  tls_last_context = {};
+  for (auto* e = static_cast<late_context*>(head); e != nullptr;) {
+    if (auto a = e->anchor.lock()) {
+      std::lock_guard g(a->m);
+      if (a->core != nullptr) e->ctx->owned.store(false, std::memory_order_release);
+    }
+    auto* next = e->next;
+    delete e;
+    e = next;
+  }
+}
+
+/// The key, made on first use; nullopt if the process has run out of keys (then a late
+/// context stays owned by its thread for good, as it would without this list).
+const std::optional<pthread_key_t>& late_contexts_key() {
+  static const std::optional<pthread_key_t> key = []() -> std::optional<pthread_key_t> {
+    pthread_key_t k;
+    if (pthread_key_create(&k, release_late_contexts) != 0) return std::nullopt;
+    return k;
+  }();
+  return key;
+}
+
 std::array<lane, priority_count> make_lanes(const config& cfg) {
   // moodycamel's (minCapacity, maxExplicitProducers) constructor reserves enough blocks for
   // that many producers to hold minCapacity elements each, and sizes every producer's block
   // index from that pool, so try_enqueue under tachyon's bound never needs to allocate.
+  // reserved_bytes(cfg) is what this asks for; validate() refused more than
+  // max_reserved_bytes. bus_core's constructor checks that every lane got it.
   const std::size_t producers = std::size_t{cfg.producers} + cfg.workers;
   const std::size_t events = cfg.lane_capacity;
+  lane_traits::allocation_failed = false;
   const bool asym = asymmetric_fences();
   auto one = [&] { return lane(events, producers, cfg.lane_capacity, cfg.reentry_capacity, asym); };
   return {one(), one(), one(), one()};
@@ -100,6 +141,9 @@ bus_core::bus_core(const config& cfg, type_table types, void* typed_bus)
       id_(next_bus_id.fetch_add(1, std::memory_order_relaxed)),
       lanes_(make_lanes(cfg_)),
       anchor_(std::make_shared<context_anchor>()) {
+  // A lane whose reservation failed would allocate on publishes under the bound, and fail
+  // them when that fails too: refuse the bus instead (the lanes free what they did get).
+  if (lane_traits::allocation_failed) throw std::bad_alloc();
   anchor_->core = this;
 }
 
@@ -121,7 +165,7 @@ bus_core::~bus_core() {
 
 thread_context& bus_core::context_slow() {
   if (tls_registry_gone) [[unlikely]]
-    return *acquire_context();  // stays owned: nobody would hand it back
+    return late_context_slow();
   auto& entries = tls_contexts.entries;
   for (auto& e : entries) {
     if (e.bus_id == id_) {
@@ -136,6 +180,31 @@ thread_context& bus_core::context_slow() {
   return *ctx;
 }
 
+thread_context& bus_core::late_context_slow() {
+  const auto& key = late_contexts_key();
+  if (!key) return *acquire_context();  // stays owned: nobody would hand it back
+  auto* head = static_cast<late_context*>(pthread_getspecific(*key));
+  for (auto* e = head; e != nullptr; e = e->next) {
+    if (e->bus_id == id_) {
+      tls_last_context = {id_, e->ctx};
+      return *e->ctx;
+    }
+  }
+  auto entry = std::make_unique<late_context>(late_context{id_, nullptr, anchor_, head});
+  if (pthread_setspecific(*key, entry.get()) != 0) return *acquire_context();  // as above
+  thread_context* ctx;
+  try {
+    ctx = acquire_context();
+  } catch (...) {
+    pthread_setspecific(*key, head);
+    throw;
+  }
+  entry->ctx = ctx;
+  entry.release();
+  tls_last_context = {id_, ctx};
+  return *ctx;
+}
+
 thread_context* bus_core::acquire_context() {
   for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
     bool expected = false;
@@ -146,8 +215,8 @@ thread_context* bus_core::acquire_context() {
   const std::uint32_t id = next_context_id_.fetch_add(1, std::memory_order_relaxed);
   if (id > 0xffff)
     throw std::length_error(
-        "tachyon: more than 65535 threads have used this bus at once; a thread's context is "
-        "reused only after the thread ends");
+        "tachyon: more than 65535 threads hold a context of this bus at once; a thread's "
+        "context is handed back for reuse when the thread ends");
   auto* c = new thread_context(id, lanes_, types_.count);
   c->next = contexts_.load(std::memory_order_relaxed);
   while (!contexts_.compare_exchange_weak(c->next, c, std::memory_order_release,
@@ -389,12 +458,18 @@ thread_context& bus_core::manual_context() {
   return ctx;
 }
 
-std::size_t bus_core::run_once() { return drain_batch(manual_context(), cfg_.batch); }
+// Once a discard has begun, manual draining runs nothing more, as a worker starts no new
+// batch: what is queued is stop()'s to release and count in `discarded`.
+std::size_t bus_core::run_once() {
+  thread_context& ctx = manual_context();
+  if (discarding_.load(std::memory_order_acquire)) return 0;
+  return drain_batch(ctx, cfg_.batch);
+}
 
 std::size_t bus_core::poll(std::size_t max_events) {
   thread_context& ctx = manual_context();
   std::size_t total = 0;
-  while (total < max_events) {
+  while (total < max_events && !discarding_.load(std::memory_order_acquire)) {
     const std::size_t n = drain_batch(ctx, std::min<std::size_t>(cfg_.batch, max_events - total));
     if (n == 0) break;
     total += n;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include <tachyon/config.hpp>
+#include <tachyon/detail/bus_core.hpp>
 
 namespace tachyon {
 
@@ -52,7 +53,17 @@ void validate(const config& cfg) {
            "with workers = 0 (manual mode) and no block_timeout nothing would make room for a "
            "publisher waiting on a full lane; set a block_timeout, or use fail or drop");
 
-  if (!cfg.cpus.empty()) {
+  // After the ranges above, which keep this product far from overflowing.
+  if (const std::uint64_t bytes = detail::reserved_bytes(cfg); bytes > cfg.max_reserved_bytes)
+    refuse("lane_capacity x (producers + workers)",
+           std::to_string(cfg.lane_capacity) + " x (" + std::to_string(cfg.producers) + " + " +
+               std::to_string(cfg.workers) + ")",
+           "the four lanes would reserve " + std::to_string(bytes) +
+               " bytes up front, above max_reserved_bytes = " +
+               std::to_string(cfg.max_reserved_bytes) +
+               "; lower lane_capacity, producers or workers, or raise max_reserved_bytes");
+
+  if (cfg.workers != 0 && !cfg.cpus.empty()) {  // manual mode pins nothing: cpus is ignored
     // The machine's CPUs, not the calling thread's affinity: a bus may be built on a thread
     // pinned elsewhere. A CPU the machine has but a cpuset forbids is refused when the worker
     // pins itself (bus construction then throws std::runtime_error with the OS's reason).

@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <sched.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -169,4 +172,100 @@ TEST(Config, RefusesBeforeReservingAnyLaneMemory) {
   EXPECT_THROW(tachyon::bus<tt::Events>{cfg}, std::invalid_argument);
   // Validation runs before the lanes reserve memory: a refused bus allocates nothing.
   EXPECT_EQ(tachyon::detail::thread_allocations(), before);
+}
+
+TEST(Config, IgnoresCpusInManualMode) {
+  // config::cpus is documented as ignored with workers = 0: nothing is pinned, so nothing is
+  // checked either, not even a CPU the machine does not have.
+  auto cfg = valid();
+  cfg.cpus = {-1, static_cast<int>(sysconf(_SC_NPROCESSORS_CONF)) + 7};
+  EXPECT_NO_THROW(tachyon::validate(cfg));
+  EXPECT_NO_THROW(tachyon::bus<tt::Events>{cfg});
+}
+
+namespace {
+
+/// lane_traits (so the same blocks), counting what moodycamel asks for.
+struct counting_traits : tachyon::detail::lane_traits {
+  static inline std::uint64_t bytes = 0;
+  static void* malloc(std::size_t n) {
+    bytes += n;
+    return std::malloc(n);
+  }
+  static void free(void* p) { std::free(p); }
+};
+
+/// What lane_queue(capacity, producers, 0) really allocates when it is constructed.
+std::uint64_t measured_lane_reservation(std::size_t capacity, std::size_t producers) {
+  counting_traits::bytes = 0;
+  moodycamel::ConcurrentQueue<tachyon::detail::envelope, counting_traits> q(capacity, producers, 0);
+  return counting_traits::bytes;
+}
+
+}  // namespace
+
+TEST(Config, ReservationIsWhatMoodycamelAllocates) {
+  for (std::size_t capacity : {1u, 63u, 64u, 65u, 1000u, 1024u, 4096u})
+    for (std::size_t producers : {1u, 2u, 5u, 9u})
+      EXPECT_EQ(tachyon::detail::lane_reservation_bytes(capacity, producers),
+                measured_lane_reservation(capacity, producers))
+          << "lane_capacity " << capacity << ", producers + workers " << producers;
+}
+
+TEST(Config, RejectsLanesThatWouldReserveMoreThanMaxReservedBytes) {
+  // Each value in its range, together about 1.1 TB per lane.
+  auto cfg = valid();
+  cfg.lane_capacity = 1u << 24;
+  cfg.producers = 1024;
+  EXPECT_THAT(
+      refusal(cfg),
+      AllOf(HasSubstr("config.lane_capacity x (producers + workers) = 16777216 x (1024 + 0)"),
+            HasSubstr("would reserve " + std::to_string(tachyon::detail::reserved_bytes(cfg)) +
+                      " bytes"),
+            HasSubstr("above max_reserved_bytes = 1073741824")));
+}
+
+TEST(Config, AcceptsLanesUpToMaxReservedBytesExactly) {
+  auto cfg = valid();  // lane_capacity 1024, producers 2, workers 0: under 1 MiB in all
+  const std::uint64_t total = 4 * measured_lane_reservation(cfg.lane_capacity, cfg.producers);
+  cfg.max_reserved_bytes = total;
+  EXPECT_NO_THROW(tachyon::bus<tt::Events>{cfg});
+  cfg.max_reserved_bytes = total - 1;
+  EXPECT_THAT(refusal(cfg),
+              AllOf(HasSubstr("config.lane_capacity x (producers + workers) = 1024 x (2 + 0)"),
+                    HasSubstr("would reserve " + std::to_string(total) + " bytes"),
+                    HasSubstr("max_reserved_bytes = " + std::to_string(total - 1))));
+  cfg.workers = 1;  // each worker is a producer too
+  cfg.max_reserved_bytes = total;
+  EXPECT_THAT(refusal(cfg), HasSubstr("= 1024 x (2 + 1)"));
+}
+
+TEST(ConfigDeathTest, ThrowsBadAllocWhenTheReservationCannotBeHad) {
+  if (tt::sanitized()) GTEST_SKIP() << "sanitizers reserve address space and trap huge allocations";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        // The child may grow its address space by 1 GiB; the lanes ask for about 1.1 TB each,
+        // allowed by max_reserved_bytes, so moodycamel's reservation fails, whatever the
+        // machine's overcommit policy.
+        rlimit lim{};
+        getrlimit(RLIMIT_AS, &lim);
+        std::FILE* f = std::fopen("/proc/self/statm", "r");
+        unsigned long pages = 0;
+        if (f == nullptr || std::fscanf(f, "%lu", &pages) != 1) std::_Exit(3);
+        std::fclose(f);
+        lim.rlim_cur = pages * static_cast<unsigned long>(sysconf(_SC_PAGESIZE)) + (1ul << 30);
+        if (setrlimit(RLIMIT_AS, &lim) != 0) std::_Exit(4);
+        auto cfg = valid();
+        cfg.lane_capacity = 1u << 24;
+        cfg.producers = 1024;
+        cfg.max_reserved_bytes = SIZE_MAX;
+        try {
+          tachyon::bus<tt::Events> bus{cfg};
+        } catch (const std::bad_alloc&) {
+          std::_Exit(0);
+        }
+        std::_Exit(1);  // built with lanes that reserved nothing
+      },
+      ::testing::ExitedWithCode(0), "");
 }

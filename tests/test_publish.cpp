@@ -396,6 +396,49 @@ TEST(Stop, DiscardReleasesAndCountsWhatIsQueued) {
   EXPECT_EQ(bus.stop(), 0u);  // idempotent
 }
 
+TEST(Stop, DiscardBegunInsideAHandlerEndsManualPolling) {
+  // batch = 1: each event is a batch of its own, so the handler that begins the discard is the
+  // whole of the batch that is running, and the other nine are still queued.
+  tachyon::bus<tt::Events> bus{tt::manual(1024, 1)};
+  std::vector<std::uint32_t> ran;
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote& q) {
+    ran.push_back(q.instrument);
+    if (q.instrument == 0) {
+      EXPECT_EQ(bus.stop(tachyon::stop_mode::discard), 0u);  // inside a handler: only begins
+    }
+  });
+  for (std::uint32_t i = 0; i < 10; ++i) ASSERT_EQ(bus.publish(tt::Quote{i, 0, 0}), result::ok);
+  EXPECT_EQ(bus.poll(), 1u);  // the batch running when the discard began, and nothing after
+  EXPECT_EQ(bus.run_once(), 0u);
+  EXPECT_EQ(bus.poll(), 0u);
+  EXPECT_EQ(ran, (std::vector<std::uint32_t>{0}));
+  EXPECT_EQ(bus.stop(), 9u);  // finishes the discard asked for inside the handler
+  const auto m = bus.metrics();
+  const auto& t = m.total;
+  EXPECT_EQ(t.accepted, 10u);
+  EXPECT_EQ(t.dispatched, 1u);
+  EXPECT_EQ(t.discarded, 9u);
+  EXPECT_EQ(m.in_flight, 0u);
+  EXPECT_EQ(t.accepted, t.dispatched + t.failed + t.dropped + t.discarded + m.in_flight);
+}
+
+TEST(Stop, DiscardFromAnotherThreadEndsManualPolling) {
+  tachyon::bus<tt::Events> bus{tt::manual(1024, 1)};
+  std::vector<std::uint32_t> ran;
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote& q) { ran.push_back(q.instrument); });
+  for (std::uint32_t i = 0; i < 10; ++i) ASSERT_EQ(bus.publish(tt::Quote{i, 0, 0}), result::ok);
+  ASSERT_EQ(bus.run_once(), 1u);
+  std::uint64_t discarded = 0;
+  std::thread([&] { discarded = bus.stop(tachyon::stop_mode::discard); }).join();
+  EXPECT_EQ(discarded, 9u);
+  EXPECT_EQ(bus.poll(), 0u);
+  EXPECT_EQ(bus.run_once(), 0u);
+  EXPECT_EQ(ran, (std::vector<std::uint32_t>{0}));
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.total.accepted, m.total.dispatched + m.total.discarded + m.in_flight);
+  EXPECT_EQ(m.total.discarded, 9u);
+}
+
 TEST(Stop, DestructorDrains) {
   std::vector<std::string> seen;
   {

@@ -39,3 +39,31 @@ TEST(Registry, PriorityAndResultNamesAreStable) {
   EXPECT_EQ(tachyon::to_string(tachyon::result::full), "full");
   EXPECT_EQ(tachyon::to_string(tachyon::result::stopped), "stopped");
 }
+
+namespace names {
+template <char C>
+struct Tagged {
+  int v;
+};
+namespace inner {
+struct Deep {
+  int v;
+};
+}  // namespace inner
+using Events = tachyon::registry<Tagged<']'>, Tagged<';'>, inner::Deep>;
+}  // namespace names
+
+TEST(Registry, TypeNamesKeepBracketsSemicolonsAndNamespaces) {
+  // The name is cut out of __PRETTY_FUNCTION__, whose own punctuation (GCC's
+  // "[with T = ...; ...]", Clang's "[T = ...]") must not end it early.
+  using bus_t = tachyon::bus<names::Events>;
+  EXPECT_EQ(bus_t::type_name<names::Tagged<']'>>(), "names::Tagged<']'>");
+  EXPECT_EQ(bus_t::type_name<names::Tagged<';'>>(), "names::Tagged<';'>");
+  EXPECT_EQ(bus_t::type_name<names::inner::Deep>(), "names::inner::Deep");
+  bus_t bus{tt::manual()};
+  const auto m = bus.metrics();
+  ASSERT_EQ(m.types.size(), 3u);
+  EXPECT_EQ(m.types[0].name, "names::Tagged<']'>");
+  EXPECT_EQ(m.types[1].name, "names::Tagged<';'>");
+  EXPECT_EQ(m.types[2].name, "names::inner::Deep");
+}

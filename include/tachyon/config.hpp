@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -36,12 +37,13 @@ struct config {
   /// CPUs to pin the workers to, worker i on cpus[i % cpus.size()]. Empty: no pinning. Each
   /// must be a CPU the machine has (0 .. sysconf(_SC_NPROCESSORS_CONF) - 1); one that a cpuset
   /// forbids makes the constructor throw std::runtime_error when the worker fails to pin.
-  /// Ignored when workers is 0.
+  /// Ignored when workers is 0, and then not checked either.
   std::vector<int> cpus = {};
 
   /// Events each of the four lanes holds at most; exact (tachyon counts occupancy itself).
-  /// Memory is reserved up front, about lane_capacity x 64 B x (producers + workers + 1) per
-  /// lane, so that a publish under the bound never allocates. Allowed: 1 .. 2^24.
+  /// Memory is reserved up front, about lane_capacity x 65 B x (producers + workers + 1) per
+  /// lane, so that a publish under the bound never allocates; see max_reserved_bytes.
+  /// Allowed: 1 .. 2^24.
   std::uint32_t lane_capacity = 1u << 13;
 
   /// Events a worker dequeues and runs at once before it looks at the more urgent lanes again:
@@ -72,6 +74,16 @@ struct config {
   /// `lane_capacity`, so a publisher never waits behind them, but they are bounded by this;
   /// one the door cannot take is refused to its sender. Allowed: 0 .. 2^24.
   std::uint32_t reentry_capacity = 1024;
+
+  /// The most memory the four lanes may reserve up front, in bytes. What they reserve follows
+  /// from lane_capacity, producers and workers: 4 x ((ceil(lane_capacity / 64) - 1) x
+  /// (producers + workers + 1) + 2 x (producers + workers)) blocks of 64 events, 4160 B each.
+  /// A configuration that needs more is refused (std::invalid_argument naming those fields,
+  /// the bytes and this limit); if the memory cannot be had, the constructor throws
+  /// std::bad_alloc. The default, 1 GiB, is over 80 times what the defaults reserve
+  /// (12.25 MiB) and admits lane_capacity = 2^19 with 4 producers and a worker (780 MiB),
+  /// while refusing values each in range that together ask for up to 4.5 TB. Allowed: any.
+  std::size_t max_reserved_bytes = std::size_t{1} << 30;
 
   /// Stamp each published event with tachyon::clock::now() (meta::publish_ticks, from which a
   /// handler learns how long the event queued). One TSC read per publish; false leaves
