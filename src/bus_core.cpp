@@ -74,7 +74,10 @@ void release_late_contexts(void* head) noexcept {
   for (auto* e = static_cast<late_context*>(head); e != nullptr;) {
     if (auto a = e->anchor.lock()) {
       std::lock_guard g(a->m);
-      if (a->core != nullptr) e->ctx->owned.store(false, std::memory_order_release);
+      if (a->core != nullptr) {
+        a->core->release_credits(*e->ctx);
+        e->ctx->owned.store(false, std::memory_order_release);
+      }
     }
     auto* next = e->next;
     delete e;
