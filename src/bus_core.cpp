@@ -1,9 +1,11 @@
 // The compiled half of the bus: contexts, workers, parking, stop, reclamation, metrics.
 #include <tachyon/detail/bus_core.hpp>
+#include <tachyon/histogram.hpp>
 
 #include <pthread.h>
 #include <sched.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <latch>
@@ -81,6 +83,43 @@ const config& validated(const config& cfg) {
 
 // ---- thread_context ----------------------------------------------------------------------------
 
+/// Written by the owning thread only (histogram records, the slots' first stores); metrics()
+/// reads the slots with acquire and the histograms' relaxed counters while they change, which
+/// tachyon::histogram allows.
+struct latency_set {
+  explicit latency_set(std::size_t types)
+      : type_count(types), type(std::make_unique<std::atomic<histogram*>[]>(types)) {}
+  ~latency_set() {
+    for (auto& h : lane) drop(h);
+    for (std::size_t t = 0; t < type_count; ++t) drop(type[t]);
+  }
+  latency_set(const latency_set&) = delete;
+  latency_set& operator=(const latency_set&) = delete;
+
+  /// The slot's histogram, made on first use (15 KiB); null if that allocation failed, and
+  /// the value then goes unrecorded. Owner only.
+  static histogram* get(std::atomic<histogram*>& slot) noexcept {
+    histogram* h = slot.load(std::memory_order_relaxed);
+    if (h == nullptr) [[unlikely]] {
+      void* p = allocate_or_null(sizeof(histogram), alignof(histogram));
+      if (p == nullptr) return nullptr;
+      h = ::new (p) histogram();
+      slot.store(h, std::memory_order_release);
+    }
+    return h;
+  }
+  static void drop(std::atomic<histogram*>& slot) noexcept {
+    if (histogram* h = slot.load(std::memory_order_relaxed)) {
+      h->~histogram();
+      deallocate(h);
+    }
+  }
+
+  std::array<std::atomic<histogram*>, priority_count> lane{};  // queue wait
+  std::size_t type_count;
+  std::unique_ptr<std::atomic<histogram*>[]> type;  // handler time
+};
+
 thread_context::thread_context(std::uint32_t id_, std::array<lane, priority_count>& lanes,
                                std::size_t types_)
     : next_sequence(std::uint64_t{id_} << 48), types(types_) {
@@ -95,6 +134,7 @@ thread_context::~thread_context() {
   for (std::size_t i = 0; i < n; ++i) rows[i].~counter_row();
   deallocate(rows);
   deallocate(drain_buffer);
+  delete latency.load(std::memory_order_relaxed);
 }
 
 // ---- construction, contexts --------------------------------------------------------------------
@@ -310,9 +350,13 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     bump(ctx.misc_row().v[m_batched_events], n);
     enter_dispatch(ctx);
     std::size_t ok = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      envelope& env = ctx.drain_buffer[i];
-      ok += types_.dispatch[env.header.type_index](typed_bus_, env, ctx);
+    if (!cfg_.latency_histograms) [[likely]] {  // the one branch per batch the option costs
+      for (std::size_t i = 0; i < n; ++i) {
+        envelope& env = ctx.drain_buffer[i];
+        ok += types_.dispatch[env.header.type_index](typed_bus_, env, ctx);
+      }
+    } else {
+      ok = dispatch_timed(ctx, l, n);
     }
     exit_dispatch(ctx);
     // The lane's dispatched count and in_hand move together, once per batch, so the lane's
@@ -323,6 +367,45 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     return n;
   }
   return 0;
+}
+
+std::size_t bus_core::dispatch_timed(thread_context& ctx, unsigned l, std::size_t n) {
+  latency_set* set = ctx.latency.load(std::memory_order_relaxed);
+  if (set == nullptr) [[unlikely]] {
+    try {
+      set = new latency_set(types_.count);
+    } catch (const std::bad_alloc&) {  // out of memory: run the batch untimed
+      std::size_t ok = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        envelope& env = ctx.drain_buffer[i];
+        ok += types_.dispatch[env.header.type_index](typed_bus_, env, ctx);
+      }
+      return ok;
+    }
+    ctx.latency.store(set, std::memory_order_release);
+  }
+  // One clock read per batch, before its first handler, stands for the start of every event
+  // of the batch: an event's queue wait is publish_ticks to this reading, so the handler time
+  // of the events ahead of it in the same batch is not counted as its wait. Then one read
+  // after each event: the previous reading is the start of the next event's handlers, so an
+  // event's handler time includes the release of its payload, its counters and these
+  // records (a few ns).
+  std::uint64_t start = clock::now();
+  const std::uint64_t batch_start = start;
+  std::size_t ok = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    envelope& env = ctx.drain_buffer[i];
+    const std::uint16_t t = env.header.type_index;
+    const std::uint64_t published = env.header.publish_ticks;  // 0: config::timestamps off
+    if (published != 0)
+      if (histogram* h = latency_set::get(set->lane[l]))
+        h->record(batch_start > published ? batch_start - published : 0);
+    ok += types_.dispatch[t](typed_bus_, env, ctx);
+    const std::uint64_t end = clock::now();
+    if (histogram* h = latency_set::get(set->type[t])) h->record(end > start ? end - start : 0);
+    start = end;
+  }
+  return ok;
 }
 
 thread_context& bus_core::manual_context() {
@@ -523,9 +606,44 @@ void bus_core::reclaim(garbage& out) {
 
 // ---- metrics -----------------------------------------------------------------------------------
 
+namespace {
+
+/// A merged histogram of tick values, in nanoseconds. `h` is this call's own copy, so its
+/// buckets add up: the count is taken from them (the copy's count_ was read apart from its
+/// buckets while the writers wrote) and +Inf equals it, as Prometheus requires.
+latency_summary summarize(const histogram& h) {
+  latency_summary s;
+  s.count = h.count_at_or_below(~std::uint64_t{0});
+  if (s.count == 0) return s;
+  const double ns_per_tick = clock::ns_per_tick();  // the first call calibrates (10 ms)
+  auto ns = [&](std::uint64_t ticks) {
+    return static_cast<std::uint64_t>(std::llround(static_cast<double>(ticks) * ns_per_tick));
+  };
+  s.sum_ns = ns(h.sum());
+  s.p50_ns = ns(h.percentile(50));
+  s.p90_ns = ns(h.percentile(90));
+  s.p99_ns = ns(h.percentile(99));
+  s.p999_ns = ns(h.percentile(99.9));
+  s.max_ns = ns(h.max());
+  for (std::size_t i = 0; i < s.buckets.size(); ++i) {
+    const double ticks =
+        std::floor(static_cast<double>(latency_summary::bounds_ns[i]) / ns_per_tick);
+    s.buckets[i] = h.count_at_or_below(static_cast<std::uint64_t>(ticks));
+  }
+  return s;
+}
+
+}  // namespace
+
 metrics_snapshot bus_core::metrics() const {
   metrics_snapshot s;
   s.workers = cfg_.workers;
+  s.latency_histograms = cfg_.latency_histograms;
+  // config::latency_histograms: [lanes][types], merged over the contexts.
+  std::vector<histogram> merged(cfg_.latency_histograms ? priority_count + types_.count : 0);
+  auto merge = [](histogram& into, const std::atomic<histogram*>& slot) {
+    if (const histogram* h = slot.load(std::memory_order_acquire)) into.merge(*h);
+  };
   s.types.resize(types_.count);
   for (std::size_t t = 0; t < types_.count; ++t) s.types[t].name = std::string(types_.names[t]);
   auto read = [](const counter_row& r) {
@@ -559,6 +677,16 @@ metrics_snapshot bus_core::metrics() const {
     s.parks += misc.v[m_parks].load(std::memory_order_relaxed);
     const std::uint32_t held = c->in_hand.load(std::memory_order_relaxed);
     s.lanes[held & 3].in_flight += held >> 2;
+    if (const latency_set* set = c->latency.load(std::memory_order_acquire)) {
+      for (unsigned l = 0; l < priority_count; ++l) merge(merged[l], set->lane[l]);
+      for (std::size_t t = 0; t < types_.count; ++t)
+        merge(merged[priority_count + t], set->type[t]);
+    }
+  }
+  if (!merged.empty()) {
+    for (unsigned l = 0; l < priority_count; ++l) s.lanes[l].queue_wait = summarize(merged[l]);
+    for (std::size_t t = 0; t < types_.count; ++t)
+      s.types[t].handler_time = summarize(merged[priority_count + t]);
   }
   for (unsigned l = 0; l < priority_count; ++l) {
     auto& lm = s.lanes[l];

@@ -98,6 +98,10 @@ struct alignas(cache_line) counter_row {
 };
 static_assert(sizeof(counter_row) == cache_line);
 
+/// One dispatching thread's latency histograms (config::latency_histograms), per lane and per
+/// type, each made on its first record; defined in src/bus_core.cpp.
+struct latency_set;
+
 /// Written by one thread only: a relaxed load and store, no locked instruction.
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -149,6 +153,10 @@ struct thread_context {
   alignas(cache_line) std::atomic<std::uint64_t> reader_epoch{0};  // 0: not dispatching
   // Events dequeued and not yet finished, << 2, | their lane (a batch comes from one lane).
   std::atomic<std::uint32_t> in_hand{0};
+
+  // config::latency_histograms: made by the owner on its first timed batch (release), read by
+  // metrics() (acquire). Null with the option off.
+  std::atomic<latency_set*> latency{nullptr};
 
   // Registry bookkeeping (cold).
   std::atomic<bool> owned{true};
@@ -431,6 +439,9 @@ class alignas(cache_line) bus_core {
   void worker_main(std::uint32_t index);
   /// Dequeues one batch from the most urgent non-empty lane and dispatches it.
   std::size_t drain_batch(thread_context& ctx, std::size_t max);
+  /// drain_batch's dispatch loop with config::latency_histograms: returns the events that ran
+  /// without a throw, as the plain loop does.
+  std::size_t dispatch_timed(thread_context& ctx, unsigned l, std::size_t n);
   void ensure_buffer(thread_context& ctx);
   std::size_t discard_all(thread_context& ctx);
   bool lanes_empty() const noexcept;
