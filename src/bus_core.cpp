@@ -348,15 +348,15 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     room_.notify_all();
     bump(ctx.misc_row().v[m_batches]);
     bump(ctx.misc_row().v[m_batched_events], n);
+    // config::latency_histograms: the rest of the batch, timed; when off, this is the one
+    // branch per batch the option costs.
+    if (cfg_.latency_histograms) [[unlikely]]
+      return dispatch_timed_cold(ctx);
     enter_dispatch(ctx);
     std::size_t ok = 0;
-    if (!cfg_.latency_histograms) [[likely]] {  // the one branch per batch the option costs
-      for (std::size_t i = 0; i < n; ++i) {
-        envelope& env = ctx.drain_buffer[i];
-        ok += types_.dispatch[env.header.type_index](typed_bus_, env, ctx);
-      }
-    } else {
-      ok = dispatch_timed(ctx, l, n);
+    for (std::size_t i = 0; i < n; ++i) {
+      envelope& env = ctx.drain_buffer[i];
+      ok += types_.dispatch[env.header.type_index](typed_bus_, env, ctx);
     }
     exit_dispatch(ctx);
     // The lane's dispatched count and in_hand move together, once per batch, so the lane's
@@ -369,21 +369,22 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
   return 0;
 }
 
-std::size_t bus_core::dispatch_timed(thread_context& ctx, unsigned l, std::size_t n) {
+std::size_t bus_core::dispatch_timed_cold(thread_context& ctx) { return dispatch_timed(ctx); }
+
+std::size_t bus_core::dispatch_timed(thread_context& ctx) {
+  // The batch, as drain_batch marked it in hand: its lane and size.
+  const std::uint32_t held = ctx.in_hand.load(std::memory_order_relaxed);
+  const unsigned l = held & 3;
+  const std::size_t n = held >> 2;
   latency_set* set = ctx.latency.load(std::memory_order_relaxed);
   if (set == nullptr) [[unlikely]] {
     try {
       set = new latency_set(types_.count);
-    } catch (const std::bad_alloc&) {  // out of memory: run the batch untimed
-      std::size_t ok = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        envelope& env = ctx.drain_buffer[i];
-        ok += types_.dispatch[env.header.type_index](typed_bus_, env, ctx);
-      }
-      return ok;
+      ctx.latency.store(set, std::memory_order_release);
+    } catch (const std::bad_alloc&) {  // out of memory: this batch goes unrecorded
     }
-    ctx.latency.store(set, std::memory_order_release);
   }
+  enter_dispatch(ctx);
   // One clock read per batch, before its first handler, stands for the start of every event
   // of the batch: an event's queue wait is publish_ticks to this reading, so the handler time
   // of the events ahead of it in the same batch is not counted as its wait. Then one read
@@ -397,15 +398,20 @@ std::size_t bus_core::dispatch_timed(thread_context& ctx, unsigned l, std::size_
     envelope& env = ctx.drain_buffer[i];
     const std::uint16_t t = env.header.type_index;
     const std::uint64_t published = env.header.publish_ticks;  // 0: config::timestamps off
-    if (published != 0)
+    if (published != 0 && set != nullptr)
       if (histogram* h = latency_set::get(set->lane[l]))
         h->record(batch_start > published ? batch_start - published : 0);
     ok += types_.dispatch[t](typed_bus_, env, ctx);
     const std::uint64_t end = clock::now();
-    if (histogram* h = latency_set::get(set->type[t])) h->record(end > start ? end - start : 0);
+    if (set != nullptr)
+      if (histogram* h = latency_set::get(set->type[t])) h->record(end > start ? end - start : 0);
     start = end;
   }
-  return ok;
+  exit_dispatch(ctx);
+  // As at the end of drain_batch.
+  bump(ctx.lane_row(l).v[c_dispatched], ok);
+  ctx.in_hand.store(0, std::memory_order_relaxed);
+  return n;
 }
 
 thread_context& bus_core::manual_context() {
