@@ -4,6 +4,8 @@
 //
 //   op_publish          bus::publish of an 8-byte event (manual mode, lane never full)
 //   op_drain            bus::poll draining 4000 events through one handler (per event: / 4000)
+//   op_drain_timed      op_drain on a second bus, of its own event type (so that no code of
+//                       the two is shared or folded), with config::latency_histograms on
 //   op_dispatch         bus::dispatch with one handler, metrics on (they always are)
 //   op_enqueue_mc       the peer: moodycamel try_enqueue with a producer token
 //   op_hop              one event through the whole hop, single-threaded: publish it, then
@@ -23,11 +25,17 @@ struct Ping {
 };
 using Events = tachyon::registry<Ping>;
 using bus_t = tachyon::bus<Events>;
+struct Pong {
+  std::uint64_t seq;
+};
+using timed_bus_t = tachyon::bus<tachyon::registry<Pong>>;
 
 [[gnu::noinline]] tachyon::result op_publish(bus_t& b, std::uint64_t i) {
   return b.publish(Ping{i});
 }
 [[gnu::noinline]] std::size_t op_drain(bus_t& b) { return b.poll(); }
+// no_icf: its machine code is op_drain's, and GCC would otherwise fold the two into one.
+[[gnu::noinline, gnu::no_icf]] std::size_t op_drain_timed(timed_bus_t& b) { return b.poll(); }
 [[gnu::noinline]] void op_dispatch(bus_t& b, std::uint64_t i) { b.dispatch(Ping{i}); }
 [[gnu::noinline]] std::size_t op_hop(bus_t& b, std::uint64_t i) {
   (void)b.publish(Ping{i});
@@ -56,6 +64,12 @@ int main(int argc, char** argv) {
       {.workers = 0, .lane_capacity = 4096, .overflow = tachyon::overflow::fail, .producers = 1}};
   std::uint64_t sink = 0;
   auto s = bus.subscribe<Ping>([&](const Ping& p) { sink += p.seq; });
+  timed_bus_t timed{{.workers = 0,
+                     .lane_capacity = 4096,
+                     .overflow = tachyon::overflow::fail,
+                     .producers = 1,
+                     .latency_histograms = true}};
+  auto st = timed.subscribe<Pong>([&](const Pong& p) { sink += p.seq; });
   moodycamel::ConcurrentQueue<Ping> q(4096);
   moodycamel::ProducerToken ptok(q);
   moodycamel::ConsumerToken ctok(q);
@@ -65,6 +79,9 @@ int main(int argc, char** argv) {
     for (std::uint64_t i = 0; i < per_round; ++i)
       failures += op_publish(bus, i) != tachyon::result::ok;
     if (op_drain(bus) != per_round) ++failures;
+    for (std::uint64_t i = 0; i < per_round; ++i)
+      failures += timed.publish(Pong{i}) != tachyon::result::ok;
+    if (op_drain_timed(timed) != per_round) ++failures;
     for (std::uint64_t i = 0; i < per_round; ++i) failures += !op_enqueue_mc(q, ptok, i);
     while (q.try_dequeue_bulk(ctok, buf, 64) != 0) {
     }

@@ -1,9 +1,11 @@
 // The compiled half of the bus: contexts, workers, parking, stop, reclamation, metrics.
 #include <tachyon/detail/bus_core.hpp>
+#include <tachyon/histogram.hpp>
 
 #include <pthread.h>
 #include <sched.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <latch>
@@ -119,6 +121,43 @@ const config& validated(const config& cfg) {
 
 // ---- thread_context ----------------------------------------------------------------------------
 
+/// Written by the owning thread only (histogram records, the slots' first stores); metrics()
+/// reads the slots with acquire and the histograms' relaxed counters while they change, which
+/// tachyon::histogram allows.
+struct latency_set {
+  explicit latency_set(std::size_t types)
+      : type_count(types), type(std::make_unique<std::atomic<histogram*>[]>(types)) {}
+  ~latency_set() {
+    for (auto& h : lane) drop(h);
+    for (std::size_t t = 0; t < type_count; ++t) drop(type[t]);
+  }
+  latency_set(const latency_set&) = delete;
+  latency_set& operator=(const latency_set&) = delete;
+
+  /// The slot's histogram, made on first use (15 KiB); null if that allocation failed, and
+  /// the value then goes unrecorded. Owner only.
+  static histogram* get(std::atomic<histogram*>& slot) noexcept {
+    histogram* h = slot.load(std::memory_order_relaxed);
+    if (h == nullptr) [[unlikely]] {
+      void* p = allocate_or_null(sizeof(histogram), alignof(histogram));
+      if (p == nullptr) return nullptr;
+      h = ::new (p) histogram();
+      slot.store(h, std::memory_order_release);
+    }
+    return h;
+  }
+  static void drop(std::atomic<histogram*>& slot) noexcept {
+    if (histogram* h = slot.load(std::memory_order_relaxed)) {
+      h->~histogram();
+      deallocate(h);
+    }
+  }
+
+  std::array<std::atomic<histogram*>, priority_count> lane{};  // queue wait
+  std::size_t type_count;
+  std::unique_ptr<std::atomic<histogram*>[]> type;  // handler time
+};
+
 thread_context::thread_context(std::uint32_t id_, std::array<lane, priority_count>& lanes,
                                std::size_t types_)
     : next_sequence(id_), types(types_) {
@@ -133,6 +172,7 @@ thread_context::~thread_context() {
   for (std::size_t i = 0; i < n; ++i) rows[i].~counter_row();
   deallocate(rows);
   deallocate(drain_buffer);
+  delete latency.load(std::memory_order_relaxed);
 }
 
 // ---- construction, contexts --------------------------------------------------------------------
@@ -386,6 +426,19 @@ bool bus_core::lanes_empty() const noexcept {
   return true;
 }
 
+inline void bus_core::end_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept {
+  // The lane's outcome counts and in_hand move together, once per batch, so the lane's
+  // accounting balances in every snapshot (a finished event of an unfinished batch still
+  // reads as in flight, and is not yet counted as dispatched or failed).
+  counter_row& row = ctx.lane_row(l);
+  bump(row.v[c_dispatched], n - ctx.batch_failed);
+  if (ctx.batch_failed != 0) [[unlikely]] {
+    bump(row.v[c_failed], ctx.batch_failed);
+    ctx.batch_failed = 0;
+  }
+  ctx.in_hand.store(0, std::memory_order_relaxed);
+}
+
 std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
   // The hint (some credit is out of the pool) lets a scan skip an empty lane without asking
   // moodycamel, which costs tens of ns per empty poll. But the hint's line is written by
@@ -407,22 +460,17 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     take_batch(ctx, l, n);
     bump(ctx.misc_row().v[m_batches]);
     bump(ctx.misc_row().v[m_batched_events], n);
+    // config::latency_histograms: the rest of the batch, timed; when off, this is the one
+    // branch per batch the option costs.
+    if (cfg_.latency_histograms) [[unlikely]]
+      return dispatch_timed_cold(ctx);
     enter_dispatch(ctx);
     for (std::size_t i = 0; i < n; ++i) {
       envelope& env = ctx.drain_buffer[i];
       types_.dispatch[env.header.type_index](typed_bus_, env, ctx);  // settles it
     }
     exit_dispatch(ctx);
-    // The lane's outcome counts and in_hand move together, once per batch, so the lane's
-    // accounting balances in every snapshot (a finished event of an unfinished batch still
-    // reads as in flight, and is not yet counted as dispatched or failed).
-    counter_row& row = ctx.lane_row(l);
-    bump(row.v[c_dispatched], n - ctx.batch_failed);
-    if (ctx.batch_failed != 0) [[unlikely]] {
-      bump(row.v[c_failed], ctx.batch_failed);
-      ctx.batch_failed = 0;
-    }
-    ctx.in_hand.store(0, std::memory_order_relaxed);
+    end_batch(ctx, l, n);
     return n;
   }
   return 0;
@@ -449,6 +497,48 @@ void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n) noexcep
   // wake on if room is left when it has taken its own.
   ln.admission.release(n - reentered, reentered);
   ln.room.notify_one();
+}
+
+std::size_t bus_core::dispatch_timed_cold(thread_context& ctx) { return dispatch_timed(ctx); }
+
+std::size_t bus_core::dispatch_timed(thread_context& ctx) {
+  // The batch, as drain_batch marked it in hand: its lane and size.
+  const std::uint32_t held = ctx.in_hand.load(std::memory_order_relaxed);
+  const unsigned l = held & 3;
+  const std::size_t n = held >> 2;
+  latency_set* set = ctx.latency.load(std::memory_order_relaxed);
+  if (set == nullptr) [[unlikely]] {
+    try {
+      set = new latency_set(types_.count);
+      ctx.latency.store(set, std::memory_order_release);
+    } catch (const std::bad_alloc&) {  // out of memory: this batch goes unrecorded
+    }
+  }
+  enter_dispatch(ctx);
+  // One clock read per batch, before its first handler, stands for the start of every event
+  // of the batch: an event's queue wait is publish_ticks to this reading, so the handler time
+  // of the events ahead of it in the same batch is not counted as its wait. Then one read
+  // after each event: the previous reading is the start of the next event's handlers, so an
+  // event's handler time includes the release of its payload, its counters and these
+  // records (a few ns).
+  std::uint64_t start = clock::now();
+  const std::uint64_t batch_start = start;
+  for (std::size_t i = 0; i < n; ++i) {
+    envelope& env = ctx.drain_buffer[i];
+    const std::uint16_t t = env.header.type_index;
+    const std::uint64_t published = env.header.publish_ticks;  // 0: config::timestamps off
+    if (published != 0 && set != nullptr)
+      if (histogram* h = latency_set::get(set->lane[l]))
+        h->record(batch_start > published ? batch_start - published : 0);
+    types_.dispatch[t](typed_bus_, env, ctx);  // settles it
+    const std::uint64_t end = clock::now();
+    if (set != nullptr)
+      if (histogram* h = latency_set::get(set->type[t])) h->record(end > start ? end - start : 0);
+    start = end;
+  }
+  exit_dispatch(ctx);
+  end_batch(ctx, l, n);
+  return n;
 }
 
 thread_context& bus_core::manual_context() {
@@ -747,9 +837,44 @@ void bus_core::reclaim_after_dispatch() noexcept {
 
 // ---- metrics -----------------------------------------------------------------------------------
 
+namespace {
+
+/// A merged histogram of tick values, in nanoseconds. `h` is this call's own copy, so its
+/// buckets add up: the count is taken from them (the copy's count_ was read apart from its
+/// buckets while the writers wrote) and +Inf equals it, as Prometheus requires.
+latency_summary summarize(const histogram& h) {
+  latency_summary s;
+  s.count = h.count_at_or_below(~std::uint64_t{0});
+  if (s.count == 0) return s;
+  const double ns_per_tick = clock::ns_per_tick();  // the first call calibrates (10 ms)
+  auto ns = [&](std::uint64_t ticks) {
+    return static_cast<std::uint64_t>(std::llround(static_cast<double>(ticks) * ns_per_tick));
+  };
+  s.sum_ns = ns(h.sum());
+  s.p50_ns = ns(h.percentile(50));
+  s.p90_ns = ns(h.percentile(90));
+  s.p99_ns = ns(h.percentile(99));
+  s.p999_ns = ns(h.percentile(99.9));
+  s.max_ns = ns(h.max());
+  for (std::size_t i = 0; i < s.buckets.size(); ++i) {
+    const double ticks =
+        std::floor(static_cast<double>(latency_summary::bounds_ns[i]) / ns_per_tick);
+    s.buckets[i] = h.count_at_or_below(static_cast<std::uint64_t>(ticks));
+  }
+  return s;
+}
+
+}  // namespace
+
 metrics_snapshot bus_core::metrics() const {
   metrics_snapshot s;
   s.workers = cfg_.workers;
+  s.latency_histograms = cfg_.latency_histograms;
+  // config::latency_histograms: [lanes][types], merged over the contexts.
+  std::vector<histogram> merged(cfg_.latency_histograms ? priority_count + types_.count : 0);
+  auto merge = [](histogram& into, const std::atomic<histogram*>& slot) {
+    if (const histogram* h = slot.load(std::memory_order_acquire)) into.merge(*h);
+  };
   s.types.resize(types_.count);
   for (std::size_t t = 0; t < types_.count; ++t) s.types[t].name = std::string(types_.names[t]);
   auto read = [](const counter_row& r) {
@@ -787,6 +912,16 @@ metrics_snapshot bus_core::metrics() const {
     s.parks += misc.v[m_parks].load(std::memory_order_relaxed);
     const std::uint32_t held = c->in_hand.load(std::memory_order_relaxed);
     s.lanes[held & 3].in_flight += held >> 2;
+    if (const latency_set* set = c->latency.load(std::memory_order_acquire)) {
+      for (unsigned l = 0; l < priority_count; ++l) merge(merged[l], set->lane[l]);
+      for (std::size_t t = 0; t < types_.count; ++t)
+        merge(merged[priority_count + t], set->type[t]);
+    }
+  }
+  if (!merged.empty()) {
+    for (unsigned l = 0; l < priority_count; ++l) s.lanes[l].queue_wait = summarize(merged[l]);
+    for (std::size_t t = 0; t < types_.count; ++t)
+      s.types[t].handler_time = summarize(merged[priority_count + t]);
   }
   for (unsigned l = 0; l < priority_count; ++l) {
     auto& lm = s.lanes[l];

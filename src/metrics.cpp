@@ -1,6 +1,7 @@
 // metrics_snapshot exposition: Prometheus text format 0.0.4 and JSON.
 #include <tachyon/metrics.hpp>
 
+#include <iterator>
 #include <string>
 
 namespace tachyon {
@@ -92,6 +93,40 @@ void sample(std::string& out, const std::string& name, const std::string& labels
   out += " " + std::to_string(v) + "\n";
 }
 
+// latency_summary::bounds_ns in seconds, as Prometheus clients print `le` (Go's %g).
+constexpr const char* le_seconds[] = {"1e-07", "2.5e-07", "5e-07", "1e-06",  "2.5e-06", "5e-06",
+                                      "1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005",
+                                      "0.001", "0.01",    "0.1",   "1"};
+static_assert(std::size(le_seconds) == latency_summary::bounds_ns.size());
+
+// Nanoseconds as exact decimal seconds: 1234567 -> "0.001234567", 2000000000 -> "2".
+std::string seconds(std::uint64_t ns) {
+  std::string out = std::to_string(ns / 1'000'000'000);
+  std::uint64_t frac = ns % 1'000'000'000;
+  if (frac == 0) return out;
+  std::string digits = std::to_string(frac);
+  digits.insert(0, 9 - digits.size(), '0');
+  digits.erase(digits.find_last_not_of('0') + 1);
+  return out + "." + digits;
+}
+
+// One histogram series: _bucket per `le`, +Inf, _sum (seconds), _count.
+void histogram_samples(std::string& out, const std::string& name, const std::string& labels,
+                       const latency_summary& s) {
+  for (std::size_t i = 0; i < s.buckets.size(); ++i)
+    sample(out, name + "_bucket", labels + ",le=\"" + le_seconds[i] + "\"", s.buckets[i]);
+  sample(out, name + "_bucket", labels + ",le=\"+Inf\"", s.count);
+  out += name + "_sum{" + labels + "} " + seconds(s.sum_ns) + "\n";
+  sample(out, name + "_count", labels, s.count);
+}
+
+std::string summary_json(const latency_summary& s) {
+  return "{\"count\":" + std::to_string(s.count) + ",\"sum\":" + std::to_string(s.sum_ns) +
+         ",\"p50\":" + std::to_string(s.p50_ns) + ",\"p90\":" + std::to_string(s.p90_ns) +
+         ",\"p99\":" + std::to_string(s.p99_ns) + ",\"p999\":" + std::to_string(s.p999_ns) +
+         ",\"max\":" + std::to_string(s.max_ns) + "}";
+}
+
 std::string counts_json(const event_counts& c) {
   std::string out = "{";
   bool first = true;
@@ -158,6 +193,19 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
     header(out, p + s.suffix, s.type, s.help);
     sample(out, p + s.suffix, "", s.value);
   }
+
+  // Without config::latency_histograms nothing was measured: the families are left out, not
+  // exported as empty histograms that would read as "no latency".
+  if (!latency_histograms) return out;
+  const std::string wait = p + "_queue_wait_seconds";
+  header(out, wait, "histogram",
+         "Time from publish to the start of the batch that ran the event, by lane.");
+  for (const auto& l : lanes)
+    histogram_samples(out, wait, "lane=\"" + std::string(to_string(l.lane)) + "\"", l.queue_wait);
+  const std::string handler = p + "_handler_seconds";
+  header(out, handler, "histogram", "Time to run all handlers of one event, by event type.");
+  for (const auto& t : types)
+    histogram_samples(out, handler, "type=\"" + label_escape(t.name) + "\"", t.handler_time);
   return out;
 }
 
@@ -170,20 +218,22 @@ std::string metrics_snapshot::to_json() const {
            "\",\"depth\":" + std::to_string(l.depth) +
            ",\"in_flight\":" + std::to_string(l.in_flight) +
            ",\"capacity\":" + std::to_string(l.capacity) + ",\"counts\":" + counts_json(l.counts) +
-           "}";
+           ",\"queue_wait\":" + summary_json(l.queue_wait) + "}";
   }
   out += "],\"types\":[";
   for (std::size_t i = 0; i < types.size(); ++i) {
     if (i) out += ",";
     out += "{\"name\":\"" + json_escape(types[i].name) +
-           "\",\"counts\":" + counts_json(types[i].counts) + "}";
+           "\",\"counts\":" + counts_json(types[i].counts) +
+           ",\"handler_time\":" + summary_json(types[i].handler_time) + "}";
   }
   out += "],\"in_flight\":" + std::to_string(in_flight) +
          ",\"batches\":" + std::to_string(batches) +
          ",\"batched_events\":" + std::to_string(batched_events) +
          ",\"lane_allocations\":" + std::to_string(lane_allocations) +
          ",\"parks\":" + std::to_string(parks) + ",\"workers\":" + std::to_string(workers) +
-         ",\"threads\":" + std::to_string(threads) + "}";
+         ",\"threads\":" + std::to_string(threads) +
+         ",\"latency_histograms\":" + (latency_histograms ? "true" : "false") + "}";
   return out;
 }
 

@@ -41,12 +41,38 @@ struct event_counts {
   event_counts& operator+=(const event_counts& o) noexcept;
 };
 
+/// A latency histogram (config::latency_histograms) summed over every dispatching thread,
+/// in nanoseconds. Recorded in clock ticks by tachyon::histogram (buckets at most 1/32 wide,
+/// relative to their values) and converted with tachyon::clock::ns_per_tick() here, so the
+/// percentiles carry the histogram's resolution: each is its bucket's upper edge, never above
+/// max_ns. All zero when the option is off or nothing was recorded.
+struct latency_summary {
+  /// The Prometheus `le` bounds, in nanoseconds: 100 ns .. 1 s, fixed, plus +Inf (= count).
+  static constexpr std::array<std::uint64_t, 16> bounds_ns = {
+      100,    250,     500,     1'000,   2'500,     5'000,      10'000,      25'000,
+      50'000, 100'000, 250'000, 500'000, 1'000'000, 10'000'000, 100'000'000, 1'000'000'000};
+
+  std::uint64_t count = 0;   ///< values recorded
+  std::uint64_t sum_ns = 0;  ///< their sum
+  std::uint64_t p50_ns = 0;
+  std::uint64_t p90_ns = 0;
+  std::uint64_t p99_ns = 0;
+  std::uint64_t p999_ns = 0;  ///< the 99.9th percentile
+  std::uint64_t max_ns = 0;
+  /// Cumulative: values in histogram buckets whose lower edge is at or below bounds_ns[i]
+  /// (so a value up to 1/32 above a bound may be counted under it). Non-decreasing, <= count.
+  std::array<std::uint64_t, bounds_ns.size()> buckets{};
+};
+
 struct lane_metrics {
   priority lane = priority::normal;
   event_counts counts;
   std::uint64_t depth = 0;      ///< events queued now (snapshot; exact when quiet)
   std::uint64_t in_flight = 0;  ///< depth plus events of this lane a dispatcher holds (measured)
   std::uint32_t capacity = 0;   ///< config::lane_capacity
+  /// From publish (meta::publish_ticks) to the start of the batch that ran the event, for the
+  /// drained events of this lane that carry a stamp (config::timestamps).
+  latency_summary queue_wait;
 };
 
 /// Per type, in flight is not measured separately (a lane holds several types): it is
@@ -54,6 +80,9 @@ struct lane_metrics {
 struct type_metrics {
   std::string name;  ///< the C++ type's name, e.g. "app::Quote"
   event_counts counts;
+  /// All of one drained event's handlers (and the release of its payload); dispatch() calls
+  /// are not timed.
+  latency_summary handler_time;
 };
 
 struct metrics_snapshot {
@@ -69,11 +98,18 @@ struct metrics_snapshot {
   std::uint64_t parks = 0;             ///< times an idle worker went to sleep
   std::uint32_t workers = 0;
   std::uint32_t threads = 0;  ///< threads that have touched the bus (counter blocks)
+  /// config::latency_histograms: whether queue_wait and handler_time are recorded.
+  bool latency_histograms = false;
 
   /// Prometheus text exposition format (version 0.0.4), metric names prefixed `prefix_`.
+  /// With latency_histograms, two histogram families in seconds, every lane and type present
+  /// (zero counts included): `prefix_queue_wait_seconds{lane}` and
+  /// `prefix_handler_seconds{type}`, `le` from latency_summary::bounds_ns. Without it they
+  /// are left out altogether rather than exported as empty histograms that look measured.
   /// Allocates; call it off the hot path.
   std::string to_prometheus(std::string_view prefix = "tachyon") const;
-  /// One JSON object with every field above. Allocates.
+  /// One JSON object with every field above; a latency summary as {"count", "sum", "p50",
+  /// "p90", "p99", "p999", "max"}, all but count in nanoseconds (no buckets). Allocates.
   std::string to_json() const;
 };
 

@@ -126,6 +126,10 @@ struct alignas(cache_line) counter_row {
 };
 static_assert(sizeof(counter_row) == cache_line);
 
+/// One dispatching thread's latency histograms (config::latency_histograms), per lane and per
+/// type, each made on its first record; defined in src/bus_core.cpp.
+struct latency_set;
+
 /// Written by one thread only: a relaxed load and store, no locked instruction.
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -191,6 +195,10 @@ struct thread_context {
   alignas(cache_line) std::atomic<std::uint64_t> reader_epoch{0};  // 0: not dispatching
   // Events dequeued and not yet finished, << 2, | their lane (a batch comes from one lane).
   std::atomic<std::uint32_t> in_hand{0};
+
+  // config::latency_histograms: made by the owner on its first timed batch (release), read by
+  // metrics() (acquire). Null with the option off.
+  std::atomic<latency_set*> latency{nullptr};
 
   // Registry bookkeeping (cold).
   std::atomic<bool> owned{true};
@@ -502,6 +510,14 @@ class alignas(cache_line) bus_core {
   /// n events left lane l (dequeued): counts them out of its occupancy, gives their room back
   /// and wakes one blocked publisher.
   void count_out(thread_context& ctx, unsigned l, std::size_t n) noexcept;
+  /// The rest of drain_batch with config::latency_histograms: dispatches and counts the batch
+  /// that ctx.in_hand describes, timing it into this thread's histograms. Returns its size.
+  [[gnu::noinline]] std::size_t dispatch_timed(thread_context& ctx);
+  /// drain_batch calls dispatch_timed through this, marked cold: with a plain call GCC kept the
+  /// batch size on the stack in the untimed loop (2 instructions an event, perf/callgrind).
+  [[gnu::cold, gnu::noinline]] std::size_t dispatch_timed_cold(thread_context& ctx);
+  /// The end of a batch of n from lane l: its lane counts and its in-flight mark move together.
+  void end_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept;
   void ensure_buffer(thread_context& ctx);
   std::size_t discard_all(thread_context& ctx);
   /// Every lane's occupancy is zero (exact for what a heavy_fence made visible).
