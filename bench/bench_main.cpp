@@ -2,19 +2,36 @@
 // binary and the same run, named <figure>/tachyon... beside <figure>/<peer>[/<args>], which is
 // how tools/bench_table.py pairs them:
 //
-//   publish/<impl>          one publish of an 8-byte event on one thread, the lane drained every
-//                           4096 with the clock paused: tachyon vs moodycamel try_enqueue with a
-//                           producer token.
-//   publish_batch/<impl>    publish_batch of 64 events a call (items = events) vs moodycamel
-//                           try_enqueue_bulk of 64 with a producer token; same drain.
-//   throughput_1p1w/<impl>  one producer (this thread) to one consumer pinned to another CPU: a
-//                           bus with one busy_spin worker vs a moodycamel consumer thread with a
-//                           consumer token and try_dequeue_bulk of 64. An iteration publishes
-//                           4096 events and waits until the handler has counted them all.
-//   throughput/<impl>/P:W   P producers to W consumers (P = W = 1, 2, 4, ... ), the same
-//                           layout with every idle wait a sched_yield() (the `yield` strategy),
-//                           so that oversubscribed runs still progress; items = events, summed
-//                           over producers. Labelled "oversubscribed" when 2P > usable CPUs.
+//   publish/<impl>          one publish of an 8-byte event on one thread, manual mode, the lane
+//                           drained every 4096 with the clock paused: tachyon (config::timestamps
+//                           false), tachyon_ts (timestamps true: one clock read more) vs
+//                           moodycamel try_enqueue with a producer token.
+//   clock_now/<impl>        one tachyon::clock::now(), the read tachyon_ts adds (its target is
+//                           2x the peer + this); std::chrono::steady_clock::now() beside it.
+//   publish_batch/<impl>    publish_batch of 64 events a call (items = events; timestamps on, the
+//                           default) vs moodycamel enqueue_bulk of 64 with a producer token into
+//                           a queue pre-sized to one drain (it never allocates); same drain.
+//   throughput_1p1w/<impl>  one producer (this thread) to one consumer pinned to another CPU,
+//                           busy-spinning, a 16-byte event (Pair16) on both sides: a bus with one
+//                           busy_spin worker, overflow::block, lane_capacity 8192 (twice what an
+//                           iteration has in flight, so the producer never waits for room) vs a
+//                           moodycamel consumer thread with a consumer token and try_dequeue_bulk
+//                           of 64, the producer calling enqueue with a token into a queue
+//                           pre-sized to 8192 (blocks are reused once drained, so the run needs
+//                           no more; the counter allocs, its mallocs while timed, says so). An
+//                           iteration publishes 4096 events and waits until all are counted.
+//   throughput/<impl>/P:W   P producers to W consumers (P = W = 1, 2, 4, ... ), 8-byte events,
+//                           every idle wait a sched_yield() (the `yield` strategy), the peer
+//                           retrying try_enqueue, so that oversubscribed runs still progress;
+//                           items = events, summed over producers. Labelled "oversubscribed"
+//                           when 2P > usable CPUs.
+//   drain_blocked/<impl>    a worker's drain rate (items = events drained) on a full lane of
+//                           4096: tachyon, with a producer on the other CPU publishing without
+//                           pause under overflow::block, so that it waits on the lane and refills
+//                           it as room is freed, vs prefilled: the same lane filled beforehand,
+//                           nobody publishing. The worker is this thread calling poll() on a
+//                           manual bus (see drain_blocked() for why); counter ran_empty says
+//                           whether the producer kept the lane full.
 //   idle_scan/<impl>        one scan of four empty lanes: run_once() on a manual bus whose four
 //                           types have the four priorities, vs try_dequeue_bulk with consumer
 //                           tokens on four empty ConcurrentQueues (each has had a producer).
@@ -36,13 +53,16 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
@@ -62,6 +82,22 @@ struct Ping {
   std::uint64_t seq;
 };
 using Events = tachyon::registry<Ping>;
+
+/// The 1P1W figure's event: 16 bytes on both sides (tachyon stores it inline in its envelope,
+/// moodycamel in its block).
+struct Pair16 {
+  std::uint64_t seq;
+  std::uint64_t check;
+};
+static_assert(sizeof(Pair16) == 16);
+
+template <class E>
+E make_event(std::uint64_t seq) noexcept {
+  if constexpr (std::is_same_v<E, Pair16>)
+    return E{seq, ~seq};
+  else
+    return E{seq};
+}
 
 /// Pins the benchmark thread to `cpu` for the duration of one benchmark, then lets it go.
 struct pinned_scope {
@@ -122,23 +158,41 @@ inline void wait_a_little(idle how) {
   if (how == idle::yield) sched_yield();
 }
 
+/// moodycamel's default traits with its allocations counted (blocks, block indexes, producers),
+/// so that a benchmark can say its peer queue did not allocate while timed.
+struct counted_traits : moodycamel::ConcurrentQueueDefaultTraits {
+  static void* malloc(std::size_t size) {
+    count().fetch_add(1, std::memory_order_relaxed);
+    return std::malloc(size);
+  }
+  static void free(void* ptr) { std::free(ptr); }
+  static std::uint64_t allocations() { return count().load(std::memory_order_relaxed); }
+
+ private:
+  static std::atomic<std::uint64_t>& count() {
+    static std::atomic<std::uint64_t> n{0};
+    return n;
+  }
+};
+
 // ---- publish cost ------------------------------------------------------------------------------
 
 constexpr std::uint32_t drain_every = 4096;  // events queued before a paused drain
 constexpr std::size_t batch_size = 64;
 
 /// Manual mode, one publisher, a lane that holds one drain's worth: the publish benchmarks'
-/// bus, drained with the clock paused.
-tachyon::config drained_by_hand() {
+/// bus, drained with the clock paused. `timestamps` as config::timestamps (its default is on).
+tachyon::config drained_by_hand(bool timestamps = true) {
   return {.workers = 0,
           .lane_capacity = drain_every,
           .overflow = tachyon::overflow::fail,
-          .producers = 1};
+          .producers = 1,
+          .timestamps = timestamps};
 }
 
-void publish_tachyon(benchmark::State& state) {
+void publish_tachyon(benchmark::State& state, bool timestamps) {
   pinned_scope pin;
-  tachyon::bus<Events> bus{drained_by_hand()};
+  tachyon::bus<Events> bus{drained_by_hand(timestamps)};
   auto s = bus.subscribe<Ping>([](const Ping& p) { benchmark::DoNotOptimize(p.seq); });
   std::uint64_t seq = 0;
   std::uint32_t queued = 0;
@@ -216,7 +270,7 @@ void publish_batch_moodycamel(benchmark::State& state) {
   std::uint32_t queued = 0;
   std::uint64_t refused = 0;
   for (auto _ : state) {
-    refused += !q.try_enqueue_bulk(ptok, evs.data(), evs.size());
+    refused += !q.enqueue_bulk(ptok, evs.data(), evs.size());
     if ((queued += batch_size) == drain_every) [[unlikely]] {
       state.PauseTiming();
       while (q.try_dequeue_bulk(ctok, buf.data(), buf.size()) != 0) {
@@ -225,31 +279,56 @@ void publish_batch_moodycamel(benchmark::State& state) {
       state.ResumeTiming();
     }
   }
-  if (refused != 0) state.SkipWithError("try_enqueue_bulk was refused");
+  if (refused != 0) state.SkipWithError("enqueue_bulk failed");
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch_size));
+}
+
+/// The clock read a publish makes with config::timestamps on, and steady_clock for scale.
+void clock_now_tachyon(benchmark::State& state) {
+  pinned_scope pin;
+  for (auto _ : state) benchmark::DoNotOptimize(tachyon::clock::now());
+  state.SetItemsProcessed(state.iterations());
+}
+
+void clock_now_steady_clock(benchmark::State& state) {
+  pinned_scope pin;
+  for (auto _ : state) benchmark::DoNotOptimize(std::chrono::steady_clock::now());
+  state.SetItemsProcessed(state.iterations());
 }
 
 // ---- producers to consumers --------------------------------------------------------------------
 
 constexpr std::uint64_t per_producer = 4096;  // events each producer publishes an iteration
 
-/// A bus whose handler counts, with `workers` workers pinned to the consumer CPUs.
+/// Room for every event of an iteration, twice over: an iteration has at most
+/// producers x per_producer events in flight, so a publish never waits for room (tachyon's
+/// lane) and an enqueue never needs a block the queue was not built with (moodycamel's).
+std::uint32_t lane_bound(std::uint32_t producers) {
+  return static_cast<std::uint32_t>(std::max<std::uint64_t>(8192, 2 * producers * per_producer));
+}
+
+/// A bus of events E whose handler counts, with `workers` workers pinned to the consumer CPUs.
+template <class E>
 class tachyon_sink {
  public:
   tachyon_sink(std::uint32_t workers, std::uint32_t producers, idle how)
       : bus_(settings(workers, producers, how)) {
-    sub_ = bus_.subscribe<Ping>([this](const Ping&) { counted_.add_one(); });
+    sub_ = bus_.template subscribe<E>([this](const E&) { counted_.add_one(); });
   }
   std::uint64_t counted() const noexcept { return counted_.sum(); }
+  /// Enqueues that had to grow a lane so far (metrics_snapshot::lane_allocations).
+  std::uint64_t allocations() const { return bus_.metrics().lane_allocations; }
 
   /// Producer side. One per producing thread.
   class producer {
    public:
     explicit producer(tachyon_sink& s) : bus_(s.bus_) {}
-    bool publish(std::uint64_t seq) { return bus_.publish(Ping{seq}) == tachyon::result::ok; }
+    bool publish(std::uint64_t seq) {
+      return bus_.publish(make_event<E>(seq)) == tachyon::result::ok;
+    }
 
    private:
-    tachyon::bus<Events>& bus_;
+    tachyon::bus<tachyon::registry<E>>& bus_;
   };
 
  private:
@@ -268,24 +347,24 @@ class tachyon_sink {
     return cfg;
   }
 
- public:
-  /// Room for every event of an iteration, twice over.
-  static std::uint32_t lane_bound(std::uint32_t producers) {
-    return static_cast<std::uint32_t>(std::max<std::uint64_t>(8192, 2 * producers * per_producer));
-  }
-
- private:
   counter_board counted_;
-  tachyon::bus<Events> bus_;
+  tachyon::bus<tachyon::registry<E>> bus_;
   tachyon::subscription sub_;  // last: unsubscribes before the bus stops
 };
 
-/// The peer: one ConcurrentQueue, `consumers` threads pinned to the consumer CPUs, each with a
-/// consumer token, dequeuing up to 64 at a time and counting each element.
+/// How the moodycamel producer puts an event in: `retry` calls try_enqueue until it succeeds
+/// (a bounded queue that pushes back like overflow::block), `enqueue` calls enqueue, which
+/// allocates a block when the queue has none free (never in a timed round: see lane_bound).
+enum class push { retry, enqueue };
+
+/// The peer: one ConcurrentQueue of E, pre-sized to lane_bound(producers), `consumers` threads
+/// pinned to the consumer CPUs, each with a consumer token, dequeuing up to 64 at a time and
+/// counting each element.
+template <class E, push How>
 class moodycamel_sink {
  public:
   moodycamel_sink(std::uint32_t consumers, std::uint32_t producers, idle how)
-      : queue_(tachyon_sink::lane_bound(producers)), how_(how) {
+      : queue_(lane_bound(producers)), how_(how) {
     for (std::uint32_t i = 0; i < consumers; ++i)
       threads_.emplace_back([this, i] { consume(consumer_cpu_of(i)); });
   }
@@ -297,14 +376,19 @@ class moodycamel_sink {
   moodycamel_sink& operator=(const moodycamel_sink&) = delete;
 
   std::uint64_t counted() const noexcept { return counted_.sum(); }
+  /// Allocations by any counted queue so far (only this one runs during the benchmark).
+  std::uint64_t allocations() const { return counted_traits::allocations(); }
 
   class producer {
    public:
     explicit producer(moodycamel_sink& s) : sink_(s), token_(s.queue_) {}
-    /// Waits for room as tachyon's overflow::block does.
     bool publish(std::uint64_t seq) {
-      while (!sink_.queue_.try_enqueue(token_, Ping{seq})) wait_a_little(sink_.how_);
-      return true;
+      if constexpr (How == push::enqueue) {
+        return sink_.queue_.enqueue(token_, make_event<E>(seq));
+      } else {
+        while (!sink_.queue_.try_enqueue(token_, make_event<E>(seq))) wait_a_little(sink_.how_);
+        return true;
+      }
     }
 
    private:
@@ -316,7 +400,7 @@ class moodycamel_sink {
   void consume(int cpu) {
     pin_this_thread(cpu);
     moodycamel::ConsumerToken ctok(queue_);
-    Ping buf[64];
+    E buf[64];
     while (!done_.load(std::memory_order_relaxed)) {
       const std::size_t n = queue_.try_dequeue_bulk(ctok, buf, 64);
       for (std::size_t i = 0; i < n; ++i) counted_.add_one();
@@ -325,7 +409,7 @@ class moodycamel_sink {
   }
 
   counter_board counted_;
-  moodycamel::ConcurrentQueue<Ping> queue_;
+  moodycamel::ConcurrentQueue<E, counted_traits> queue_;
   idle how_;
   alignas(64) std::atomic<bool> done_{false};
   std::vector<std::thread> threads_;  // last: start once everything they read exists
@@ -374,7 +458,10 @@ void throughput(benchmark::State& state, std::uint32_t producers, std::uint32_t 
   };
   one_round();  // warm-up, untimed: every thread's first publish and dequeue, lane blocks
   const std::uint64_t warm = expected;
+  const std::uint64_t allocations_before = sink.allocations();
   for (auto _ : state) one_round();
+  // Allocations while timed: tachyon's lane growths, or the peer queue's mallocs. 0 expected.
+  state.counters["allocs"] = static_cast<double>(sink.allocations() - allocations_before);
 
   stop.store(true, std::memory_order_release);
   generation.fetch_add(1, std::memory_order_release);
@@ -386,6 +473,125 @@ void throughput(benchmark::State& state, std::uint32_t producers, std::uint32_t 
   if (2 * producers > usable_cpus().size())
     state.SetLabel("oversubscribed: " + std::to_string(producers + consumers) + " threads on " +
                    std::to_string(usable_cpus().size()) + " CPUs");
+}
+
+// ---- draining a full lane ----------------------------------------------------------------
+
+// The lane's capacity, and the events an iteration drains.
+constexpr std::uint32_t drain_lane = 4096;
+// Multiply-adds per event in the drain_blocked handler (about 100 ns): slower than a publish, so
+// the blocked producer keeps the lane full. work:0, a handler that does nothing, is shown too;
+// there the worker outruns the producer and the lane runs empty.
+constexpr unsigned drain_work = 64;
+
+/// A handler's fixed work: `n` dependent multiply-adds (about 4 cycles each), the same
+/// instructions whichever variant runs it.
+inline void handler_work(std::uint64_t seq, unsigned n) {
+  std::uint64_t x = seq;
+  for (unsigned i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    benchmark::DoNotOptimize(x);
+  }
+}
+
+/// A worker draining a full lane, with a producer blocked on it (`producer_blocks`) or with a
+/// lane filled beforehand and nobody publishing. The worker is this thread, pinned to the
+/// consumer CPU, calling poll() on a manual bus (workers = 0): the same drain loop a busy_spin
+/// worker runs, with no worker thread to stop and start. The producer is a thread pinned to the
+/// producer CPU.
+///   producer_blocks: it publishes without pause under overflow::block, so it waits on the full
+///     lane and takes each batch's room as the worker frees it. An iteration times poll() until
+///     drain_lane events have run.
+///   prefilled: per iteration, with the clock paused, it fills the lane to capacity and stops;
+///     then the timed part drains those drain_lane events.
+/// Items = events drained. The counter ran_empty is how often, per iteration, poll() found the
+/// lane empty: above 0 in the blocking variant the producer did not keep the lane full, and the
+/// figure is then not the worker's alone. The producer is either slower than the worker (work:0)
+/// or was descheduled: on the loaded 2-vCPU development VM (load average 7-9) a timing probe
+/// in the producer saw 94 publishes in 0.26 s take 1.7 ms each on average (157 ms in all), the
+/// lane running empty meanwhile; outside them it published ~16 M/s, about the pre-filled drain
+/// rate (16.5 M/s). Every event's handler runs handler_work(work).
+void drain_blocked(benchmark::State& state, bool producer_blocks, unsigned work) {
+  pinned_scope pin(consumer_cpu());
+  // block_timeout: manual mode requires one; a publish that waits this long is a failure.
+  tachyon::bus<Events> bus{{.workers = 0,
+                            .lane_capacity = drain_lane,
+                            .batch = 64,
+                            .overflow = tachyon::overflow::block,
+                            .block_timeout = std::chrono::seconds(1),
+                            .producers = 1}};
+  auto sub = bus.subscribe<Ping>([work](const Ping& p) { handler_work(p.seq, work); });
+
+  std::atomic<bool> stop{false};
+  std::atomic<bool> producer_done{false};
+  std::atomic<std::uint64_t> fills_asked{0};
+  std::atomic<std::uint64_t> fills_done{0};
+  std::atomic<std::uint64_t> refused{0};
+  std::thread producer([&] {
+    pin_this_thread(producer_cpu());
+    std::uint64_t seq = 0;
+    std::uint64_t bad = 0;
+    if (producer_blocks) {
+      while (!stop.load(std::memory_order_relaxed))
+        bad += bus.publish(Ping{++seq}) != tachyon::result::ok;
+    } else {
+      for (std::uint64_t done = 0;;) {
+        fills_asked.wait(done, std::memory_order_acquire);
+        if (stop.load(std::memory_order_acquire)) break;
+        ++done;
+        for (std::uint32_t i = 0; i < drain_lane; ++i)
+          bad += bus.publish(Ping{++seq}) != tachyon::result::ok;
+        fills_done.store(done, std::memory_order_release);
+        fills_done.notify_one();
+      }
+    }
+    refused.store(bad, std::memory_order_relaxed);
+    producer_done.store(true, std::memory_order_release);
+  });
+
+  std::uint64_t ran_empty = 0;
+  auto drain = [&](std::size_t n) {
+    for (std::size_t got = 0; got < n;) {
+      const std::size_t k = bus.poll(n - got);
+      got += k;
+      if (got < n) ++ran_empty;
+    }
+  };
+  std::uint64_t fills = 0;
+  auto fill = [&] {
+    fills_asked.store(++fills, std::memory_order_release);
+    fills_asked.notify_one();
+    fills_done.wait(fills - 1, std::memory_order_acquire);
+  };
+
+  // Warm-up, untimed: both threads' first calls into the bus, the lane's blocks.
+  if (!producer_blocks) fill();
+  drain(drain_lane);
+  ran_empty = 0;
+  for (auto _ : state) {
+    if (!producer_blocks) {
+      state.PauseTiming();
+      fill();
+      state.ResumeTiming();
+    }
+    drain(drain_lane);
+  }
+
+  stop.store(true, std::memory_order_release);
+  fills_asked.fetch_add(1, std::memory_order_release);
+  fills_asked.notify_one();
+  while (!producer_done.load(std::memory_order_acquire)) bus.poll();  // unblocks a waiting publish
+  producer.join();
+  bus.poll();
+
+  if (refused.load() != 0) state.SkipWithError("a publish was refused");
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(drain_lane));
+  state.counters["ran_empty"] =
+      benchmark::Counter(static_cast<double>(ran_empty), benchmark::Counter::kAvgIterations);
+  if (producer_blocks && ran_empty != 0)
+    state.SetLabel("lane ran empty " +
+                   std::to_string(ran_empty / std::max<std::uint64_t>(state.iterations(), 1)) +
+                   "x an iteration: the producer did not keep it full");
 }
 
 // ---- idle scan -----------------------------------------------------------------------------
@@ -506,29 +712,44 @@ benchmark::internal::Benchmark* common(benchmark::internal::Benchmark* b, int re
 
 void register_all(int reps) {
   using benchmark::RegisterBenchmark;
-  common(RegisterBenchmark("publish/tachyon_inline", publish_tachyon), reps);
+  common(RegisterBenchmark("publish/tachyon", publish_tachyon, false), reps);
+  common(RegisterBenchmark("publish/tachyon_ts", publish_tachyon, true), reps);
   common(RegisterBenchmark("publish/moodycamel_tokens", publish_moodycamel), reps);
+  common(RegisterBenchmark("clock_now/tachyon", clock_now_tachyon), reps);
+  common(RegisterBenchmark("clock_now/steady_clock", clock_now_steady_clock), reps);
   common(RegisterBenchmark("publish_batch/tachyon", publish_batch_tachyon), reps);
   common(RegisterBenchmark("publish_batch/moodycamel_bulk", publish_batch_moodycamel), reps);
 
-  common(RegisterBenchmark("throughput_1p1w/tachyon", throughput<tachyon_sink>, 1u, 1u, idle::spin),
-         reps)
-      ->UseRealTime();
-  common(RegisterBenchmark("throughput_1p1w/moodycamel_tokens", throughput<moodycamel_sink>, 1u, 1u,
+  common(RegisterBenchmark("throughput_1p1w/tachyon", throughput<tachyon_sink<Pair16>>, 1u, 1u,
                            idle::spin),
          reps)
       ->UseRealTime();
+  common(RegisterBenchmark("throughput_1p1w/moodycamel_tokens",
+                           throughput<moodycamel_sink<Pair16, push::enqueue>>, 1u, 1u, idle::spin),
+         reps)
+      ->UseRealTime();
+
+  for (unsigned work : {drain_work, 0u}) {
+    const std::string args = "/work:" + std::to_string(work);
+    common(RegisterBenchmark(("drain_blocked/tachyon" + args).c_str(), drain_blocked, true, work),
+           reps)
+        ->UseRealTime();
+    common(
+        RegisterBenchmark(("drain_blocked/prefilled" + args).c_str(), drain_blocked, false, work),
+        reps)
+        ->UseRealTime();
+  }
 
   // P = W = 1, 2, 4, then doubling while P <= the usable CPUs.
   const auto cpus = static_cast<std::uint32_t>(std::max<std::size_t>(usable_cpus().size(), 1));
   for (std::uint32_t p = 1; p <= 4 || p <= cpus; p *= 2) {
     const std::string args = std::to_string(p) + ":" + std::to_string(p);
-    common(RegisterBenchmark(("throughput/tachyon/" + args).c_str(), throughput<tachyon_sink>, p, p,
-                             idle::yield),
+    common(RegisterBenchmark(("throughput/tachyon/" + args).c_str(), throughput<tachyon_sink<Ping>>,
+                             p, p, idle::yield),
            reps)
         ->UseRealTime();
-    common(RegisterBenchmark(("throughput/moodycamel/" + args).c_str(), throughput<moodycamel_sink>,
-                             p, p, idle::yield),
+    common(RegisterBenchmark(("throughput/moodycamel/" + args).c_str(),
+                             throughput<moodycamel_sink<Ping, push::retry>>, p, p, idle::yield),
            reps)
         ->UseRealTime();
   }

@@ -49,7 +49,8 @@
 //   (it includes any time the lane ran empty). The bound uses the larger of the two. One hop is
 //   half of tachyon_busy_spin's round-trip p50 (from the roundtrip group, or measured here when
 //   that group is not run). `met` says whether the p99 wait is within the bound; `met_hop_p99`
-//   the same with half the round trip's p99 as the hop (the p99 wait includes the hop's tail).
+//   the same with half the round trip's p99 as the hop (the p99 wait includes the hop's tail):
+//   that one is the target (tools/bench_table.py's Targets table reports it).
 //
 // Noise. Before the groups, one pinned thread per CPU only spins on the clock (0.3 s quick, 1 s
 // full) and counts the gaps over 10 us: the time this machine takes away from a spinning thread
@@ -420,15 +421,14 @@ group run_roundtrip(const settings& s, hop_estimate& hop) {
     if (peer == "mutex_cv") {
       for (auto& e : v) e = 1.0 / e;
       x.figure = "round trip p50, mutex_cv / tachyon_busy_spin (paired speedup)";
-      x.target = ">= 5";
     } else {
       x.figure = "round trip p50, tachyon_busy_spin / " + peer + " (paired)";
-      if (peer == "moodycamel_tokens") x.target = "<= 1.1";
+      if (peer == "moodycamel_tokens") x.target = "<= 1.05";
     }
     x.value = median_of(v);
     x.min = *std::min_element(v.begin(), v.end());
     x.max = *std::max_element(v.begin(), v.end());
-    if (x.target) x.met = peer == "mutex_cv" ? x.value >= 5.0 : x.value <= 1.1;
+    if (x.target) x.met = x.value <= 1.05;
     g.ratios.push_back(x);
   }
   g.notes.push_back(
