@@ -5,7 +5,8 @@
 //   publish/<impl>          one publish of an 8-byte event on one thread, manual mode, the lane
 //                           drained every 4096 with the clock paused: tachyon (config::timestamps
 //                           false), tachyon_ts (timestamps true: one clock read more) vs
-//                           moodycamel try_enqueue with a producer token.
+//                           moodycamel try_enqueue with a producer token; moodycamel_64B: the
+//                           same with a 64-byte element, the size of tachyon's envelope.
 //   clock_now/<impl>        one tachyon::clock::now(), the read tachyon_ts adds (its target is
 //                           2x the peer + this); std::chrono::steady_clock::now() beside it.
 //   publish_batch/<impl>    publish_batch of 64 events a call (items = events; timestamps on, the
@@ -20,6 +21,9 @@
 //                           pre-sized to 8192 (blocks are reused once drained, so the run needs
 //                           no more; the counter allocs, its mallocs while timed, says so). An
 //                           iteration publishes 4096 events and waits until all are counted.
+//                           moodycamel_64B: the same peer moving a 64-byte element, the size of
+//                           tachyon's envelope (one cache line per event, where 16-byte elements
+//                           share a line four to one).
 //   throughput/<impl>/P:W   P producers to W consumers (P = W = 1, 2, 4, ... ), 8-byte events,
 //                           every idle wait a sched_yield() (the `yield` strategy), the peer
 //                           retrying try_enqueue, so that oversubscribed runs still progress;
@@ -91,10 +95,20 @@ struct Pair16 {
 };
 static_assert(sizeof(Pair16) == 16);
 
+/// A peer element the size of tachyon's envelope (one cache line): the `_64B` peers show how
+/// much of a gap is the bytes each event moves rather than the work done per event.
+struct alignas(64) Line64 {
+  std::uint64_t seq;
+  std::uint64_t rest[7];
+};
+static_assert(sizeof(Line64) == 64);
+
 template <class E>
 E make_event(std::uint64_t seq) noexcept {
   if constexpr (std::is_same_v<E, Pair16>)
     return E{seq, ~seq};
+  else if constexpr (std::is_same_v<E, Line64>)
+    return E{seq, {}};
   else
     return E{seq};
 }
@@ -210,17 +224,18 @@ void publish_tachyon(benchmark::State& state, bool timestamps) {
   state.SetItemsProcessed(state.iterations());
 }
 
+template <class E>
 void publish_moodycamel(benchmark::State& state) {
   pinned_scope pin;
-  moodycamel::ConcurrentQueue<Ping> q(drain_every);
+  moodycamel::ConcurrentQueue<E> q(drain_every);
   moodycamel::ProducerToken ptok(q);
   moodycamel::ConsumerToken ctok(q);
-  std::vector<Ping> buf(batch_size);
+  std::vector<E> buf(batch_size);
   std::uint64_t seq = 0;
   std::uint32_t queued = 0;
   std::uint64_t refused = 0;
   for (auto _ : state) {
-    refused += !q.try_enqueue(ptok, Ping{++seq});
+    refused += !q.try_enqueue(ptok, make_event<E>(++seq));
     if (++queued == drain_every) [[unlikely]] {
       state.PauseTiming();
       while (q.try_dequeue_bulk(ctok, buf.data(), buf.size()) != 0) {
@@ -714,7 +729,8 @@ void register_all(int reps) {
   using benchmark::RegisterBenchmark;
   common(RegisterBenchmark("publish/tachyon", publish_tachyon, false), reps);
   common(RegisterBenchmark("publish/tachyon_ts", publish_tachyon, true), reps);
-  common(RegisterBenchmark("publish/moodycamel_tokens", publish_moodycamel), reps);
+  common(RegisterBenchmark("publish/moodycamel_tokens", publish_moodycamel<Ping>), reps);
+  common(RegisterBenchmark("publish/moodycamel_64B", publish_moodycamel<Line64>), reps);
   common(RegisterBenchmark("clock_now/tachyon", clock_now_tachyon), reps);
   common(RegisterBenchmark("clock_now/steady_clock", clock_now_steady_clock), reps);
   common(RegisterBenchmark("publish_batch/tachyon", publish_batch_tachyon), reps);
@@ -726,6 +742,10 @@ void register_all(int reps) {
       ->UseRealTime();
   common(RegisterBenchmark("throughput_1p1w/moodycamel_tokens",
                            throughput<moodycamel_sink<Pair16, push::enqueue>>, 1u, 1u, idle::spin),
+         reps)
+      ->UseRealTime();
+  common(RegisterBenchmark("throughput_1p1w/moodycamel_64B",
+                           throughput<moodycamel_sink<Line64, push::enqueue>>, 1u, 1u, idle::spin),
          reps)
       ->UseRealTime();
 
