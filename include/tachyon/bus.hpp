@@ -19,8 +19,8 @@
 // a worker sleeps; no lock, no syscall unless a worker sleeps, no allocation for events stored
 // inline (trivially copyable, <= 32 bytes, alignment <= 8). Drain: per batch one bulk dequeue,
 // one fetch_add on the lane's `released` line, one plain store announcing the reader epoch
-// (the matching full barrier is the writer's membarrier: detail/fence.hpp) and one relaxed
-// load, on leaving, of the "something is retired" hint on the epoch's line, three counter
+// (the matching full barrier is the writer's membarrier: detail/subscription/fence.hpp) and one
+// relaxed load, on leaving, of the "something is retired" hint on the epoch's line, three counter
 // stores and two of the in-flight mark; per event one indirect call into the type's
 // dispatcher, the handler calls and one counter store. A thread's first call into a bus
 // allocates its context (consumer tokens, counters), and its first publish into a lane its
@@ -50,6 +50,7 @@
 #include <tachyon/metrics.hpp>
 #include <tachyon/registry.hpp>
 #include <tachyon/result.hpp>
+#include <tachyon/stop_mode.hpp>
 #include <tachyon/subscription.hpp>
 
 namespace tachyon {
@@ -121,9 +122,7 @@ class bus {
   /// allowed), reserves the lanes' memory and starts the workers, pinned and named. Throws
   /// std::runtime_error if a worker cannot be pinned; nothing is left running then.
   explicit bus(const config& cfg = {})
-      : core_(cfg,
-              detail::type_table{dispatchers_.data(), releasers_.data(), names_.data(),
-                                 lanes_.data(), Registry::size},
+      : core_(cfg, detail::type_table{type_ops_.data(), dispatch_column_.data(), Registry::size},
               this) {
     for (auto& t : tables_) t.store(nullptr, std::memory_order_relaxed);
     core_.start();
@@ -138,7 +137,7 @@ class bus {
     std::vector<std::pair<void*, void (*)(void*)>> lists;
     std::vector<detail::subscription_state*> states;
     {
-      std::lock_guard lock(core_.subscription_mutex());
+      std::lock_guard lock(core_.epochs().mutex());
       Registry::for_each_type([&]<class T, std::size_t I>() {
         void* list = tables_[I].exchange(nullptr, std::memory_order_acq_rel);
         if (list == nullptr) return;
@@ -189,7 +188,7 @@ class bus {
   template <class T>
   batch_result publish_batch(std::span<const T> evs, std::optional<priority> p = std::nullopt) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
-    const auto out = core_.publish_bulk(
+    const auto out = core_.publish_batch(
         lane_of<T>(p), index, evs.size(),
         [&](detail::envelope& env, auto i) { detail::store_payload<T>(env, evs[i]); });
     return batch_result{out.queued, out.dropped, out.status};
@@ -216,9 +215,9 @@ class bus {
     node->owner.store(&core_, std::memory_order_relaxed);
     node->remove = &remove_handler<T, index>;
     node->order = opts.order;
-    detail::bus_core::garbage garbage;
+    detail::epoch_domain::garbage garbage;
     {
-      std::lock_guard lock(core_.subscription_mutex());
+      std::lock_guard lock(core_.epochs().mutex());
       node->sequence = next_subscription_++;
       auto* old = list_of<T, index>();
       auto next = std::make_unique<list_t>();
@@ -228,12 +227,12 @@ class bus {
           std::upper_bound(next->entries.begin(), next->entries.end(), e,
                            [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
           e);
-      core_.reclaim(garbage);
+      core_.epochs().reclaim(garbage);
       // Nothing below throws: from here the table owns the node (and the handle, below).
       tables_[index].store(next.release(), std::memory_order_seq_cst);
-      if (old) core_.retire(old, &delete_list<T>);
+      if (old) core_.epochs().retire(old, &delete_list<T>);
     }
-    detail::bus_core::free_garbage(garbage);
+    detail::epoch_domain::free_garbage(garbage);
     return subscription(node.release());
   }
 
@@ -357,7 +356,7 @@ class bus {
   /// period: when it returns, the handler is not running anywhere and never will again, and
   /// both the handler and the old table are freed here.
   ///
-  /// From inside a handler (ctx.depth > 0) it waits for nobody: this thread is itself a
+  /// From inside a handler (ctx.dispatch_nesting > 0) it waits for nobody: this thread is itself a
   /// reader that another thread's grace period may be waiting for, so two handlers removing
   /// themselves or each other on two threads would otherwise wait for each other forever.
   /// What it still guarantees, once it returns: the handler does not start again on any
@@ -377,10 +376,10 @@ class bus {
   static void remove_handler(detail::bus_core* core, detail::subscription_state* s) noexcept {
     auto& b = *static_cast<bus*>(core->typed_bus());
     detail::handler_list<T>* old = nullptr;
-    detail::bus_core::garbage garbage;
+    detail::epoch_domain::garbage garbage;
     bool inside = false;
     {
-      std::lock_guard lock(core->subscription_mutex());
+      std::lock_guard lock(core->epochs().mutex());
       if (!s->live.exchange(false, std::memory_order_seq_cst)) return;  // already removed
       try {
         old = b.template list_of<T, I>();
@@ -395,12 +394,13 @@ class bus {
       inside = core->inside_dispatch();
       if (inside) {
         if (old != nullptr) {
-          core->retire(old, &delete_list<T>);
-          core->retire(s, &release_state);  // the table's reference
+          core->epochs().retire(old, &delete_list<T>);
+          core->epochs().retire(s, &release_state);  // the table's reference
         }
         try {
-          core->reclaim(garbage);  // older retirements only: this thread still holds its epoch
-        } catch (...) {            // out of memory: a later reclaim frees them
+          core->epochs().reclaim(
+              garbage);  // older retirements only: this thread still holds its epoch
+        } catch (...) {  // out of memory: a later reclaim frees them
         }
       }
     }
@@ -412,44 +412,40 @@ class bus {
         s->release();  // the table's reference
       }
       try {
-        std::lock_guard lock(core->subscription_mutex());
-        core->reclaim(garbage);  // what handlers retired meanwhile
-      } catch (...) {            // out of memory: a later reclaim frees them
+        std::lock_guard lock(core->epochs().mutex());
+        core->epochs().reclaim(garbage);  // what handlers retired meanwhile
+      } catch (...) {                     // out of memory: a later reclaim frees them
       }
     }
-    detail::bus_core::free_garbage(garbage);  // user destructors: outside the lock
+    detail::epoch_domain::free_garbage(garbage);  // user destructors: outside the lock
   }
 
-  template <std::size_t... I>
-  static constexpr auto make_dispatchers(std::index_sequence<I...>) {
-    return std::array<detail::dispatch_fn, Registry::size>{
-        &dispatch_one<typename type_at<I>::type, I>...};
+  template <std::size_t I>
+  static constexpr detail::dispatch_fn dispatch_of() noexcept {
+    return &dispatch_one<typename type_at<I>::type, I>;
   }
   template <std::size_t... I>
-  static constexpr auto make_releasers(std::index_sequence<I...>) {
-    return std::array<detail::release_fn, Registry::size>{
-        &release_one<typename type_at<I>::type>...};
+  static constexpr auto make_type_ops(std::index_sequence<I...>) {
+    return std::array<detail::type_ops, Registry::size>{detail::type_ops{
+        dispatch_of<I>(), &release_one<typename type_at<I>::type>,
+        detail::type_name<typename type_at<I>::type>(),
+        static_cast<std::uint8_t>(
+            Registry::template default_priority_of<typename type_at<I>::type>())}...};
   }
   template <std::size_t... I>
-  static constexpr auto make_names(std::index_sequence<I...>) {
-    return std::array<std::string_view, Registry::size>{
-        detail::type_name<typename type_at<I>::type>()...};
-  }
-  template <std::size_t... I>
-  static constexpr auto make_lanes(std::index_sequence<I...>) {
-    return std::array<std::uint8_t, Registry::size>{static_cast<std::uint8_t>(
-        Registry::template default_priority_of<typename type_at<I>::type>())...};
+  static constexpr auto make_dispatch_column(std::index_sequence<I...>) {
+    return std::array<detail::dispatch_fn, Registry::size>{dispatch_of<I>()...};
   }
   template <std::size_t I>
   struct type_at {
     using type = typename Registry::template type_at<I>;
   };
 
-  // Defined below the class: their initialisers need the complete class.
-  static const std::array<detail::dispatch_fn, Registry::size> dispatchers_;
-  static const std::array<detail::release_fn, Registry::size> releasers_;
-  static const std::array<std::string_view, Registry::size> names_;
-  static const std::array<std::uint8_t, Registry::size> lanes_;
+  // One row per type (dispatch, release, name, default lane). Defined below the class: its
+  // initialiser needs the complete class.
+  static const std::array<detail::type_ops, Registry::size> type_ops_;
+  // type_ops_[i].dispatch again, packed (type_table::dispatch): the drain's per-event lookup.
+  static const std::array<detail::dispatch_fn, Registry::size> dispatch_column_;
 
   // A bus may sit anywhere (a stack frame, a struct): the lines its workers read on every event
   // (the core's settings first, the handler tables last) are kept apart from whatever the
@@ -464,16 +460,10 @@ class bus {
 };
 
 template <class Registry>
-const std::array<detail::dispatch_fn, Registry::size> bus<Registry>::dispatchers_ =
-    bus<Registry>::make_dispatchers(std::make_index_sequence<Registry::size>{});
+const std::array<detail::type_ops, Registry::size> bus<Registry>::type_ops_ =
+    bus<Registry>::make_type_ops(std::make_index_sequence<Registry::size>{});
 template <class Registry>
-const std::array<detail::release_fn, Registry::size> bus<Registry>::releasers_ =
-    bus<Registry>::make_releasers(std::make_index_sequence<Registry::size>{});
-template <class Registry>
-const std::array<std::string_view, Registry::size> bus<Registry>::names_ =
-    bus<Registry>::make_names(std::make_index_sequence<Registry::size>{});
-template <class Registry>
-const std::array<std::uint8_t, Registry::size> bus<Registry>::lanes_ =
-    bus<Registry>::make_lanes(std::make_index_sequence<Registry::size>{});
+const std::array<detail::dispatch_fn, Registry::size> bus<Registry>::dispatch_column_ =
+    bus<Registry>::make_dispatch_column(std::make_index_sequence<Registry::size>{});
 
 }  // namespace tachyon

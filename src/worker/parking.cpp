@@ -1,5 +1,5 @@
-// event_count on Linux futexes.
-#include <tachyon/detail/parking.hpp>
+// detail::wait_point (detail/worker/parking.hpp) on Linux futexes.
+#include <tachyon/detail/worker/parking.hpp>
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -19,7 +19,7 @@ long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t val,
 }
 }  // namespace
 
-bool event_count::wait(key k, std::chrono::steady_clock::time_point deadline) noexcept {
+bool wait_point::wait(key k, std::chrono::steady_clock::time_point deadline) noexcept {
   using namespace std::chrono;
   bool in_time = true;
   while (epoch_.load(std::memory_order_acquire) == k) {
@@ -43,7 +43,7 @@ bool event_count::wait(key k, std::chrono::steady_clock::time_point deadline) no
   return in_time;
 }
 
-void event_count::wake(bool all) noexcept {
+void wait_point::wake(bool all) noexcept {
   epoch_.fetch_add(1, std::memory_order_seq_cst);
   futex(&epoch_, FUTEX_WAKE_PRIVATE, all ? INT_MAX : 1, nullptr);
 }

@@ -1,6 +1,8 @@
-// tachyon/detail/parking.hpp — an event count (folly's EventCount, Dekker style) on a futex:
-// the way idle workers sleep until there is work, and blocked publishers until there is room,
-// without lost wake-ups and without a syscall on the notifier's side when nobody sleeps.
+// tachyon/detail/worker/parking.hpp — wait_point: an event count (folly's EventCount, Dekker
+// style) on a futex: the way idle workers sleep until there is work, and blocked publishers
+// until there is room, without lost wake-ups and without a syscall on the notifier's side when
+// nobody sleeps. (Named wait_point, not event count, so that "event counts" means only the
+// metrics' outcome counters.)
 //
 // Protocol. Waiter:   key = prepare_wait(); if (condition()) cancel_wait(); else wait(key);
 //           Notifier: make condition() true with a seq_cst operation; notify_one/all().
@@ -15,7 +17,7 @@
 
 namespace tachyon::detail {
 
-class event_count {
+class wait_point {
  public:
   using key = std::uint32_t;
 
@@ -24,7 +26,7 @@ class event_count {
   /// seen as a change like any other. The only way to miss a wake-up would be for exactly
   /// 2^32 wake-ups to happen between a waiter's prepare_wait() and its futex call.
   /// `initial_epoch` lets a test start near the wrap.
-  explicit event_count(std::uint32_t initial_epoch = 0) noexcept : epoch_(initial_epoch) {}
+  explicit wait_point(std::uint32_t initial_epoch = 0) noexcept : epoch_(initial_epoch) {}
 
   key prepare_wait() noexcept {
     waiters_.fetch_add(1, std::memory_order_seq_cst);
