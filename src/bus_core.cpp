@@ -34,10 +34,10 @@ const config& validated(const config& cfg) {
 
 // ---- construction ------------------------------------------------------------------------------
 
-bus_core::bus_core(const config& cfg, type_table types, void* typed_bus)
+bus_core::bus_core(const config& cfg, type_table types, void* tables)
     : cfg_(validated(cfg)),
       types_(types),
-      typed_bus_(typed_bus),
+      tables_(tables),
       lanes_(make_lanes(cfg_)),
       contexts_(lanes_, types_.count, epochs_, &bus_core::hand_back, this) {
   // A lane whose reservation failed would allocate on publishes under the bound, and fail

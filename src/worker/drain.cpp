@@ -141,7 +141,7 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     enter_dispatch(ctx);
     for (std::size_t i = 0; i < n; ++i) {
       envelope& env = ctx.drain_buffer[i];
-      types_.dispatch[env.header.type_index](typed_bus_, env, ctx);  // settles it
+      types_.dispatch[env.header.type_index](tables_, env, ctx);  // settles it
     }
     exit_dispatch(ctx);
     end_batch(ctx, l, n);
@@ -205,7 +205,7 @@ std::size_t bus_core::dispatch_timed(thread_context& ctx) {
     if (published != 0 && set != nullptr)
       if (histogram* h = latency_set::get(set->lane[l]))
         h->record(batch_start > published ? batch_start - published : 0);
-    types_.dispatch[t](typed_bus_, env, ctx);  // settles it
+    types_.dispatch[t](tables_, env, ctx);  // settles it
     const std::uint64_t end = clock::now();
     if (set != nullptr)
       if (histogram* h = latency_set::get(set->type[t])) h->record(end > start ? end - start : 0);

@@ -68,7 +68,9 @@ struct bus_access;
 
 class alignas(cache_line) bus_core {
  public:
-  bus_core(const config& cfg, type_table types, void* typed_bus);
+  /// `tables`: what the types' dispatch functions receive (the typed bus's
+  /// handler_tables); `types`: the typed bus's per-type rows.
+  bus_core(const config& cfg, type_table types, void* tables);
   ~bus_core();
   bus_core(const bus_core&) = delete;
   bus_core& operator=(const bus_core&) = delete;
@@ -296,7 +298,7 @@ class alignas(cache_line) bus_core {
   metrics_snapshot metrics() const;
   std::uint64_t id() const noexcept { return contexts_.id(); }
   const config& cfg() const noexcept { return cfg_; }
-  void* typed_bus() const noexcept { return typed_bus_; }
+  void* tables() const noexcept { return tables_; }
 
  private:
   /// context_registry's hand_back: a thread that ends gives its unspent credits back.
@@ -334,7 +336,7 @@ class alignas(cache_line) bus_core {
 
   config cfg_;
   type_table types_;
-  void* typed_bus_;
+  void* tables_;  // the typed bus's handler_tables<Registry>
 
   // Declared before the contexts, which hold moodycamel tokens of its queues: destroyed after.
   std::array<lane, priority_count> lanes_;
