@@ -92,6 +92,12 @@ class bus {
   explicit bus(const config& cfg = {})
       : core_(cfg, detail::type_table{type_ops_.data(), dispatch_column_.data(), Registry::size},
               &handlers_) {
+    // The layout promise of the members' comment below, checked where the class is complete.
+    static_assert(alignof(detail::bus_core) == detail::cache_line &&
+                      alignof(detail::handler_tables<Registry>) == detail::cache_line,
+                  "tachyon: the core and the handler tables each start a cache line");
+    static_assert(sizeof(bus) % detail::cache_line == 0,
+                  "tachyon: a bus shares no cache line with its neighbours");
     core_.start();
   }
 

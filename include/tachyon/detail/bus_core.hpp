@@ -135,7 +135,8 @@ class alignas(cache_line) bus_core {
     lane& ln = lanes_[l];
     moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before admitting
     bulk_outcome out;
-    unstamped<chunk> slots;  // 4 KiB of stack
+    unstamped<chunk> slots;
+    static_assert(sizeof(slots) == 4096, "tachyon: a chunk of envelopes is 4 KiB of stack");
     envelope* buf = slots.at;
     std::size_t i = 0;
     while (i < n) {
@@ -355,5 +356,7 @@ class alignas(cache_line) bus_core {
   bool stopped_ = false;
   worker_pool workers_;
 };
+static_assert(alignof(bus_core) == cache_line && sizeof(bus_core) % cache_line == 0,
+              "tachyon: a bus_core starts and ends on a cache line");
 
 }  // namespace tachyon::detail

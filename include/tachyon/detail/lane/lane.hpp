@@ -36,6 +36,8 @@ struct lane_traits : moodycamel::ConcurrentQueueDefaultTraits {
 };
 
 using lane_queue = moodycamel::ConcurrentQueue<envelope, lane_traits>;
+static_assert(sizeof(envelope) * lane_traits::BLOCK_SIZE == 4096,
+              "tachyon: a lane's block holds 4 KiB of envelopes");
 
 /// moodycamel's Block (concurrentqueue.h) is private: this mirrors its layout for lane_traits
 /// and envelope, so that what a lane reserves is known before it is reserved.

@@ -102,5 +102,7 @@ class epoch_domain {
   alignas(cache_line) std::mutex mutex_;
   garbage retired_;
 };
+static_assert(alignof(epoch_domain) == cache_line,
+              "tachyon: the epoch's line is shared by readers with nothing they write");
 
 }  // namespace tachyon::detail
