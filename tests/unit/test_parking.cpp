@@ -1,4 +1,4 @@
-// detail::wait_point on its own: no lost wake-up, time-outs, and the 32-bit epoch's wrap.
+// detail::wait_point on its own: no lost wake-up, time-outs, and the 32-bit generation's wrap.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,11 +10,11 @@
 
 using tachyon::detail::wait_point;
 
-TEST(WaitPoint, ANotifyAfterPrepareWaitEndsTheWaitAcrossTheEpochWrap) {
+TEST(WaitPoint, ANotifyAfterPrepareWaitEndsTheWaitAcrossTheGenerationWrap) {
   wait_point ec(UINT32_MAX - 2);
-  for (int i = 0; i < 6; ++i) {  // epochs MAX-2, MAX-1, MAX, 0, 1, 2
+  for (int i = 0; i < 6; ++i) {  // generations MAX-2, MAX-1, MAX, 0, 1, 2
     const auto key = ec.prepare_wait();
-    ec.notify_one();            // a waiter is registered: this bumps the epoch
+    ec.notify_one();            // a waiter is registered: this bumps the generation
     EXPECT_TRUE(ec.wait(key));  // returns at once instead of sleeping
   }
 }
