@@ -19,8 +19,8 @@
 // a worker sleeps; no lock, no syscall unless a worker sleeps, no allocation for events stored
 // inline (trivially copyable, <= 32 bytes, alignment <= 8). Drain: per batch one bulk dequeue,
 // one fetch_add on the lane's `released` line, one plain store announcing the reader epoch
-// (the matching full barrier is the writer's membarrier: detail/fence.hpp) and one relaxed
-// load, on leaving, of the "something is retired" hint on the epoch's line, three counter
+// (the matching full barrier is the writer's membarrier: detail/subscription/fence.hpp) and one
+// relaxed load, on leaving, of the "something is retired" hint on the epoch's line, three counter
 // stores and two of the in-flight mark; per event one indirect call into the type's
 // dispatcher, the handler calls and one counter store. A thread's first call into a bus
 // allocates its context (consumer tokens, counters), and its first publish into a lane its
@@ -45,11 +45,13 @@
 
 #include <tachyon/config.hpp>
 #include <tachyon/detail/bus_core.hpp>
+#include <tachyon/detail/subscription/handler_tables.hpp>
 #include <tachyon/detail/type_name.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
 #include <tachyon/registry.hpp>
 #include <tachyon/result.hpp>
+#include <tachyon/stop_mode.hpp>
 #include <tachyon/subscription.hpp>
 
 namespace tachyon {
@@ -79,39 +81,6 @@ struct [[nodiscard]] batch_result {
   result status = result::ok;
 };
 
-namespace detail {
-
-template <class T>
-struct handler_list {
-  using call_fn = void (*)(const subscription_state*, const T&, const meta&);
-  struct entry {
-    call_fn call;
-    subscription_state* state;
-  };
-  std::vector<entry> entries;  // immutable once published; sorted by subscription_state::before
-};
-
-template <class T, class F>
-struct handler_node final : subscription_state {
-  handler_node(F&& f, std::function<bool(const T&)>&& flt)
-      : fn(std::move(f)), filter(std::move(flt)) {}
-  handler_node(const F& f, std::function<bool(const T&)>&& flt) : fn(f), filter(std::move(flt)) {}
-
-  static void call(const subscription_state* s, const T& ev, const meta& m) {
-    const auto* self = static_cast<const handler_node*>(s);
-    if (self->filter && !self->filter(ev)) return;
-    if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
-      self->fn(ev, m);
-    else
-      self->fn(ev);
-  }
-
-  mutable F fn;  // may run on several workers at once: its state is the user's to guard
-  std::function<bool(const T&)> filter;
-};
-
-}  // namespace detail
-
 template <class Registry>
 class bus {
  public:
@@ -121,11 +90,14 @@ class bus {
   /// allowed), reserves the lanes' memory and starts the workers, pinned and named. Throws
   /// std::runtime_error if a worker cannot be pinned; nothing is left running then.
   explicit bus(const config& cfg = {})
-      : core_(cfg,
-              detail::type_table{dispatchers_.data(), releasers_.data(), names_.data(),
-                                 lanes_.data(), Registry::size},
-              this) {
-    for (auto& t : tables_) t.store(nullptr, std::memory_order_relaxed);
+      : core_(cfg, detail::type_table{type_ops_.data(), dispatch_column_.data(), Registry::size},
+              &handlers_) {
+    // The layout promise of the members' comment below, checked where the class is complete.
+    static_assert(alignof(detail::bus_core) == detail::cache_line &&
+                      alignof(detail::handler_tables<Registry>) == detail::cache_line,
+                  "tachyon: the core and the handler tables each start a cache line");
+    static_assert(sizeof(bus) % detail::cache_line == 0,
+                  "tachyon: a bus shares no cache line with its neighbours");
     core_.start();
   }
 
@@ -133,25 +105,7 @@ class bus {
   /// that outlive the bus become inert.
   ~bus() {
     core_.stop(stop_mode::drain);  // a discard asked for earlier still wins
-    // Two phases: first make every handle inert (so a handler's destructor that owns another
-    // handle does not call back into this bus), then, outside the lock, let them go.
-    std::vector<std::pair<void*, void (*)(void*)>> lists;
-    std::vector<detail::subscription_state*> states;
-    {
-      std::lock_guard lock(core_.subscription_mutex());
-      Registry::for_each_type([&]<class T, std::size_t I>() {
-        void* list = tables_[I].exchange(nullptr, std::memory_order_acq_rel);
-        if (list == nullptr) return;
-        for (auto& e : static_cast<detail::handler_list<T>*>(list)->entries) {
-          e.state->owner.store(nullptr, std::memory_order_release);
-          e.state->live.store(false, std::memory_order_release);
-          states.push_back(e.state);
-        }
-        lists.emplace_back(list, &delete_list<T>);
-      });
-    }
-    for (auto* st : states) st->release();
-    for (auto& [list, deleter] : lists) deleter(list);
+    // Then handlers_ (declared after core_) frees the tables, before core_ goes.
   }
 
   bus(const bus&) = delete;
@@ -189,7 +143,7 @@ class bus {
   template <class T>
   batch_result publish_batch(std::span<const T> evs, std::optional<priority> p = std::nullopt) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
-    const auto out = core_.publish_bulk(
+    const auto out = core_.publish_batch(
         lane_of<T>(p), index, evs.size(),
         [&](detail::envelope& env, auto i) { detail::store_payload<T>(env, evs[i]); });
     return batch_result{out.queued, out.dropped, out.status};
@@ -209,32 +163,8 @@ class bus {
                       std::is_invocable_v<std::decay_t<F>&, const T&, const meta&>,
                   "tachyon: a handler must be callable as f(const T&) or "
                   "f(const T&, const tachyon::meta&)");
-    constexpr std::size_t index = Registry::template index_of<T>();
-    using node_t = detail::handler_node<T, std::decay_t<F>>;
-    using list_t = detail::handler_list<T>;
-    auto node = std::make_unique<node_t>(std::forward<F>(handler), std::move(opts.filter));
-    node->owner.store(&core_, std::memory_order_relaxed);
-    node->remove = &remove_handler<T, index>;
-    node->order = opts.order;
-    detail::bus_core::garbage garbage;
-    {
-      std::lock_guard lock(core_.subscription_mutex());
-      node->sequence = next_subscription_++;
-      auto* old = list_of<T, index>();
-      auto next = std::make_unique<list_t>();
-      if (old) next->entries = old->entries;
-      const typename list_t::entry e{&node_t::call, node.get()};
-      next->entries.insert(
-          std::upper_bound(next->entries.begin(), next->entries.end(), e,
-                           [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
-          e);
-      core_.reclaim(garbage);
-      // Nothing below throws: from here the table owns the node (and the handle, below).
-      tables_[index].store(next.release(), std::memory_order_seq_cst);
-      if (old) core_.retire(old, &delete_list<T>);
-    }
-    detail::bus_core::free_garbage(garbage);
-    return subscription(node.release());
+    return subscription(
+        handlers_.template add<T>(std::forward<F>(handler), opts.order, std::move(opts.filter)));
   }
 
   // ---- dispatch --------------------------------------------------------------------------------
@@ -252,7 +182,7 @@ class bus {
     m.type_index = static_cast<std::uint16_t>(index);
     m.lane = static_cast<priority>(l);
     core_.enter_dispatch(ctx);
-    const bool ok = run_handlers<T, index>(ev, m, ctx);
+    const bool ok = handlers_.template run<T, index>(ev, m, ctx);
     core_.exit_dispatch(ctx);
     if (ok) [[likely]] {
       detail::bump(ctx.sync_ok(index));
@@ -310,31 +240,9 @@ class bus {
   }
 
   template <class T, std::size_t I>
-  detail::handler_list<T>* list_of() const noexcept {
-    return static_cast<detail::handler_list<T>*>(tables_[I].load(std::memory_order_seq_cst));
-  }
-
-  template <class T, std::size_t I>
-  bool run_handlers(const T& ev, const meta& m, detail::thread_context& ctx) noexcept {
-    const auto* list = list_of<T, I>();
-    if (list == nullptr) return true;
-    bool ok = true;
-    for (const auto& e : list->entries) {
-      if (!e.state->live.load(std::memory_order_relaxed)) continue;  // unsubscribed meanwhile
-      try {
-        e.call(e.state, ev, m);
-      } catch (...) {
-        ok = false;
-        core_.report_error(ctx, m, std::current_exception());
-      }
-    }
-    return ok;
-  }
-
-  template <class T, std::size_t I>
   static void dispatch_one(void* self, detail::envelope& env, detail::thread_context& ctx) {
-    auto& b = *static_cast<bus*>(self);
-    const bool ok = b.template run_handlers<T, I>(detail::payload_of<T>(env), env.header, ctx);
+    auto& tables = *static_cast<detail::handler_tables<Registry>*>(self);
+    const bool ok = tables.template run<T, I>(detail::payload_of<T>(env), env.header, ctx);
     detail::bus_core::settle(ctx, env, ok);
     detail::release_payload<T>(env);
   }
@@ -344,136 +252,49 @@ class bus {
     detail::release_payload<T>(env);
   }
 
-  template <class T>
-  static void delete_list(void* p) {
-    delete static_cast<detail::handler_list<T>*>(p);
-  }
-  static void release_state(void* p) { static_cast<detail::subscription_state*>(p)->release(); }
-
-  /// subscription::unsubscribe() lands here. Never throws: if memory for the new table runs
-  /// out, the handler stays in the table but is marked dead (skipped) until the bus goes.
-  ///
-  /// From outside handlers (this thread is not dispatching on this bus) it waits for a grace
-  /// period: when it returns, the handler is not running anywhere and never will again, and
-  /// both the handler and the old table are freed here.
-  ///
-  /// From inside a handler (ctx.depth > 0) it waits for nobody: this thread is itself a
-  /// reader that another thread's grace period may be waiting for, so two handlers removing
-  /// themselves or each other on two threads would otherwise wait for each other forever.
-  /// What it still guarantees, once it returns: the handler does not start again on any
-  /// thread. A dispatch loads the table with a seq_cst load, so one that loads it after the
-  /// store below gets the new table, without the handler. One still iterating the old table
-  /// loads `live` (relaxed) before each call; `live` is cleared under the lock, before the
-  /// return, and never set again, so a load that happens after the return (the only sense in
-  /// which another thread's call can come "after" it) reads false by write-read coherence and
-  /// skips the call. A call that had already read true was under way before the return, like
-  /// one already running: those are what the outside caller's grace period waits for, and
-  /// what the inside caller does not. The handler (its captured state) and the old table are
-  /// retired: freed by reclaim() once every thread that may still hold the old table has left
-  /// its dispatch (its announced epoch is older than the retirement's), which the next
-  /// outermost exit_dispatch() of any thread, the next subscribe() or outside unsubscribe(),
-  /// or the bus's destruction notices; never inside a table iteration that could touch them.
-  template <class T, std::size_t I>
-  static void remove_handler(detail::bus_core* core, detail::subscription_state* s) noexcept {
-    auto& b = *static_cast<bus*>(core->typed_bus());
-    detail::handler_list<T>* old = nullptr;
-    detail::bus_core::garbage garbage;
-    bool inside = false;
-    {
-      std::lock_guard lock(core->subscription_mutex());
-      if (!s->live.exchange(false, std::memory_order_seq_cst)) return;  // already removed
-      try {
-        old = b.template list_of<T, I>();
-        auto next = std::make_unique<detail::handler_list<T>>();
-        next->entries.reserve(old->entries.size() - 1);
-        for (const auto& e : old->entries)
-          if (e.state != s) next->entries.push_back(e);
-        b.tables_[I].store(next.release(), std::memory_order_seq_cst);
-      } catch (...) {
-        old = nullptr;  // out of memory: the table keeps the dead entry
-      }
-      inside = core->inside_dispatch();
-      if (inside) {
-        if (old != nullptr) {
-          core->retire(old, &delete_list<T>);
-          core->retire(s, &release_state);  // the table's reference
-        }
-        try {
-          core->reclaim(garbage);  // older retirements only: this thread still holds its epoch
-        } catch (...) {            // out of memory: a later reclaim frees them
-        }
-      }
-    }
-    if (!inside) {
-      // Outside the lock, so that handlers may subscribe while we wait for them.
-      core->synchronize();  // every other thread: not running it, and will not start it again
-      if (old != nullptr) {
-        delete old;
-        s->release();  // the table's reference
-      }
-      try {
-        std::lock_guard lock(core->subscription_mutex());
-        core->reclaim(garbage);  // what handlers retired meanwhile
-      } catch (...) {            // out of memory: a later reclaim frees them
-      }
-    }
-    detail::bus_core::free_garbage(garbage);  // user destructors: outside the lock
-  }
-
-  template <std::size_t... I>
-  static constexpr auto make_dispatchers(std::index_sequence<I...>) {
-    return std::array<detail::dispatch_fn, Registry::size>{
-        &dispatch_one<typename type_at<I>::type, I>...};
+  template <std::size_t I>
+  static constexpr detail::dispatch_fn dispatch_of() noexcept {
+    return &dispatch_one<typename type_at<I>::type, I>;
   }
   template <std::size_t... I>
-  static constexpr auto make_releasers(std::index_sequence<I...>) {
-    return std::array<detail::release_fn, Registry::size>{
-        &release_one<typename type_at<I>::type>...};
+  static constexpr auto make_type_ops(std::index_sequence<I...>) {
+    return std::array<detail::type_ops, Registry::size>{detail::type_ops{
+        dispatch_of<I>(), &release_one<typename type_at<I>::type>,
+        detail::type_name<typename type_at<I>::type>(),
+        static_cast<std::uint8_t>(
+            Registry::template default_priority_of<typename type_at<I>::type>())}...};
   }
   template <std::size_t... I>
-  static constexpr auto make_names(std::index_sequence<I...>) {
-    return std::array<std::string_view, Registry::size>{
-        detail::type_name<typename type_at<I>::type>()...};
-  }
-  template <std::size_t... I>
-  static constexpr auto make_lanes(std::index_sequence<I...>) {
-    return std::array<std::uint8_t, Registry::size>{static_cast<std::uint8_t>(
-        Registry::template default_priority_of<typename type_at<I>::type>())...};
+  static constexpr auto make_dispatch_column(std::index_sequence<I...>) {
+    return std::array<detail::dispatch_fn, Registry::size>{dispatch_of<I>()...};
   }
   template <std::size_t I>
   struct type_at {
     using type = typename Registry::template type_at<I>;
   };
 
-  // Defined below the class: their initialisers need the complete class.
-  static const std::array<detail::dispatch_fn, Registry::size> dispatchers_;
-  static const std::array<detail::release_fn, Registry::size> releasers_;
-  static const std::array<std::string_view, Registry::size> names_;
-  static const std::array<std::uint8_t, Registry::size> lanes_;
+  // One row per type (dispatch, release, name, default lane). Defined below the class: its
+  // initialiser needs the complete class.
+  static const std::array<detail::type_ops, Registry::size> type_ops_;
+  // type_ops_[i].dispatch again, packed (type_table::dispatch): the drain's per-event lookup.
+  static const std::array<detail::dispatch_fn, Registry::size> dispatch_column_;
 
   // A bus may sit anywhere (a stack frame, a struct): the lines its workers read on every event
   // (the core's settings first, the handler tables last) are kept apart from whatever the
-  // application writes next to it. bus_core is line-aligned and tables_ starts a line, so the
-  // object's size is a multiple of 64 and no neighbour shares either end. Sharing a line with
-  // a publisher's stack variable cost a cross-core transfer per hop: with ~760 ns hops on the
-  // development VM the round trip went from 1.2-1.3x bare moodycamel to 0.95-1.08x when this
+  // application writes next to it. bus_core is line-aligned and handlers_ (its tables) starts a
+  // line, so the object's size is a multiple of 64 and no neighbour shares either end. Sharing a
+  // line with a publisher's stack variable cost a cross-core transfer per hop: with ~760 ns hops on
+  // the development VM the round trip went from 1.2-1.3x bare moodycamel to 0.95-1.08x when this
   // was fixed (the paired round trip, now in bench/latency.cpp; same run for both).
-  detail::bus_core core_;  // first: destroyed last, after the tables
-  alignas(detail::cache_line) std::array<std::atomic<void*>, Registry::size> tables_;
-  std::uint64_t next_subscription_ = 0;  // guarded by the subscription mutex
+  detail::bus_core core_;                             // first: destroyed last, after the tables
+  detail::handler_tables<Registry> handlers_{core_};  // its tables start a line
 };
 
 template <class Registry>
-const std::array<detail::dispatch_fn, Registry::size> bus<Registry>::dispatchers_ =
-    bus<Registry>::make_dispatchers(std::make_index_sequence<Registry::size>{});
+const std::array<detail::type_ops, Registry::size> bus<Registry>::type_ops_ =
+    bus<Registry>::make_type_ops(std::make_index_sequence<Registry::size>{});
 template <class Registry>
-const std::array<detail::release_fn, Registry::size> bus<Registry>::releasers_ =
-    bus<Registry>::make_releasers(std::make_index_sequence<Registry::size>{});
-template <class Registry>
-const std::array<std::string_view, Registry::size> bus<Registry>::names_ =
-    bus<Registry>::make_names(std::make_index_sequence<Registry::size>{});
-template <class Registry>
-const std::array<std::uint8_t, Registry::size> bus<Registry>::lanes_ =
-    bus<Registry>::make_lanes(std::make_index_sequence<Registry::size>{});
+const std::array<detail::dispatch_fn, Registry::size> bus<Registry>::dispatch_column_ =
+    bus<Registry>::make_dispatch_column(std::make_index_sequence<Registry::size>{});
 
 }  // namespace tachyon

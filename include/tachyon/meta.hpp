@@ -11,7 +11,7 @@ namespace tachyon {
 
 /// The envelope header of an event, handed to handlers that take (const T&, const meta&).
 /// Valid only during the handler call. 40 bytes: with the 24 bytes of inline payload it fills
-/// one 64-byte cache line (detail/envelope.hpp).
+/// one 64-byte cache line (detail/lane/envelope.hpp).
 struct meta {
   /// Unique within a bus: the publishing thread's context id in the low 16 bits, its own
   /// running count in the high 48. Increasing per publishing thread until that count wraps,

@@ -9,4 +9,5 @@
 #include <tachyon/metrics.hpp>
 #include <tachyon/registry.hpp>
 #include <tachyon/result.hpp>
+#include <tachyon/stop_mode.hpp>
 #include <tachyon/subscription.hpp>

@@ -1,4 +1,4 @@
-// detail::event_count on its own: no lost wake-up, time-outs, and the 32-bit epoch's wrap.
+// detail::wait_point on its own: no lost wake-up, time-outs, and the 32-bit generation's wrap.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -6,27 +6,27 @@
 #include <cstdint>
 #include <thread>
 
-#include <tachyon/detail/parking.hpp>
+#include <tachyon/detail/worker/parking.hpp>
 
-using tachyon::detail::event_count;
+using tachyon::detail::wait_point;
 
-TEST(EventCount, ANotifyAfterPrepareWaitEndsTheWaitAcrossTheEpochWrap) {
-  event_count ec(UINT32_MAX - 2);
-  for (int i = 0; i < 6; ++i) {  // epochs MAX-2, MAX-1, MAX, 0, 1, 2
+TEST(WaitPoint, ANotifyAfterPrepareWaitEndsTheWaitAcrossTheGenerationWrap) {
+  wait_point ec(UINT32_MAX - 2);
+  for (int i = 0; i < 6; ++i) {  // generations MAX-2, MAX-1, MAX, 0, 1, 2
     const auto key = ec.prepare_wait();
-    ec.notify_one();            // a waiter is registered: this bumps the epoch
+    ec.notify_one();            // a waiter is registered: this bumps the generation
     EXPECT_TRUE(ec.wait(key));  // returns at once instead of sleeping
   }
 }
 
-TEST(EventCount, PingPongAcrossTheWrapLosesNoWakeUp) {
-  // Two threads hand a token back and forth through two event counts that start just before
+TEST(WaitPoint, PingPongAcrossTheWrapLosesNoWakeUp) {
+  // Two threads hand a token back and forth through two wait points that start just before
   // the wrap; a lost wake-up would leave one asleep forever (bounded by the timed wait).
-  event_count to_b(UINT32_MAX - 500), to_a(UINT32_MAX - 500);
+  wait_point to_b(UINT32_MAX - 500), to_a(UINT32_MAX - 500);
   std::atomic<int> token{0};
   constexpr int rounds = 2000;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
-  auto wait_for = [&](event_count& ec, int value) {
+  auto wait_for = [&](wait_point& ec, int value) {
     while (token.load() != value) {
       const auto key = ec.prepare_wait();
       if (token.load() == value) {
@@ -55,8 +55,8 @@ TEST(EventCount, PingPongAcrossTheWrapLosesNoWakeUp) {
   EXPECT_EQ(token.load(), 2 * rounds);
 }
 
-TEST(EventCount, ATimedWaitWithoutNotifyTimesOut) {
-  event_count ec;
+TEST(WaitPoint, ATimedWaitWithoutNotifyTimesOut) {
+  wait_point ec;
   const auto key = ec.prepare_wait();
   EXPECT_FALSE(ec.wait(key, std::chrono::steady_clock::now() + std::chrono::milliseconds(1)));
   ec.notify_all();  // no waiter left: nothing to wake, nothing breaks

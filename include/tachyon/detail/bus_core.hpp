@@ -1,7 +1,11 @@
-// tachyon/detail/bus_core.hpp — the untyped machinery behind tachyon::bus<Registry>: lanes,
-// per-thread contexts, the worker pool, parking, stop, reclamation and metrics. The typed
-// front (bus.hpp) adds the registry, handler tables, publish and dispatch; what is compiled
-// once lives in src/bus_core.cpp. Users never name anything here.
+// tachyon/detail/bus_core.hpp — the untyped machinery behind tachyon::bus<Registry>. bus_core
+// owns the pieces and joins them: the four lanes (detail/lane/), the thread contexts
+// (detail/context/), the worker pool and the drain (detail/worker/, src/worker/), epoch
+// reclamation (detail/subscription/epoch.hpp) and the metrics snapshot (src/metrics/). The
+// hot paths (publish, enter/exit of a dispatch, settle) are here, in the header, so that they
+// inline into the typed front; the typed front (bus.hpp) adds the registry, the handler tables
+// (detail/subscription/handler_tables.hpp), publish and dispatch. Users never name anything
+// here.
 #pragma once
 
 #include <algorithm>
@@ -10,222 +14,53 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
+#include <exception>
 #include <mutex>
-#include <optional>
 #include <string_view>
-#include <thread>
-#include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
 
 #include <tachyon/clock.hpp>
 #include <tachyon/config.hpp>
-#include <tachyon/detail/alloc.hpp>
-#include <tachyon/detail/envelope.hpp>
-#include <tachyon/detail/fence.hpp>
+#include <tachyon/detail/context/context_registry.hpp>
+#include <tachyon/detail/context/thread_context.hpp>
 #include <tachyon/detail/lane/admission.hpp>
-#include <tachyon/detail/parking.hpp>
+#include <tachyon/detail/lane/envelope.hpp>
+#include <tachyon/detail/lane/lane.hpp>
+#include <tachyon/detail/metrics/outcomes.hpp>
+#include <tachyon/detail/subscription/epoch.hpp>
+#include <tachyon/detail/subscription/fence.hpp>
+#include <tachyon/detail/worker/parking.hpp>
+#include <tachyon/detail/worker/worker_pool.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
 #include <tachyon/result.hpp>
+#include <tachyon/stop_mode.hpp>
 
-namespace tachyon {
-
-/// What stop() does with the events still queued.
-enum class stop_mode : std::uint8_t {
-  drain,    ///< run them all, then join the workers (the default, also the destructor's)
-  discard,  ///< run none of them: release them, count them in `discarded`, join
-};
-
-namespace detail {
-
-/// moodycamel tuned for tachyon: explicit producers only (every publisher has a token),
-/// 64-envelope blocks (4 KiB), and every allocation through detail::allocate (mimalloc).
-struct lane_traits : moodycamel::ConcurrentQueueDefaultTraits {
-  static constexpr std::size_t BLOCK_SIZE = 64;
-  static constexpr std::size_t INITIAL_IMPLICIT_PRODUCER_HASH_SIZE = 0;
-  static void* malloc(std::size_t n) {
-    void* p = allocate_or_null(n, alignof(std::max_align_t));
-    if (p == nullptr) [[unlikely]]
-      allocation_failed = true;
-    return p;
-  }
-  static void free(void* p) { deallocate(p); }
-  /// Set when an allocation on this thread failed. moodycamel's constructor does not report
-  /// that it could not reserve its blocks (it leaves the pool empty); the bus checks this.
-  static inline thread_local bool allocation_failed = false;
-};
-
-using lane_queue = moodycamel::ConcurrentQueue<envelope, lane_traits>;
-
-/// moodycamel's Block (concurrentqueue.h) is private: this mirrors its layout for lane_traits
-/// and envelope, so that what a lane reserves is known before it is reserved.
-/// Config.ReservationIsWhatMoodycamelAllocates checks it against the queue's real allocation.
-struct mirrored_block {
-  alignas(envelope) std::byte elements[sizeof(envelope) * lane_traits::BLOCK_SIZE];
-  void* next;
-  std::atomic<std::size_t> elements_completely_dequeued;
-  std::atomic<bool>
-      empty_flags[lane_traits::BLOCK_SIZE <= lane_traits::EXPLICIT_BLOCK_EMPTY_COUNTER_THRESHOLD
-                      ? lane_traits::BLOCK_SIZE
-                      : 1];
-  std::atomic<std::uint32_t> free_list_refs;
-  std::atomic<void*> free_list_next;
-  std::atomic<bool> should_be_on_free_list;
-  bool dynamically_allocated;
-};
-
-/// Bytes that one lane's queue, lane_queue(capacity, producers, 0), allocates when it is
-/// constructed: one array of (ceil(capacity / BLOCK_SIZE) - 1) x (producers + 1) + 2 x
-/// producers blocks, plus the padding moodycamel adds to over-align it.
-constexpr std::uint64_t lane_reservation_bytes(std::uint64_t capacity,
-                                               std::uint64_t producers) noexcept {
-  constexpr std::uint64_t b = lane_traits::BLOCK_SIZE;
-  const std::uint64_t blocks = ((capacity + b - 1) / b - 1) * (producers + 1) + 2 * producers;
-  constexpr std::uint64_t pad = alignof(mirrored_block) > alignof(std::max_align_t)
-                                    ? alignof(mirrored_block) - 1 + sizeof(void*)
-                                    : 0;
-  return blocks == 0 ? 0 : blocks * sizeof(mirrored_block) + pad;
-}
-
-/// What the four lanes of a bus with this configuration reserve (see make_lanes).
-constexpr std::uint64_t reserved_bytes(const config& cfg) noexcept {
-  return priority_count *
-         lane_reservation_bytes(cfg.lane_capacity, std::uint64_t{cfg.producers} + cfg.workers);
-}
-
-/// One priority lane: the queue, and the admission that keeps its exact bound (moodycamel's
-/// own bound is per producer and block-granular), with the publishers blocked on it.
-struct alignas(cache_line) lane {
-  lane(std::size_t prealloc_events, std::size_t producers, std::uint32_t capacity,
-       std::uint32_t reentry_capacity, bool asymmetric)
-      : queue(prealloc_events, producers, 0), admission(capacity, reentry_capacity, asymmetric) {}
-
-  lane_queue queue;
-  lane_admission admission;
-  alignas(cache_line) event_count room;  // publishers blocked on a full lane sleep here
-};
-
-/// Counter kinds: one cache line (8 counters) per row.
-enum counter : std::uint8_t {
-  c_accepted,
-  c_dispatched,
-  c_failed,
-  c_dropped,
-  c_discarded,
-  c_rejected_full,
-  c_rejected_stopped,
-  c_handler_errors,
-  counter_kinds
-};
-enum misc_counter : std::uint8_t { m_batches, m_batched_events, m_lane_allocations, m_parks };
-
-struct alignas(cache_line) counter_row {
-  std::atomic<std::uint64_t> v[counter_kinds];
-};
-static_assert(sizeof(counter_row) == cache_line);
-
-/// One dispatching thread's latency histograms (config::latency_histograms), per lane and per
-/// type, each made on its first record; defined in src/bus_core.cpp.
-struct latency_set;
-
-/// Written by one thread only: a relaxed load and store, no locked instruction.
-inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
-
-/// Everything one thread keeps per bus: moodycamel tokens, counter rows, its reader epoch.
-/// Created on the thread's first use of the bus; handed to a new thread when its thread ends.
-struct thread_context {
-  thread_context(std::uint32_t id, std::array<lane, priority_count>& lanes, std::size_t types);
-  ~thread_context();
-  thread_context(const thread_context&) = delete;
-  thread_context& operator=(const thread_context&) = delete;
-
-  counter_row& lane_row(unsigned l) noexcept { return rows[l]; }
-  counter_row& type_row(std::size_t t) noexcept { return rows[priority_count + t]; }
-  counter_row& misc_row() noexcept { return rows[priority_count + types]; }
-  /// dispatch() calls that ran every handler without a throw, per type, 8 types to a row.
-  /// Counted once here instead of accepted + dispatched in both the lane and the type row
-  /// (dispatch() always uses the type's default lane); metrics() adds them back to all four.
-  std::atomic<std::uint64_t>& sync_ok(std::size_t t) noexcept {
-    return rows[priority_count + types + 1 + t / counter_kinds].v[t % counter_kinds];
-  }
-  static std::size_t row_count(std::size_t types) noexcept {
-    return priority_count + types + 1 + (types + counter_kinds - 1) / counter_kinds;
-  }
-
-  /// Every event count goes to its lane's row and its type's row.
-  void count(unsigned l, std::size_t t, counter k, std::uint64_t n = 1) noexcept {
-    bump(lane_row(l).v[k], n);
-    bump(type_row(t).v[k], n);
-  }
-
-  /// The next event's sequence (see meta::sequence): the context id in the low 16 bits, a
-  /// count above that wraps by itself after 2^48 events without touching the id.
-  std::uint64_t take_sequence() noexcept {
-    const std::uint64_t s = next_sequence;
-    next_sequence += sequence_step;
-    return s;
-  }
-  static constexpr std::uint64_t sequence_step = std::uint64_t{1} << 16;
-
-  // Owner-only state.
-  std::uint64_t next_sequence;  // see take_sequence()
-  std::uint32_t depth = 0;      // dispatch nesting on this thread
-  std::size_t types;
-  counter_row* rows;  // [lanes][types][misc][sync_ok], see lane_row .. sync_ok
-  envelope* drain_buffer = nullptr;
-  std::uint32_t drain_buffer_size = 0;
-  std::uint32_t batch_failed = 0;  // events of the running batch that settled as failed
-  // Hot lane (consumers): the lane last drained, polled without its hint for a while; see
-  // bus_core::drain_batch. hot_lane == priority_count: none.
-  unsigned hot_lane = priority_count;
-  std::uint32_t hot_misses = 0;
-  std::array<std::optional<moodycamel::ProducerToken>, priority_count> producer;
-  std::array<std::optional<moodycamel::ConsumerToken>, priority_count> consumer;
-
-  envelope scratch;  // publish() builds trivially copyable events here; see bus_core::publish
-
-  // Written by the owner, read by others (revokers, the park check, stop, metrics).
-  alignas(cache_line) std::array<credit_account, priority_count> credits;  // per lane
-
-  // Written by the owner, read by others: its own line.
-  alignas(cache_line) std::atomic<std::uint64_t> reader_epoch{0};  // 0: not dispatching
-  // Events dequeued and not yet finished, << 2, | their lane (a batch comes from one lane).
-  std::atomic<std::uint32_t> in_hand{0};
-
-  // config::latency_histograms: made by the owner on its first timed batch (release), read by
-  // metrics() (acquire). Null with the option off.
-  std::atomic<latency_set*> latency{nullptr};
-
-  // Registry bookkeeping (cold).
-  std::atomic<bool> owned{true};
-  thread_context* next = nullptr;
-};
+namespace tachyon::detail {
 
 /// Runs a drained envelope's handlers, settles it (bus_core::settle) and releases its payload.
 using dispatch_fn = void (*)(void* bus, envelope& env, thread_context& ctx);
 using release_fn = void (*)(envelope& env) noexcept;
 
-/// What the typed bus tells the core about its registry.
+/// What the typed bus tells the core about one registered type: one row per type, indexed by
+/// the type's registry index (meta::type_index).
+struct type_ops {
+  dispatch_fn dispatch;
+  release_fn release;
+  std::string_view name;
+  std::uint8_t lane;  // the type's default lane
+};
+
+/// The typed bus's rows, one per registered type. `dispatch` is the rows' dispatch column
+/// again, packed 8 bytes to a type: the drain looks it up once per event, and a 40-byte row
+/// stride costs two address instructions per event that an 8-byte stride does not
+/// (perf/callgrind). Both come from the same per-type constant (bus::dispatch_of()).
 struct type_table {
-  const dispatch_fn* dispatch;
-  const release_fn* release;
-  const std::string_view* names;
-  const std::uint8_t* lanes;  // each type's default lane
+  const type_ops* ops;
+  const dispatch_fn* dispatch;  // dispatch[t] == ops[t].dispatch
   std::size_t count;
 };
-
-/// The bus's identity for threads' context caches; ids are never reused.
-struct tls_cache_entry {
-  std::uint64_t bus_id = 0;
-  thread_context* ctx = nullptr;
-};
-extern constinit thread_local tls_cache_entry tls_last_context;
-
-struct context_anchor;  // outlives the bus while threads still hold its contexts
 
 /// Declared, never defined by the library: a test may define it to reach a bus's core (the
 /// re-entry door, injected sequence values) without widening the public API.
@@ -233,7 +68,9 @@ struct bus_access;
 
 class alignas(cache_line) bus_core {
  public:
-  bus_core(const config& cfg, type_table types, void* typed_bus);
+  /// `tables`: what the types' dispatch functions receive (the typed bus's
+  /// handler_tables); `types`: the typed bus's per-type rows.
+  bus_core(const config& cfg, type_table types, void* tables);
   ~bus_core();
   bus_core(const bus_core&) = delete;
   bus_core& operator=(const bus_core&) = delete;
@@ -242,11 +79,7 @@ class alignas(cache_line) bus_core {
   void start();
 
   /// This thread's context for this bus: one compare on the fast path.
-  thread_context& context() {
-    if (tls_last_context.bus_id == id_) [[likely]]
-      return *tls_last_context.ctx;
-    return context_slow();
-  }
+  thread_context& context() { return contexts_.context(); }
 
   // ---- publish -----------------------------------------------------------------------------
 
@@ -296,13 +129,14 @@ class alignas(cache_line) bus_core {
   /// Stops at the first refusal (full or stopped). If `fill` throws, the events of that chunk
   /// are released and not queued, and publish_batch_error says how many earlier ones were.
   template <class Fill>
-  bulk_outcome publish_bulk(unsigned l, std::uint16_t type, std::size_t n, Fill&& fill) {
+  bulk_outcome publish_batch(unsigned l, std::uint16_t type, std::size_t n, Fill&& fill) {
     constexpr std::uint32_t chunk = lane_admission::max_chunk;
     thread_context& ctx = context();
     lane& ln = lanes_[l];
     moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before admitting
     bulk_outcome out;
-    unstamped<chunk> slots;  // 4 KiB of stack
+    unstamped<chunk> slots;
+    static_assert(sizeof(slots) == 4096, "tachyon: a chunk of envelopes is 4 KiB of stack");
     envelope* buf = slots.at;
     std::size_t i = 0;
     while (i < n) {
@@ -331,7 +165,7 @@ class alignas(cache_line) bus_core {
           fill(buf[j], i + j);
         }
       } catch (...) {
-        for (std::uint32_t q = 0; q < j; ++q) types_.release[type](buf[q]);
+        for (std::uint32_t q = 0; q < j; ++q) types_.ops[type].release(buf[q]);
         lane_admission::cancel(ctx.credits[l], k);
         throw_batch_error(out.queued, out.dropped);
       }
@@ -388,8 +222,7 @@ class alignas(cache_line) bus_core {
   /// Calls f(credit_account&) for every thread's account in lane l.
   auto accounts(unsigned l) const noexcept {
     return [this, l](auto&& f) {
-      for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next)
-        f(c->credits[l]);
+      for (auto* c = contexts_.first(); c != nullptr; c = c->next) f(c->credits[l]);
     };
   }
   /// Events admitted into lane l and not yet dequeued. Exact when quiet; after a heavy_fence,
@@ -410,23 +243,18 @@ class alignas(cache_line) bus_core {
 
   // ---- dispatch ----------------------------------------------------------------------------
 
-  /// Marks this thread as reading handler tables (nestable). The announcement must be ordered
-  /// before the table loads that follow: a compiler barrier here, paired with the membarrier
-  /// that synchronize() and reclaim() issue before they read any announcement (fence.hpp), or
-  /// a full fence on both sides where membarrier is unavailable.
+  /// Marks this thread as reading handler tables (nestable): the outermost entry announces
+  /// its epoch (epoch_domain::enter: a store and a compiler barrier, paired with the writers'
+  /// membarrier, fence.hpp).
   void enter_dispatch(thread_context& ctx) noexcept {
-    if (ctx.depth++ == 0) {
-      ctx.reader_epoch.store(epoch_.load(std::memory_order_acquire), std::memory_order_relaxed);
-      light_fence(asymmetric_);
-    }
+    if (ctx.dispatch_nesting++ == 0) epochs_.enter(ctx.reader);
   }
   /// Leaving the outermost dispatch is a grace period for this thread: if something is
   /// retired (one relaxed load of a line readers only read, the epoch's), try to free it.
   void exit_dispatch(thread_context& ctx) noexcept {
-    if (--ctx.depth == 0) {
-      ctx.reader_epoch.store(0, std::memory_order_release);
-      if (reclaim_due_.load(std::memory_order_relaxed) != 0) [[unlikely]]
-        reclaim_after_dispatch();
+    if (--ctx.dispatch_nesting == 0) {
+      if (epochs_.leave(ctx.reader)) [[unlikely]]
+        epochs_.reclaim_after_leave();
     }
   }
 
@@ -453,35 +281,14 @@ class alignas(cache_line) bus_core {
 
   // ---- subscriptions (cold) ------------------------------------------------------------------
 
-  std::mutex& subscription_mutex() noexcept { return subscription_mutex_; }
+  /// The bus's epoch domain: the subscription lock, retire/reclaim, grace periods.
+  epoch_domain& epochs() noexcept { return epochs_; }
   /// True when this thread is running a handler (or dispatch()) of this bus.
-  bool inside_dispatch() { return context().depth > 0; }
-
-  struct retired {
-    void* p;
-    void (*deleter)(void*);
-    std::uint64_t epoch;
-  };
-  using garbage = std::vector<retired>;
-
+  bool inside_dispatch() { return context().dispatch_nesting > 0; }
   /// After a handler table was swapped: waits until no other thread can still be reading the
-  /// old one (a grace period). The calling thread is not waited for. Only for a thread that
-  /// is not dispatching on this bus: a dispatching thread is itself a reader that another
-  /// synchronize() may be waiting for, so two of them would wait for each other forever; it
-  /// retires instead, and reclaim() frees once the grace period has passed.
-  void synchronize();
-  /// Keeps `p` until no dispatch that began before now can see it. Call with the mutex held.
-  /// Never throws: out of memory, `p` is leaked rather than freed while it may be in use.
-  /// Sets reclaim_due_, so that the next outermost exit_dispatch() of any thread tries reclaim.
-  void retire(void* p, void (*deleter)(void*)) noexcept;
-  /// Moves into `out` what retire() kept whose grace period has ended. Call with the mutex
-  /// held, and free `out` (free_garbage) after unlocking: the deleters run user destructors.
-  /// Throws (std::bad_alloc) only before it has moved anything.
-  void reclaim(garbage& out);
-  static void free_garbage(garbage& g) noexcept {
-    for (auto& r : g) r.deleter(r.p);
-    g.clear();
-  }
+  /// old one (epoch_domain::synchronize; this thread is not waited for). Only for a thread
+  /// that is not dispatching on this bus; a dispatching thread retires instead.
+  void synchronize() { epochs_.synchronize(&context().reader); }
 
   // ---- lifecycle and observation -------------------------------------------------------------
 
@@ -490,17 +297,16 @@ class alignas(cache_line) bus_core {
 
   std::uint64_t stop(stop_mode mode);
   metrics_snapshot metrics() const;
-  std::uint64_t id() const noexcept { return id_; }
+  std::uint64_t id() const noexcept { return contexts_.id(); }
   const config& cfg() const noexcept { return cfg_; }
-  void* typed_bus() const noexcept { return typed_bus_; }
+  void* tables() const noexcept { return tables_; }
 
  private:
-  friend struct context_anchor;
-
-  thread_context& context_slow();
-  thread_context& late_context_slow();  // context_slow() after the thread's registry is gone
-  thread_context& manual_context();     // checks that this thread may drain, sizes its buffer
-  thread_context* acquire_context();
+  /// context_registry's hand_back: a thread that ends gives its unspent credits back.
+  static void hand_back(void* self, thread_context& ctx) noexcept {
+    static_cast<bus_core*>(self)->release_credits(ctx);
+  }
+  thread_context& manual_context();  // checks that this thread may drain, sizes its buffer
   void worker_main(std::uint32_t index);
   /// Dequeues one batch from the most urgent non-empty lane and dispatches it.
   std::size_t drain_batch(thread_context& ctx, std::size_t max);
@@ -511,7 +317,8 @@ class alignas(cache_line) bus_core {
   /// and wakes one blocked publisher.
   void count_out(thread_context& ctx, unsigned l, std::size_t n) noexcept;
   /// The rest of drain_batch with config::latency_histograms: dispatches and counts the batch
-  /// that ctx.in_hand describes, timing it into this thread's histograms. Returns its size.
+  /// that ctx.batch_in_hand describes, timing it into this thread's histograms. Returns its
+  /// size.
   [[gnu::noinline]] std::size_t dispatch_timed(thread_context& ctx);
   /// drain_batch calls dispatch_timed through this, marked cold: with a plain call GCC kept the
   /// batch size on the stack in the untimed loop (2 instructions an event, perf/callgrind).
@@ -527,14 +334,12 @@ class alignas(cache_line) bus_core {
   /// Returns this thread's unspent credits and revokes idle ones, so that the lanes' hints
   /// read empty again (an idle worker, once per idle period).
   void reclaim_idle_credits(thread_context& ctx);
-  /// exit_dispatch()'s slow half: try_lock (never blocks), reclaim, unlock, free.
-  void reclaim_after_dispatch() noexcept;
 
   config cfg_;
   type_table types_;
-  void* typed_bus_;
-  std::uint64_t id_;
+  void* tables_;  // the typed bus's handler_tables<Registry>
 
+  // Declared before the contexts, which hold moodycamel tokens of its queues: destroyed after.
   std::array<lane, priority_count> lanes_;
 
   // Read by every publish: stopping_ and asymmetric_ (and work_'s waiter count, to see whether
@@ -542,24 +347,16 @@ class alignas(cache_line) bus_core {
   alignas(cache_line) std::atomic<bool> stopping_{false};
   std::atomic<bool> discarding_{false};
   const bool asymmetric_ = asymmetric_fences();
-  event_count work_;  // idle workers sleep here
+  wait_point work_;  // idle workers sleep here
 
-  alignas(cache_line) std::atomic<std::uint64_t> epoch_{1};
-  std::atomic<thread_context*> contexts_{nullptr};  // push-only list
-  std::atomic<std::uint32_t> next_context_id_{1};
-  // The epoch of the oldest retired pointer, 0 when none (written by retire() and reclaim()
-  // under subscription_mutex_; read relaxed by exit_dispatch as a hint). On epoch_'s line,
-  // which readers load anyway and write never.
-  std::atomic<std::uint64_t> reclaim_due_{0};
-  std::shared_ptr<context_anchor> anchor_;
-
-  std::mutex subscription_mutex_;
-  garbage retired_;
+  epoch_domain epochs_{asymmetric_};  // starts a line: readers load its epoch on every entry
+  context_registry contexts_;
 
   std::mutex stop_mutex_;
   bool stopped_ = false;
-  std::vector<std::thread> threads_;
+  worker_pool workers_;
 };
+static_assert(alignof(bus_core) == cache_line && sizeof(bus_core) % cache_line == 0,
+              "tachyon: a bus_core starts and ends on a cache line");
 
-}  // namespace detail
-}  // namespace tachyon
+}  // namespace tachyon::detail

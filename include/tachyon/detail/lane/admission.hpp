@@ -40,7 +40,7 @@
 #include <mutex>
 #include <thread>
 
-#include <tachyon/detail/fence.hpp>
+#include <tachyon/detail/subscription/fence.hpp>
 
 #if defined(__x86_64__)
 #include <immintrin.h>

@@ -1,5 +1,5 @@
-// event_count on Linux futexes.
-#include <tachyon/detail/parking.hpp>
+// detail::wait_point (detail/worker/parking.hpp) on Linux futexes.
+#include <tachyon/detail/worker/parking.hpp>
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -19,10 +19,10 @@ long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t val,
 }
 }  // namespace
 
-bool event_count::wait(key k, std::chrono::steady_clock::time_point deadline) noexcept {
+bool wait_point::wait(key k, std::chrono::steady_clock::time_point deadline) noexcept {
   using namespace std::chrono;
   bool in_time = true;
-  while (epoch_.load(std::memory_order_acquire) == k) {
+  while (generation_.load(std::memory_order_acquire) == k) {
     timespec ts{};
     const timespec* timeout = nullptr;
     if (deadline != steady_clock::time_point::max()) {
@@ -36,16 +36,16 @@ bool event_count::wait(key k, std::chrono::steady_clock::time_point deadline) no
       ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
       timeout = &ts;
     }
-    // Returns at once (EAGAIN) if the epoch moved since prepare_wait(): no lost wake-up.
-    futex(&epoch_, FUTEX_WAIT_PRIVATE, k, timeout);
+    // Returns at once (EAGAIN) if the generation moved since prepare_wait(): no lost wake-up.
+    futex(&generation_, FUTEX_WAIT_PRIVATE, k, timeout);
   }
   waiters_.fetch_sub(1, std::memory_order_seq_cst);
   return in_time;
 }
 
-void event_count::wake(bool all) noexcept {
-  epoch_.fetch_add(1, std::memory_order_seq_cst);
-  futex(&epoch_, FUTEX_WAKE_PRIVATE, all ? INT_MAX : 1, nullptr);
+void wait_point::wake(bool all) noexcept {
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  futex(&generation_, FUTEX_WAKE_PRIVATE, all ? INT_MAX : 1, nullptr);
 }
 
 }  // namespace tachyon::detail

@@ -1,4 +1,4 @@
-// tachyon/detail/envelope.hpp — the fixed slot an event travels in.
+// tachyon/detail/lane/envelope.hpp — the fixed slot an event travels in.
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,5 @@
-// The asymmetric fence pair (detail/fence.hpp) on Linux membarrier.
-#include <tachyon/detail/fence.hpp>
+// The asymmetric fence pair (detail/subscription/fence.hpp) on Linux membarrier.
+#include <tachyon/detail/subscription/fence.hpp>
 
 #include <linux/membarrier.h>
 #include <sys/syscall.h>

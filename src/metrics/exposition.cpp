@@ -1,4 +1,6 @@
-// metrics_snapshot exposition: Prometheus text format 0.0.4 and JSON.
+// metrics_snapshot exposition: Prometheus text format 0.0.4 and JSON. The outcomes and their
+// names come from the one table, detail/metrics/outcomes.hpp.
+#include <tachyon/detail/metrics/outcomes.hpp>
 #include <tachyon/metrics.hpp>
 
 #include <iterator>
@@ -7,33 +9,13 @@
 namespace tachyon {
 
 event_counts& event_counts::operator+=(const event_counts& o) noexcept {
-  accepted += o.accepted;
-  dispatched += o.dispatched;
-  failed += o.failed;
-  dropped += o.dropped;
-  discarded += o.discarded;
-  rejected_full += o.rejected_full;
-  rejected_stopped += o.rejected_stopped;
-  handler_errors += o.handler_errors;
+  for (const auto& k : detail::outcomes) this->*k.field += o.*k.field;
   return *this;
 }
 
 namespace {
 
-struct outcome {
-  const char* name;
-  std::uint64_t event_counts::*field;
-};
-constexpr outcome outcomes[] = {
-    {"accepted", &event_counts::accepted},
-    {"dispatched", &event_counts::dispatched},
-    {"failed", &event_counts::failed},
-    {"dropped", &event_counts::dropped},
-    {"discarded", &event_counts::discarded},
-    {"rejected_full", &event_counts::rejected_full},
-    {"rejected_stopped", &event_counts::rejected_stopped},
-    {"handler_errors", &event_counts::handler_errors},
-};
+using detail::outcomes;
 
 // Label values escape backslash, double quote and newline (exposition format rules).
 std::string label_escape(std::string_view s) {
@@ -133,7 +115,7 @@ std::string counts_json(const event_counts& c) {
   for (const auto& o : outcomes) {
     if (!first) out += ",";
     first = false;
-    out += "\"" + std::string(o.name) + "\":" + std::to_string(c.*o.field);
+    out += "\"" + std::string(o.json) + "\":" + std::to_string(c.*o.field);
   }
   return out + "}";
 }
@@ -149,14 +131,16 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
   for (const auto& l : lanes)
     for (const auto& o : outcomes)
       sample(out, events,
-             "lane=\"" + std::string(to_string(l.lane)) + "\",outcome=\"" + o.name + "\"",
+             "lane=\"" + std::string(to_string(l.lane)) + "\",outcome=\"" +
+                 std::string(o.prometheus) + "\"",
              l.counts.*o.field);
 
   const std::string typed = p + "_type_events_total";
   header(out, typed, "counter", "Events by event type and outcome.");
   for (const auto& t : types)
     for (const auto& o : outcomes)
-      sample(out, typed, "type=\"" + label_escape(t.name) + "\",outcome=\"" + o.name + "\"",
+      sample(out, typed,
+             "type=\"" + label_escape(t.name) + "\",outcome=\"" + std::string(o.prometheus) + "\"",
              t.counts.*o.field);
 
   const std::string depth = p + "_lane_depth";

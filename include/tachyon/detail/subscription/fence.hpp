@@ -1,4 +1,4 @@
-// tachyon/detail/fence.hpp — an asymmetric fence pair for the reader epoch.
+// tachyon/detail/subscription/fence.hpp — an asymmetric fence pair for the reader epoch.
 //
 // A reader entering dispatch announces its epoch with a store and must not let its later loads
 // of handler tables pass that store (a store-load order, which on x86-64 takes a locked

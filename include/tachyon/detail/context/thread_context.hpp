@@ -1,0 +1,116 @@
+// tachyon/detail/context/thread_context.hpp — everything one thread keeps per bus: moodycamel
+// tokens, counter rows, credit accounts, its reader epoch and the batch it holds. Created on
+// the thread's first use of a bus by the context registry (context_registry.hpp), handed back
+// for reuse when the thread ends. Almost all of it is written by its owner only, so the hot
+// paths write no line another thread writes.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <tachyon/config.hpp>
+#include <tachyon/detail/lane/admission.hpp>
+#include <tachyon/detail/lane/envelope.hpp>
+#include <tachyon/detail/lane/lane.hpp>
+#include <tachyon/detail/metrics/outcomes.hpp>
+#include <tachyon/detail/subscription/epoch.hpp>
+
+namespace tachyon::detail {
+
+/// One row of counters: one cache line, indexed by counter kind (metrics/outcomes.hpp).
+struct alignas(cache_line) counter_row {
+  std::atomic<std::uint64_t> v[counter_kinds];
+};
+static_assert(sizeof(counter_row) == cache_line, "tachyon: a counter row is one cache line");
+
+/// Written by one thread only: a relaxed load and store, no locked instruction.
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+/// One dispatching thread's latency histograms (config::latency_histograms), per lane and per
+/// type, each made on its first record; defined in src/metrics/latency_set.hpp.
+struct latency_set;
+
+/// What `batch_in_hand` holds: events dequeued and not yet finished, << 2, | their lane (a
+/// batch comes from one lane).
+inline constexpr std::uint32_t batch_lane_bits = 2;
+static_assert(priority_count <= (1u << batch_lane_bits), "tachyon: a lane fits in the low bits");
+
+struct thread_context {
+  thread_context(std::uint32_t id, std::array<lane, priority_count>& lanes, std::size_t types);
+  ~thread_context();
+  thread_context(const thread_context&) = delete;
+  thread_context& operator=(const thread_context&) = delete;
+
+  counter_row& lane_row(unsigned l) noexcept { return rows[l]; }
+  counter_row& type_row(std::size_t t) noexcept { return rows[priority_count + t]; }
+  counter_row& misc_row() noexcept { return rows[priority_count + types]; }
+  /// dispatch() calls that ran every handler without a throw, per type, 8 types to a row.
+  /// Counted once here instead of accepted + dispatched in both the lane and the type row
+  /// (dispatch() always uses the type's default lane); metrics() adds them back to all four.
+  std::atomic<std::uint64_t>& sync_ok(std::size_t t) noexcept {
+    return rows[priority_count + types + 1 + t / counter_kinds].v[t % counter_kinds];
+  }
+  static std::size_t row_count(std::size_t types) noexcept {
+    return priority_count + types + 1 + (types + counter_kinds - 1) / counter_kinds;
+  }
+
+  /// Every event count goes to its lane's row and its type's row.
+  void count(unsigned l, std::size_t t, counter k, std::uint64_t n = 1) noexcept {
+    bump(lane_row(l).v[k], n);
+    bump(type_row(t).v[k], n);
+  }
+
+  /// The next event's sequence (see meta::sequence): the context id in the low 16 bits, a
+  /// count above that wraps by itself after 2^48 events without touching the id.
+  std::uint64_t take_sequence() noexcept {
+    const std::uint64_t s = next_sequence;
+    next_sequence += sequence_step;
+    return s;
+  }
+  static constexpr std::uint64_t sequence_step = std::uint64_t{1} << 16;
+
+  // Owner-only state.
+  std::uint64_t next_sequence;         // see take_sequence()
+  std::uint32_t dispatch_nesting = 0;  // dispatches running on this thread, nested
+  std::size_t types;
+  counter_row* rows;  // [lanes][types][misc][sync_ok], see lane_row .. sync_ok
+  envelope* drain_buffer = nullptr;
+  std::uint32_t drain_buffer_size = 0;
+  std::uint32_t batch_failed = 0;  // events of the running batch that settled as failed
+  // Hot lane (consumers): the lane last drained, polled without its hint for a while; see
+  // bus_core::drain_batch. hot_lane == priority_count: none.
+  unsigned hot_lane = priority_count;
+  std::uint32_t hot_misses = 0;
+  std::array<std::optional<moodycamel::ProducerToken>, priority_count> producer;
+  std::array<std::optional<moodycamel::ConsumerToken>, priority_count> consumer;
+
+  envelope scratch;  // publish() builds trivially copyable events here; see bus_core::publish
+
+  // Written by the owner, read by others (revokers, the park check, stop, metrics).
+  alignas(cache_line) std::array<credit_account, priority_count> credits;  // per lane
+
+  // Written by the owner, read by others: its own line.
+  alignas(cache_line) epoch_reader reader;  // 0: not dispatching; see epoch_domain
+  // The batch this thread holds: events dequeued and not yet finished, << batch_lane_bits,
+  // | their lane. metrics() counts them in the lane's in_flight.
+  std::atomic<std::uint32_t> batch_in_hand{0};
+
+  // config::latency_histograms: made by the owner on its first timed batch (release), read by
+  // metrics() (acquire). Null with the option off.
+  std::atomic<latency_set*> latency{nullptr};
+
+  // Registry bookkeeping (cold).
+  std::atomic<bool> owned{true};
+  thread_context* next = nullptr;
+};
+static_assert(alignof(thread_context) == cache_line,
+              "tachyon: a context's shared lines (credits, reader) start lines of their own");
+
+}  // namespace tachyon::detail

@@ -1,0 +1,238 @@
+// tachyon/detail/subscription/handler_tables.hpp — the handlers of a bus: one immutable,
+// sorted list per registered type, swapped whole on subscribe and unsubscribe (copy on write)
+// and read without a lock by the dispatching threads, which announce themselves to the bus's
+// epoch domain (epoch.hpp) for as long as they may hold a list. A swapped-out list, and a
+// removed handler, is freed after a grace period: at once by an outside unsubscribe (which
+// waits for it), or retired and reclaimed later when the remover is itself a handler.
+//
+// Invariants: lists are changed only under the subscription lock (the epoch domain's mutex),
+// never in place; a list in a table is never freed before every reader that may have loaded it
+// has left its dispatch; a handler whose `live` flag is clear never starts again.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <tachyon/detail/bus_core.hpp>
+#include <tachyon/detail/lane/admission.hpp>  // cache_line
+#include <tachyon/detail/lane/envelope.hpp>
+#include <tachyon/meta.hpp>
+#include <tachyon/subscription.hpp>
+
+namespace tachyon::detail {
+
+template <class T>
+struct handler_list {
+  using call_fn = void (*)(const subscription_state*, const T&, const meta&);
+  struct entry {
+    call_fn call;
+    subscription_state* state;
+  };
+  std::vector<entry> entries;  // immutable once published; sorted by subscription_state::before
+};
+
+template <class T, class F>
+struct handler_node final : subscription_state {
+  handler_node(F&& f, std::function<bool(const T&)>&& flt)
+      : fn(std::move(f)), filter(std::move(flt)) {}
+  handler_node(const F& f, std::function<bool(const T&)>&& flt) : fn(f), filter(std::move(flt)) {}
+
+  static void call(const subscription_state* s, const T& ev, const meta& m) {
+    const auto* self = static_cast<const handler_node*>(s);
+    if (self->filter && !self->filter(ev)) return;
+    if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
+      self->fn(ev, m);
+    else
+      self->fn(ev);
+  }
+
+  mutable F fn;  // may run on several workers at once: its state is the user's to guard
+  std::function<bool(const T&)> filter;
+};
+
+template <class Registry>
+class handler_tables {
+ public:
+  /// Empty tables; `core` reports handler errors and runs the grace periods.
+  explicit handler_tables(bus_core& core) noexcept : core_(&core) {
+    for (auto& t : tables_) t.store(nullptr, std::memory_order_relaxed);
+  }
+
+  /// Frees the tables. The bus is stopped first (no dispatch runs). Two phases: first make
+  /// every handle inert (so a handler's destructor that owns another handle does not call back
+  /// into this bus), then, outside the lock, let them go. Handles that outlive the bus become
+  /// inert.
+  ~handler_tables() {
+    std::vector<std::pair<void*, void (*)(void*)>> lists;
+    std::vector<subscription_state*> states;
+    {
+      std::lock_guard lock(core_->epochs().mutex());
+      Registry::for_each_type([&]<class T, std::size_t I>() {
+        void* list = tables_[I].exchange(nullptr, std::memory_order_acq_rel);
+        if (list == nullptr) return;
+        for (auto& e : static_cast<handler_list<T>*>(list)->entries) {
+          e.state->owner.store(nullptr, std::memory_order_release);
+          e.state->live.store(false, std::memory_order_release);
+          states.push_back(e.state);
+        }
+        lists.emplace_back(list, &delete_list<T>);
+      });
+    }
+    for (auto* st : states) st->release();
+    for (auto& [list, deleter] : lists) deleter(list);
+  }
+  handler_tables(const handler_tables&) = delete;
+  handler_tables& operator=(const handler_tables&) = delete;
+
+  /// Adds `handler` to T's list (after those of lower `order`, then of earlier subscription)
+  /// and returns its state, which the caller wraps in a subscription handle. Takes the lock
+  /// and allocates; safe from any thread and from inside handlers.
+  template <class T, class F>
+  subscription_state* add(F&& handler, int order, std::function<bool(const T&)>&& filter) {
+    constexpr std::size_t index = Registry::template index_of<T>();
+    using node_t = handler_node<T, std::decay_t<F>>;
+    using list_t = handler_list<T>;
+    auto node = std::make_unique<node_t>(std::forward<F>(handler), std::move(filter));
+    node->owner.store(core_, std::memory_order_relaxed);
+    node->remove = &remove_handler<T, index>;
+    node->order = order;
+    epoch_domain::garbage garbage;
+    {
+      std::lock_guard lock(core_->epochs().mutex());
+      node->sequence = next_subscription_++;
+      auto* old = list_of<T, index>();
+      auto next = std::make_unique<list_t>();
+      if (old) next->entries = old->entries;
+      const typename list_t::entry e{&node_t::call, node.get()};
+      next->entries.insert(
+          std::upper_bound(next->entries.begin(), next->entries.end(), e,
+                           [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
+          e);
+      core_->epochs().reclaim(garbage);
+      // Nothing below throws: from here the table owns the node (and the handle, the caller's).
+      tables_[index].store(next.release(), std::memory_order_seq_cst);
+      if (old) core_->epochs().retire(old, &delete_list<T>);
+    }
+    epoch_domain::free_garbage(garbage);
+    return node.release();
+  }
+
+  /// Runs T's handlers (type index I) in order; a throw is reported and the others still run.
+  /// Returns whether none threw. The caller has entered a dispatch (bus_core::enter_dispatch).
+  template <class T, std::size_t I>
+  bool run(const T& ev, const meta& m, thread_context& ctx) noexcept {
+    const auto* list = list_of<T, I>();
+    if (list == nullptr) return true;
+    bool ok = true;
+    for (const auto& e : list->entries) {
+      if (!e.state->live.load(std::memory_order_relaxed)) continue;  // unsubscribed meanwhile
+      try {
+        e.call(e.state, ev, m);
+      } catch (...) {
+        ok = false;
+        core_->report_error(ctx, m, std::current_exception());
+      }
+    }
+    return ok;
+  }
+
+ private:
+  template <class T, std::size_t I>
+  handler_list<T>* list_of() const noexcept {
+    return static_cast<handler_list<T>*>(tables_[I].load(std::memory_order_seq_cst));
+  }
+
+  template <class T>
+  static void delete_list(void* p) {
+    delete static_cast<handler_list<T>*>(p);
+  }
+  static void release_state(void* p) { static_cast<subscription_state*>(p)->release(); }
+
+  /// subscription::unsubscribe() lands here. Never throws: if memory for the new table runs
+  /// out, the handler stays in the table but is marked dead (skipped) until the bus goes.
+  ///
+  /// From outside handlers (this thread is not dispatching on this bus) it waits for a grace
+  /// period: when it returns, the handler is not running anywhere and never will again, and
+  /// both the handler and the old table are freed here.
+  ///
+  /// From inside a handler (ctx.dispatch_nesting > 0) it waits for nobody: this thread is itself a
+  /// reader that another thread's grace period may be waiting for, so two handlers removing
+  /// themselves or each other on two threads would otherwise wait for each other forever.
+  /// What it still guarantees, once it returns: the handler does not start again on any
+  /// thread. A dispatch loads the table with a seq_cst load, so one that loads it after the
+  /// store below gets the new table, without the handler. One still iterating the old table
+  /// loads `live` (relaxed) before each call; `live` is cleared under the lock, before the
+  /// return, and never set again, so a load that happens after the return (the only sense in
+  /// which another thread's call can come "after" it) reads false by write-read coherence and
+  /// skips the call. A call that had already read true was under way before the return, like
+  /// one already running: those are what the outside caller's grace period waits for, and
+  /// what the inside caller does not. The handler (its captured state) and the old table are
+  /// retired: freed by reclaim() once every thread that may still hold the old table has left
+  /// its dispatch (its announced epoch is older than the retirement's), which the next
+  /// outermost exit_dispatch() of any thread, the next subscribe() or outside unsubscribe(),
+  /// or the bus's destruction notices; never inside a table iteration that could touch them.
+  template <class T, std::size_t I>
+  static void remove_handler(bus_core* core, subscription_state* s) noexcept {
+    auto& b = *static_cast<handler_tables*>(core->tables());
+    handler_list<T>* old = nullptr;
+    epoch_domain::garbage garbage;
+    bool inside = false;
+    {
+      std::lock_guard lock(core->epochs().mutex());
+      if (!s->live.exchange(false, std::memory_order_seq_cst)) return;  // already removed
+      try {
+        old = b.template list_of<T, I>();
+        auto next = std::make_unique<handler_list<T>>();
+        next->entries.reserve(old->entries.size() - 1);
+        for (const auto& e : old->entries)
+          if (e.state != s) next->entries.push_back(e);
+        b.tables_[I].store(next.release(), std::memory_order_seq_cst);
+      } catch (...) {
+        old = nullptr;  // out of memory: the table keeps the dead entry
+      }
+      inside = core->inside_dispatch();
+      if (inside) {
+        if (old != nullptr) {
+          core->epochs().retire(old, &delete_list<T>);
+          core->epochs().retire(s, &release_state);  // the table's reference
+        }
+        try {
+          core->epochs().reclaim(
+              garbage);  // older retirements only: this thread still holds its epoch
+        } catch (...) {  // out of memory: a later reclaim frees them
+        }
+      }
+    }
+    if (!inside) {
+      // Outside the lock, so that handlers may subscribe while we wait for them.
+      core->synchronize();  // every other thread: not running it, and will not start it again
+      if (old != nullptr) {
+        delete old;
+        s->release();  // the table's reference
+      }
+      try {
+        std::lock_guard lock(core->epochs().mutex());
+        core->epochs().reclaim(garbage);  // what handlers retired meanwhile
+      } catch (...) {                     // out of memory: a later reclaim frees them
+      }
+    }
+    epoch_domain::free_garbage(garbage);  // user destructors: outside the lock
+  }
+
+  // Starts a line (handler_tables is line-aligned): the lists that every dispatch loads.
+  alignas(cache_line) std::array<std::atomic<void*>, Registry::size> tables_;
+  std::uint64_t next_subscription_ = 0;  // guarded by the subscription lock
+  bus_core* core_;
+};
+
+}  // namespace tachyon::detail

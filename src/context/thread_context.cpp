@@ -1,0 +1,25 @@
+// thread_context (detail/context/thread_context.hpp): its counter rows and tokens.
+#include <tachyon/detail/context/thread_context.hpp>
+
+#include "metrics/latency_set.hpp"
+
+namespace tachyon::detail {
+
+thread_context::thread_context(std::uint32_t id_, std::array<lane, priority_count>& lanes,
+                               std::size_t types_)
+    : next_sequence(id_), types(types_) {
+  const std::size_t n = row_count(types);
+  rows = static_cast<counter_row*>(allocate(n * sizeof(counter_row), alignof(counter_row)));
+  for (std::size_t i = 0; i < n; ++i) ::new (&rows[i]) counter_row{};
+  for (unsigned l = 0; l < priority_count; ++l) consumer[l].emplace(lanes[l].queue);
+}
+
+thread_context::~thread_context() {
+  const std::size_t n = row_count(types);
+  for (std::size_t i = 0; i < n; ++i) rows[i].~counter_row();
+  deallocate(rows);
+  deallocate(drain_buffer);
+  delete latency.load(std::memory_order_relaxed);
+}
+
+}  // namespace tachyon::detail

@@ -1,0 +1,101 @@
+// bus_core::metrics(): every thread's counter rows and histograms summed into a snapshot.
+#include <tachyon/detail/bus_core.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "metrics/latency_set.hpp"
+
+namespace tachyon::detail {
+
+namespace {
+
+/// A merged histogram of tick values, in nanoseconds. `h` is this call's own copy, so its
+/// buckets add up: the count is taken from them (the copy's count_ was read apart from its
+/// buckets while the writers wrote) and +Inf equals it, as Prometheus requires.
+latency_summary summarize(const histogram& h) {
+  latency_summary s;
+  s.count = h.count_at_or_below(~std::uint64_t{0});
+  if (s.count == 0) return s;
+  const double ns_per_tick = clock::ns_per_tick();  // the first call calibrates (10 ms)
+  auto ns = [&](std::uint64_t ticks) {
+    return static_cast<std::uint64_t>(std::llround(static_cast<double>(ticks) * ns_per_tick));
+  };
+  s.sum_ns = ns(h.sum());
+  s.p50_ns = ns(h.percentile(50));
+  s.p90_ns = ns(h.percentile(90));
+  s.p99_ns = ns(h.percentile(99));
+  s.p999_ns = ns(h.percentile(99.9));
+  s.max_ns = ns(h.max());
+  for (std::size_t i = 0; i < s.buckets.size(); ++i) {
+    const double ticks =
+        std::floor(static_cast<double>(latency_summary::bounds_ns[i]) / ns_per_tick);
+    s.buckets[i] = h.count_at_or_below(static_cast<std::uint64_t>(ticks));
+  }
+  return s;
+}
+
+}  // namespace
+
+metrics_snapshot bus_core::metrics() const {
+  metrics_snapshot s;
+  s.workers = cfg_.workers;
+  s.latency_histograms = cfg_.latency_histograms;
+  // config::latency_histograms: [lanes][types], merged over the contexts.
+  std::vector<histogram> merged(cfg_.latency_histograms ? priority_count + types_.count : 0);
+  auto merge = [](histogram& into, const std::atomic<histogram*>& slot) {
+    if (const histogram* h = slot.load(std::memory_order_acquire)) into.merge(*h);
+  };
+  s.types.resize(types_.count);
+  for (std::size_t t = 0; t < types_.count; ++t) s.types[t].name = std::string(types_.ops[t].name);
+  auto read = [](const counter_row& r) {  // one field per outcome (metrics/outcomes.hpp)
+    event_counts c;
+    for (const auto& o : outcomes) c.*o.field = r.v[o.kind].load(std::memory_order_relaxed);
+    return c;
+  };
+  for (auto* c = contexts_.first(); c != nullptr; c = c->next) {
+    ++s.threads;
+    for (unsigned l = 0; l < priority_count; ++l) {
+      s.lanes[l].counts += read(c->lane_row(l));
+      // Admitted through the front door (publish, publish_batch): see commit().
+      s.lanes[l].counts.accepted += c->credits[l].used.load(std::memory_order_relaxed);
+    }
+    for (std::size_t t = 0; t < types_.count; ++t) {
+      s.types[t].counts += read(c->type_row(t));
+      const std::uint64_t sync = c->sync_ok(t).load(std::memory_order_relaxed);
+      for (event_counts* e : {&s.types[t].counts, &s.lanes[types_.ops[t].lane].counts}) {
+        e->accepted += sync;
+        e->dispatched += sync;
+      }
+    }
+    const counter_row& misc = c->misc_row();
+    s.batches += misc.v[m_batches].load(std::memory_order_relaxed);
+    s.batched_events += misc.v[m_batched_events].load(std::memory_order_relaxed);
+    s.lane_allocations += misc.v[m_lane_allocations].load(std::memory_order_relaxed);
+    s.parks += misc.v[m_parks].load(std::memory_order_relaxed);
+    const std::uint32_t held = c->batch_in_hand.load(std::memory_order_relaxed);
+    s.lanes[held & ((1u << batch_lane_bits) - 1)].in_flight += held >> batch_lane_bits;
+    if (const latency_set* set = c->latency.load(std::memory_order_acquire)) {
+      for (unsigned l = 0; l < priority_count; ++l) merge(merged[l], set->lane[l]);
+      for (std::size_t t = 0; t < types_.count; ++t)
+        merge(merged[priority_count + t], set->type[t]);
+    }
+  }
+  if (!merged.empty()) {
+    for (unsigned l = 0; l < priority_count; ++l) s.lanes[l].queue_wait = summarize(merged[l]);
+    for (std::size_t t = 0; t < types_.count; ++t)
+      s.types[t].handler_time = summarize(merged[priority_count + t]);
+  }
+  for (unsigned l = 0; l < priority_count; ++l) {
+    auto& lm = s.lanes[l];
+    lm.lane = static_cast<priority>(l);
+    lm.capacity = lanes_[l].admission.capacity();
+    lm.depth = occupancy(l);
+    lm.in_flight += lm.depth;
+    s.in_flight += lm.in_flight;
+    s.total += lm.counts;
+  }
+  return s;
+}
+
+}  // namespace tachyon::detail

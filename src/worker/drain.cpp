@@ -1,0 +1,300 @@
+// The drain (bus_core's half in src/worker/): the worker loop, one batch from the most urgent
+// lane (drain_batch, the hot path), its timed variant, idling and parking, manual drive
+// (run_once, poll) and stop. The threads themselves are the worker_pool's
+// (src/worker/worker_pool.cpp).
+#include <tachyon/detail/bus_core.hpp>
+
+#include <stdexcept>
+#include <thread>
+
+#include "metrics/latency_set.hpp"
+
+namespace tachyon::detail {
+
+// The context cache of context_registry::context() (detail/context/context_registry.hpp). It
+// is defined here, not beside the registry, because the translation unit that defines a
+// thread_local reads it with one %fs-relative instruction, and other ones load its offset from
+// the GOT first: run_once() and poll() look up the caller's context on every call, and this
+// keeps that lookup one instruction shorter (perf/callgrind, the hop row).
+constinit thread_local tls_cache_entry tls_last_context{};
+
+void bus_core::ensure_buffer(thread_context& ctx) {
+  if (ctx.drain_buffer_size >= cfg_.batch) return;
+  deallocate(ctx.drain_buffer);
+  ctx.drain_buffer = nullptr;
+  ctx.drain_buffer =
+      static_cast<envelope*>(allocate(sizeof(envelope) * cfg_.batch, alignof(envelope)));
+  ctx.drain_buffer_size = cfg_.batch;
+}
+
+void bus_core::worker_main(std::uint32_t) {
+  thread_context& ctx = context();
+  ensure_buffer(ctx);
+  std::uint32_t idle_rounds = 0;
+  std::chrono::steady_clock::time_point idle_since{};
+  bool credits_reclaimed = false;
+  for (;;) {
+    if (discarding_.load(std::memory_order_acquire)) return;
+    const std::size_t n = drain_batch(ctx, cfg_.batch);
+    if (n != 0) {
+      if (n == cfg_.batch) work_.notify_one();  // more may be waiting: wake a sleeping peer
+      idle_rounds = 0;
+      credits_reclaimed = false;
+      continue;
+    }
+    // Not exact for admissions still in a publisher's store buffer; stop() drains those.
+    if (stopping_.load(std::memory_order_seq_cst) && lanes_empty()) return;
+    idle(ctx, idle_rounds, idle_since, credits_reclaimed);
+  }
+}
+
+void bus_core::idle(thread_context& ctx, std::uint32_t& rounds,
+                    std::chrono::steady_clock::time_point& since, bool& credits_reclaimed) {
+  if (rounds++ == 0) {
+    since = std::chrono::steady_clock::now();
+    return;
+  }
+  switch (cfg_.wait) {
+    case wait_strategy::busy_spin:
+      break;
+    case wait_strategy::yield:
+      std::this_thread::yield();
+      break;
+    case wait_strategy::spin_then_park:
+      cpu_relax();
+      break;
+  }
+  if ((rounds & 1023) == 0 && !credits_reclaimed) {
+    // Credits left in the accounts of threads that stopped publishing keep a lane's hint
+    // "maybe non-empty", and the scan then asks moodycamel every round. After a millisecond
+    // idle, take them back (one heavy fence), once per idle period.
+    if (std::chrono::steady_clock::now() - since >= std::chrono::milliseconds(1)) {
+      reclaim_idle_credits(ctx);
+      credits_reclaimed = true;
+    }
+  }
+  if (cfg_.wait != wait_strategy::spin_then_park) return;
+  if ((rounds & 63) != 0) return;  // read the clock every 64 polls
+  if (std::chrono::steady_clock::now() - since < cfg_.spin_before_park) return;
+  const auto key = work_.prepare_wait();
+  // A publisher's admission is a plain store (then a compiler barrier, then its load of the
+  // waiter count in notify_one): the heavy fence makes every admission made before our
+  // prepare_wait visible to lanes_empty() below, or makes that publisher see us waiting.
+  heavy_fence(asymmetric_);
+  if (!lanes_empty() || stopping_.load(std::memory_order_seq_cst) ||
+      discarding_.load(std::memory_order_seq_cst)) {
+    work_.cancel_wait();
+    return;
+  }
+  bump(ctx.misc_row().v[m_parks]);
+  work_.wait(key);
+  rounds = 0;
+}
+
+void bus_core::reclaim_idle_credits(thread_context& ctx) {
+  for (unsigned l = 0; l < priority_count; ++l) {
+    lane_admission& adm = lanes_[l].admission;
+    if (!adm.maybe_nonempty()) continue;
+    adm.give_back(ctx.credits[l]);
+    adm.revoke_spare(&ctx.credits[l], accounts(l));
+  }
+}
+
+inline void bus_core::end_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept {
+  // The lane's outcome counts and batch_in_hand move together, once per batch, so the lane's
+  // accounting balances in every snapshot (a finished event of an unfinished batch still
+  // reads as in flight, and is not yet counted as dispatched or failed).
+  counter_row& row = ctx.lane_row(l);
+  bump(row.v[c_dispatched], n - ctx.batch_failed);
+  if (ctx.batch_failed != 0) [[unlikely]] {
+    bump(row.v[c_failed], ctx.batch_failed);
+    ctx.batch_failed = 0;
+  }
+  ctx.batch_in_hand.store(0, std::memory_order_relaxed);
+}
+
+std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
+  // The hint (some credit is out of the pool) lets a scan skip an empty lane without asking
+  // moodycamel, which costs tens of ns per empty poll. But the hint's line is written by
+  // publishers once per chunk of credits, and a worker spinning on it would take it from them
+  // each time; so the lane last drained is polled directly, as a bare moodycamel consumer
+  // would, for the next hot_lane_polls empty scans. More urgent lanes are still checked
+  // first by their hints, so priority is unchanged.
+  constexpr std::uint32_t hot_lane_polls = 1024;
+  for (unsigned l = 0; l < priority_count; ++l) {
+    lane& ln = lanes_[l];
+    if (l != ctx.hot_lane && !ln.admission.maybe_nonempty()) continue;
+    const std::size_t n = ln.queue.try_dequeue_bulk(*ctx.consumer[l], ctx.drain_buffer, max);
+    if (n == 0) {  // empty, admitted but not yet enqueued, or a peer took them
+      if (l == ctx.hot_lane && ++ctx.hot_misses == hot_lane_polls) ctx.hot_lane = priority_count;
+      continue;
+    }
+    ctx.hot_lane = l;
+    ctx.hot_misses = 0;
+    take_batch(ctx, l, n);
+    bump(ctx.misc_row().v[m_batches]);
+    bump(ctx.misc_row().v[m_batched_events], n);
+    // config::latency_histograms: the rest of the batch, timed; when off, this is the one
+    // branch per batch the option costs.
+    if (cfg_.latency_histograms) [[unlikely]]
+      return dispatch_timed_cold(ctx);
+    enter_dispatch(ctx);
+    for (std::size_t i = 0; i < n; ++i) {
+      envelope& env = ctx.drain_buffer[i];
+      types_.dispatch[env.header.type_index](tables_, env, ctx);  // settles it
+    }
+    exit_dispatch(ctx);
+    end_batch(ctx, l, n);
+    return n;
+  }
+  return 0;
+}
+
+void bus_core::take_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept {
+  // batch_in_hand before done: a snapshot between the two counts the batch twice, never not at all.
+  ctx.batch_in_hand.store(static_cast<std::uint32_t>(n << batch_lane_bits | l),
+                          std::memory_order_relaxed);
+  count_out(ctx, l, n);
+}
+
+void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n) noexcept {
+  lane& ln = lanes_[l];
+  // Events that came through the re-entry door give their room back to that door. The door
+  // is idle unless something re-entered, so the per-event look is skipped then.
+  std::uint64_t reentered = 0;
+  if (ln.admission.reentry_depth() != 0) [[unlikely]]
+    for (std::size_t i = 0; i < n; ++i)
+      reentered += (ctx.drain_buffer[i].header.flags & meta_flags::reentered) != 0;
+  credit_account& a = ctx.credits[l];
+  a.done.store(a.done.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  // Give the room back at once, not after the handlers: publishers blocked on this lane
+  // proceed while the batch runs. One waiting publisher is woken per batch; it passes the
+  // wake on if room is left when it has taken its own.
+  ln.admission.release(n - reentered, reentered);
+  ln.room.notify_one();
+}
+
+std::size_t bus_core::dispatch_timed_cold(thread_context& ctx) { return dispatch_timed(ctx); }
+
+std::size_t bus_core::dispatch_timed(thread_context& ctx) {
+  // The batch, as drain_batch marked it in hand: its lane and size.
+  const std::uint32_t held = ctx.batch_in_hand.load(std::memory_order_relaxed);
+  const unsigned l = held & ((1u << batch_lane_bits) - 1);
+  const std::size_t n = held >> batch_lane_bits;
+  latency_set* set = ctx.latency.load(std::memory_order_relaxed);
+  if (set == nullptr) [[unlikely]] {
+    try {
+      set = new latency_set(types_.count);
+      ctx.latency.store(set, std::memory_order_release);
+    } catch (const std::bad_alloc&) {  // out of memory: this batch goes unrecorded
+    }
+  }
+  enter_dispatch(ctx);
+  // One clock read per batch, before its first handler, stands for the start of every event
+  // of the batch: an event's queue wait is publish_ticks to this reading, so the handler time
+  // of the events ahead of it in the same batch is not counted as its wait. Then one read
+  // after each event: the previous reading is the start of the next event's handlers, so an
+  // event's handler time includes the release of its payload, its counters and these
+  // records (a few ns).
+  std::uint64_t start = clock::now();
+  const std::uint64_t batch_start = start;
+  for (std::size_t i = 0; i < n; ++i) {
+    envelope& env = ctx.drain_buffer[i];
+    const std::uint16_t t = env.header.type_index;
+    const std::uint64_t published = env.header.publish_ticks;  // 0: config::timestamps off
+    if (published != 0 && set != nullptr)
+      if (histogram* h = latency_set::get(set->lane[l]))
+        h->record(batch_start > published ? batch_start - published : 0);
+    types_.dispatch[t](tables_, env, ctx);  // settles it
+    const std::uint64_t end = clock::now();
+    if (set != nullptr)
+      if (histogram* h = latency_set::get(set->type[t])) h->record(end > start ? end - start : 0);
+    start = end;
+  }
+  exit_dispatch(ctx);
+  end_batch(ctx, l, n);
+  return n;
+}
+
+thread_context& bus_core::manual_context() {
+  thread_context& ctx = context();
+  if (ctx.dispatch_nesting > 0)
+    throw std::logic_error(
+        "tachyon::bus::poll/run_once called from inside a handler of the same bus; a handler "
+        "must not drain the bus that is running it");
+  ensure_buffer(ctx);
+  return ctx;
+}
+
+// Once a discard has begun, manual draining runs nothing more, as a worker starts no new
+// batch: what is queued is stop()'s to release and count in `discarded`.
+std::size_t bus_core::run_once() {
+  thread_context& ctx = manual_context();
+  if (discarding_.load(std::memory_order_acquire)) return 0;
+  return drain_batch(ctx, cfg_.batch);
+}
+
+std::size_t bus_core::poll(std::size_t max_events) {
+  thread_context& ctx = manual_context();
+  std::size_t total = 0;
+  while (total < max_events && !discarding_.load(std::memory_order_acquire)) {
+    const std::size_t n = drain_batch(ctx, std::min<std::size_t>(cfg_.batch, max_events - total));
+    if (n == 0) break;
+    total += n;
+  }
+  return total;
+}
+
+// ---- stop --------------------------------------------------------------------------------------
+
+std::uint64_t bus_core::stop(stop_mode mode) {
+  thread_context& ctx = context();
+  if (mode == stop_mode::discard) discarding_.store(true, std::memory_order_seq_cst);
+  stopping_.store(true, std::memory_order_seq_cst);
+  // Publishers admit with a plain store and then read stopping_ (try_admit): after this fence
+  // every admission that read false is visible to lanes_empty(), so the drain below and the
+  // workers' last look see it.
+  heavy_fence(asymmetric_);
+  work_.notify_all();
+  for (auto& ln : lanes_) ln.room.notify_all();
+  if (ctx.dispatch_nesting > 0) return 0;  // inside a handler: joining would wait for ourselves
+
+  std::lock_guard lock(stop_mutex_);
+  if (stopped_) return 0;
+  workers_.join();
+  ensure_buffer(ctx);
+  std::uint64_t discarded = 0;
+  if (discarding_.load(std::memory_order_seq_cst)) {
+    discarded = discard_all(ctx);
+  } else {  // manual mode, or what a publisher reserved just before stopping_ was set
+    while (!lanes_empty())
+      if (drain_batch(ctx, cfg_.batch) == 0) std::this_thread::yield();
+  }
+  stopped_ = true;
+  return discarded;
+}
+
+std::size_t bus_core::discard_all(thread_context& ctx) {
+  std::size_t total = 0;
+  for (;;) {
+    bool any = false;
+    for (unsigned l = 0; l < priority_count; ++l) {
+      lane& ln = lanes_[l];
+      while (const std::size_t n = ln.queue.try_dequeue_bulk(*ctx.consumer[l], ctx.drain_buffer,
+                                                             ctx.drain_buffer_size)) {
+        any = true;
+        count_out(ctx, l, n);
+        for (std::size_t i = 0; i < n; ++i) {
+          envelope& env = ctx.drain_buffer[i];
+          types_.ops[env.header.type_index].release(env);
+          ctx.count(l, env.header.type_index, c_discarded);
+        }
+        total += n;
+      }
+    }
+    if (lanes_empty()) return total;
+    if (!any) std::this_thread::yield();  // a publisher is between admitting and enqueueing
+  }
+}
+
+}  // namespace tachyon::detail
