@@ -4,6 +4,7 @@
 // type owns its consumer (a thread pinned to consumer_cpu(), or a bus worker) for its life.
 //
 //   tachyon_hop                  a bus with one busy_spin worker; the handler stores to the flag
+//   tachyon_hop_no_timestamps    the same with config::timestamps false: no clock read per publish
 //   tachyon_yield_hop            the same with wait_strategy::yield
 //   tachyon_spin_then_park_hop   the same with spin_then_park and the default spin_before_park
 //                                (50 us): the next hop comes well within the spin, so the worker
@@ -86,7 +87,7 @@ inline void await_echo(const std::atomic<std::uint64_t>& flag, std::uint64_t seq
 
 /// A bus with one worker pinned to consumer_cpu(), waiting the way `Wait` says. SpinNs < 0
 /// keeps config's default spin_before_park; otherwise it is the spin in nanoseconds.
-template <tachyon::wait_strategy Wait, long long SpinNs = -1>
+template <tachyon::wait_strategy Wait, long long SpinNs = -1, bool Timestamps = true>
 class basic_tachyon_hop {
  public:
   basic_tachyon_hop() : bus_(settings()) {
@@ -127,6 +128,7 @@ class basic_tachyon_hop {
                         .overflow = tachyon::overflow::block,
                         .producers = 1};
     if constexpr (SpinNs >= 0) cfg.spin_before_park = std::chrono::nanoseconds(SpinNs);
+    cfg.timestamps = Timestamps;
     if (consumer_cpu() >= 0) cfg.cpus = {consumer_cpu()};
     return cfg;
   }
@@ -138,6 +140,8 @@ class basic_tachyon_hop {
 };
 
 using tachyon_hop = basic_tachyon_hop<tachyon::wait_strategy::busy_spin>;
+/// The same without the publish's clock read (config::timestamps false).
+using tachyon_hop_no_timestamps = basic_tachyon_hop<tachyon::wait_strategy::busy_spin, -1, false>;
 using tachyon_yield_hop = basic_tachyon_hop<tachyon::wait_strategy::yield>;
 using tachyon_spin_then_park_hop = basic_tachyon_hop<tachyon::wait_strategy::spin_then_park>;
 using tachyon_parked_hop = basic_tachyon_hop<tachyon::wait_strategy::spin_then_park, 0>;

@@ -356,6 +356,7 @@ struct rt_impl {
 
 constexpr rt_impl rt_impls[] = {
     {"tachyon_busy_spin", rt_trial<bench::tachyon_hop>},
+    {"tachyon_busy_spin_no_ts", rt_trial<bench::tachyon_hop_no_timestamps>},
     {"tachyon_yield", rt_trial<bench::tachyon_yield_hop>},
     {"tachyon_spin_then_park", rt_trial<bench::tachyon_spin_then_park_hop>},
     {"tachyon_parked", rt_trial<bench::tachyon_parked_hop>},
@@ -367,6 +368,9 @@ constexpr rt_impl rt_impls[] = {
     {"cache_line", rt_trial<bench::cache_line_hop>},
 };
 constexpr std::size_t rt_count = std::size(rt_impls);
+constexpr std::size_t rt_no_ts = 1, rt_moodycamel = 5;  // the pair of the no-timestamp ratio
+static_assert(std::string_view(rt_impls[rt_no_ts].name) == "tachyon_busy_spin_no_ts");
+static_assert(std::string_view(rt_impls[rt_moodycamel].name) == "moodycamel_tokens");
 
 double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -392,6 +396,7 @@ group run_roundtrip(const settings& s, hop_estimate& hop) {
               num("trial_cap_s", s.trial_cap_s, 2)};
   std::vector<tachyon::histogram> hists(rt_count);
   std::vector<std::vector<double>> per_round(rt_count);  // tachyon p50 / impl p50, per round
+  std::vector<double> no_ts_per_round;  // tachyon_busy_spin_no_ts p50 / moodycamel_tokens p50
   std::vector<ticks> trial;
   trial.reserve(s.per_trial);
   const ticks cap = ns_to_ticks(s.trial_cap_s * 1e9);
@@ -409,6 +414,9 @@ group run_roundtrip(const settings& s, hop_estimate& hop) {
     for (std::size_t i = 1; i < rt_count; ++i)
       if (p50[i] != 0)
         per_round[i].push_back(static_cast<double>(p50[0]) / static_cast<double>(p50[i]));
+    if (p50[rt_moodycamel] != 0)
+      no_ts_per_round.push_back(static_cast<double>(p50[rt_no_ts]) /
+                                static_cast<double>(p50[rt_moodycamel]));
   }
   for (std::size_t i = 0; i < rt_count; ++i) g.rows.push_back({rt_impls[i].name, {}, hists[i]});
   hop = {pct_ns(hists[0], 50) / 2, pct_ns(hists[0], 99) / 2, true};
@@ -429,6 +437,14 @@ group run_roundtrip(const settings& s, hop_estimate& hop) {
     x.min = *std::min_element(v.begin(), v.end());
     x.max = *std::max_element(v.begin(), v.end());
     if (x.target) x.met = x.value <= 1.05;
+    g.ratios.push_back(x);
+  }
+  if (!no_ts_per_round.empty()) {  // the same hop without the publish's clock read
+    ratio x;
+    x.figure = "round trip p50, tachyon_busy_spin_no_ts / moodycamel_tokens (paired)";
+    x.value = median_of(no_ts_per_round);
+    x.min = *std::min_element(no_ts_per_round.begin(), no_ts_per_round.end());
+    x.max = *std::max_element(no_ts_per_round.begin(), no_ts_per_round.end());
     g.ratios.push_back(x);
   }
   g.notes.push_back(
