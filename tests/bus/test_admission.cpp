@@ -19,6 +19,9 @@ struct bus_access {
   static bus_core& core(bus<R>& b) {
     return b.core_;
   }
+  static lane_admission& admission(bus_core& c, priority p) {
+    return c.lanes_[static_cast<unsigned>(p)].admission;
+  }
 };
 }  // namespace tachyon::detail
 
@@ -168,6 +171,31 @@ TEST(Admission, AWorkerParksWhileAPublisherHoldsCreditsAndWakesForItsNextEvent) 
     ASSERT_TRUE(tt::eventually([&] { return ran.load() == i; })) << "event " << i;
     ASSERT_TRUE(tt::eventually([&] { return bus.metrics().parks > parks; })) << "event " << i;
   }
+}
+
+TEST(Admission, AnIdleWorkerTakesBackCreditsLeftInIdleAccountsSoTheHintReadsEmpty) {
+  // A thread publishes once (taking a chunk of credits) and stays alive without publishing
+  // again. Once the worker has been idle for a millisecond it revokes those credits, and the
+  // lane's pool, the idle scan's hint, is full again.
+  tachyon::bus<tt::Events> bus{{.workers = 1,
+                                .lane_capacity = 1024,
+                                .wait = tachyon::wait_strategy::busy_spin,
+                                .producers = 2}};
+  std::atomic<int> ran{0};
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ran.fetch_add(1); });
+  auto& adm = bus_access::admission(bus_access::core(bus), priority::normal);
+  std::latch published(1), wake(1);
+  std::thread holder([&] {
+    ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+    published.count_down();
+    wake.wait();
+  });
+  published.wait();
+  ASSERT_TRUE(tt::eventually([&] { return ran.load() == 1; }));
+  EXPECT_TRUE(tt::eventually([&] { return adm.pool() == 1024 && !adm.maybe_nonempty(); }))
+      << "pool " << adm.pool();
+  wake.count_down();
+  holder.join();
 }
 
 TEST(Admission, BlockedPublishersAreWokenOneByOneAndAllGetThrough) {

@@ -302,6 +302,7 @@ class alignas(cache_line) bus_core {
   void* tables() const noexcept { return tables_; }
 
  private:
+  friend struct bus_access;  // tests
   /// context_registry's hand_back: a thread that ends gives its unspent credits back.
   static void hand_back(void* self, thread_context& ctx) noexcept {
     static_cast<bus_core*>(self)->release_credits(ctx);
