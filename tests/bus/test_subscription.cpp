@@ -227,125 +227,101 @@ TEST(Subscription, UnsubscribingAHandlerThatOwnsAHandleFreesBoth) {
 
 // ---- unsubscribe from inside handlers: no waiting, so no deadlock ----------------------------
 
+namespace {
+
+/// Two handlers that are inside at once and each unsubscribe from there: `a` takes Quote and
+/// `b` Order. Each counts its run, waits at the barrier until the other handler is inside too,
+/// unsubscribes (its own handle, or with `drops::other` the other handler's: each handle is
+/// then used by one thread only) and counts its return. Declared after the bus, so destroyed
+/// before it, as the handles must be.
+struct meeting_handlers {
+  enum class drops { itself, other };
+
+  std::barrier<> both{2};
+  std::atomic<int> runs{0}, returned{0};
+  tachyon::subscription a, b;
+
+  meeting_handlers(tachyon::bus<tt::Events>& bus, drops which) {
+    tachyon::subscription* a_drops = which == drops::itself ? &a : &b;
+    tachyon::subscription* b_drops = which == drops::itself ? &b : &a;
+    a = bus.subscribe<tt::Quote>([this, a_drops](const tt::Quote&) { meet_and_drop(*a_drops); });
+    b = bus.subscribe<tt::Order>([this, b_drops](const tt::Order&) { meet_and_drop(*b_drops); });
+  }
+
+ private:
+  void meet_and_drop(tachyon::subscription& s) {
+    runs.fetch_add(1);
+    both.arrive_and_wait();
+    s.unsubscribe();
+    returned.fetch_add(1);
+  }
+};
+
+}  // namespace
+
 // Without the fix each thread's unsubscribe waited for a grace period, that is for the other
 // thread to leave its handler, while the other did the same: both hung forever.
 TEST(Subscription, TwoWorkersWhoseHandlersUnsubscribeThemselvesAtOnceDoNotDeadlock) {
   must_finish("two self-unsubscribing handlers on two workers", [] {
     tachyon::bus<tt::Events> bus{{.workers = 2, .lane_capacity = 64, .batch = 1}};
-    std::barrier both(2);
-    std::atomic<int> runs{0}, returned{0};
-    tachyon::subscription a, b;
-    a = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
-      runs.fetch_add(1);
-      both.arrive_and_wait();  // the other handler is inside too
-      a.unsubscribe();
-      returned.fetch_add(1);
-    });
-    b = bus.subscribe<tt::Order>([&](const tt::Order&) {
-      runs.fetch_add(1);
-      both.arrive_and_wait();
-      b.unsubscribe();
-      returned.fetch_add(1);
-    });
+    meeting_handlers h(bus, meeting_handlers::drops::itself);
     // batch = 1 and the first handler waits at the barrier: the other worker takes the other.
     ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
     ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
-    ASSERT_TRUE(tt::eventually([&] { return returned.load() == 2; }));
-    EXPECT_FALSE(a.active());
-    EXPECT_FALSE(b.active());
+    ASSERT_TRUE(tt::eventually([&] { return h.returned.load() == 2; }));
+    EXPECT_FALSE(h.a.active());
+    EXPECT_FALSE(h.b.active());
     ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
     ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
     bus.stop();
-    EXPECT_EQ(runs.load(), 2);  // neither started again
+    EXPECT_EQ(h.runs.load(), 2);  // neither started again
   });
 }
 
 TEST(Subscription, TwoWorkersWhoseHandlersUnsubscribeEachOtherAtOnceDoNotDeadlock) {
   must_finish("two handlers unsubscribing each other on two workers", [] {
     tachyon::bus<tt::Events> bus{{.workers = 2, .lane_capacity = 64, .batch = 1}};
-    std::barrier both(2);
-    std::atomic<int> runs{0}, returned{0};
-    tachyon::subscription a, b;
-    a = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
-      runs.fetch_add(1);
-      both.arrive_and_wait();
-      b.unsubscribe();  // b is used by this thread only
-      returned.fetch_add(1);
-    });
-    b = bus.subscribe<tt::Order>([&](const tt::Order&) {
-      runs.fetch_add(1);
-      both.arrive_and_wait();
-      a.unsubscribe();
-      returned.fetch_add(1);
-    });
+    meeting_handlers h(bus, meeting_handlers::drops::other);
     ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
     ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
-    ASSERT_TRUE(tt::eventually([&] { return returned.load() == 2; }));
+    ASSERT_TRUE(tt::eventually([&] { return h.returned.load() == 2; }));
     ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
     ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
     bus.stop();
-    EXPECT_EQ(runs.load(), 2);
+    EXPECT_EQ(h.runs.load(), 2);
   });
 }
 
 TEST(Subscription, WorkerAndDispatchThreadWhoseHandlersUnsubscribeThemselvesDoNotDeadlock) {
   must_finish("self-unsubscribing handlers on a worker and in dispatch()", [] {
     tachyon::bus<tt::Events> bus{{.workers = 1, .lane_capacity = 64, .batch = 1}};
-    std::barrier both(2);
-    std::atomic<int> runs{0}, returned{0};
-    tachyon::subscription a, b;
-    a = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
-      runs.fetch_add(1);
-      both.arrive_and_wait();
-      a.unsubscribe();
-      returned.fetch_add(1);
-    });
-    b = bus.subscribe<tt::Order>([&](const tt::Order&) {
-      runs.fetch_add(1);
-      both.arrive_and_wait();
-      b.unsubscribe();
-      returned.fetch_add(1);
-    });
+    meeting_handlers h(bus, meeting_handlers::drops::itself);
     ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);  // the worker runs a
     bus.dispatch(tt::Order{});                        // this thread runs b
-    ASSERT_TRUE(tt::eventually([&] { return returned.load() == 2; }));
+    ASSERT_TRUE(tt::eventually([&] { return h.returned.load() == 2; }));
     bus.dispatch(tt::Order{});
     ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
     bus.stop();
-    EXPECT_EQ(runs.load(), 2);
+    EXPECT_EQ(h.runs.load(), 2);
   });
 }
 
 TEST(Subscription, WorkerAndPollThreadWhoseHandlersUnsubscribeThemselvesDoNotDeadlock) {
   must_finish("self-unsubscribing handlers on a worker and in poll()", [] {
     tachyon::bus<tt::Events> bus{{.workers = 1, .lane_capacity = 64, .batch = 1}};
-    std::barrier both(2);
-    std::atomic<int> runs{0}, returned{0};
-    tachyon::subscription a, b;
-    a = bus.subscribe<tt::Quote>([&](const tt::Quote&) {
-      runs.fetch_add(1);
-      both.arrive_and_wait();
-      a.unsubscribe();
-      returned.fetch_add(1);
-    });
-    b = bus.subscribe<tt::Order>([&](const tt::Order&) {
-      runs.fetch_add(1);
-      both.arrive_and_wait();
-      b.unsubscribe();
-      returned.fetch_add(1);
-    });
+    meeting_handlers h(bus, meeting_handlers::drops::itself);
     ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
     ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
     // The worker takes one event (batch = 1) and waits at the barrier, so poll() gets the
     // other: the two handlers are inside at once on two threads.
-    while (returned.load() < 2) {
+    while (h.returned.load() < 2) {
       bus.poll();
       std::this_thread::yield();
     }
     ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
     ASSERT_EQ(bus.publish(tt::Order{}), result::ok);
     bus.stop();
-    EXPECT_EQ(runs.load(), 2);
+    EXPECT_EQ(h.runs.load(), 2);
   });
 }
 
