@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -201,54 +202,51 @@ tachyon::metrics_snapshot golden_snapshot() {
   return m;
 }
 
+/// The expected lines of one series of a family of outcome counters, in the exposition's order.
+std::string outcome_lines(const std::string& family, const std::string& label,
+                          const std::array<std::uint64_t, 8>& counts) {
+  static constexpr const char* outcomes[] = {"accepted",         "dispatched",    "failed",
+                                             "dropped",          "discarded",     "rejected_full",
+                                             "rejected_stopped", "handler_errors"};
+  std::string text;
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    text += family + "{" + label + ",outcome=\"" + outcomes[i] + "\"} " +
+            std::to_string(counts[i]) + "\n";
+  return text;
+}
+
+/// The expected lines of one histogram series: the cumulative count at each bound (+Inf last),
+/// then the sum in seconds, as the exposition spells it, and the count.
+std::string histogram_lines(const std::string& family, const std::string& label,
+                            const std::array<std::uint64_t, 17>& cumulative, const std::string& sum,
+                            std::uint64_t count) {
+  static constexpr const char* bounds[] = {
+      "1e-07",  "2.5e-07", "5e-07",  "1e-06", "2.5e-06", "5e-06", "1e-05", "2.5e-05", "5e-05",
+      "0.0001", "0.00025", "0.0005", "0.001", "0.01",    "0.1",   "1",     "+Inf"};
+  std::string text;
+  for (std::size_t i = 0; i < cumulative.size(); ++i)
+    text += family + "_bucket{" + label + ",le=\"" + bounds[i] + "\"} " +
+            std::to_string(cumulative[i]) + "\n";
+  text += family + "_sum{" + label + "} " + sum + "\n";
+  text += family + "_count{" + label + "} " + std::to_string(count) + "\n";
+  return text;
+}
+
 }  // namespace
 
 TEST(LatencyExposition, PrometheusGolden) {
-  const std::string expected = R"(# HELP t_events_total Events by lane and outcome.
-# TYPE t_events_total counter
-t_events_total{lane="critical",outcome="accepted"} 10
-t_events_total{lane="critical",outcome="dispatched"} 9
-t_events_total{lane="critical",outcome="failed"} 1
-t_events_total{lane="critical",outcome="dropped"} 0
-t_events_total{lane="critical",outcome="discarded"} 0
-t_events_total{lane="critical",outcome="rejected_full"} 0
-t_events_total{lane="critical",outcome="rejected_stopped"} 0
-t_events_total{lane="critical",outcome="handler_errors"} 0
-t_events_total{lane="high",outcome="accepted"} 11
-t_events_total{lane="high",outcome="dispatched"} 10
-t_events_total{lane="high",outcome="failed"} 1
-t_events_total{lane="high",outcome="dropped"} 0
-t_events_total{lane="high",outcome="discarded"} 0
-t_events_total{lane="high",outcome="rejected_full"} 0
-t_events_total{lane="high",outcome="rejected_stopped"} 0
-t_events_total{lane="high",outcome="handler_errors"} 0
-t_events_total{lane="normal",outcome="accepted"} 12
-t_events_total{lane="normal",outcome="dispatched"} 11
-t_events_total{lane="normal",outcome="failed"} 1
-t_events_total{lane="normal",outcome="dropped"} 0
-t_events_total{lane="normal",outcome="discarded"} 0
-t_events_total{lane="normal",outcome="rejected_full"} 0
-t_events_total{lane="normal",outcome="rejected_stopped"} 0
-t_events_total{lane="normal",outcome="handler_errors"} 0
-t_events_total{lane="low",outcome="accepted"} 13
-t_events_total{lane="low",outcome="dispatched"} 12
-t_events_total{lane="low",outcome="failed"} 1
-t_events_total{lane="low",outcome="dropped"} 0
-t_events_total{lane="low",outcome="discarded"} 0
-t_events_total{lane="low",outcome="rejected_full"} 0
-t_events_total{lane="low",outcome="rejected_stopped"} 0
-t_events_total{lane="low",outcome="handler_errors"} 0
-# HELP t_type_events_total Events by event type and outcome.
-# TYPE t_type_events_total counter
-t_type_events_total{type="app::Quote",outcome="accepted"} 46
-t_type_events_total{type="app::Quote",outcome="dispatched"} 42
-t_type_events_total{type="app::Quote",outcome="failed"} 4
-t_type_events_total{type="app::Quote",outcome="dropped"} 0
-t_type_events_total{type="app::Quote",outcome="discarded"} 0
-t_type_events_total{type="app::Quote",outcome="rejected_full"} 0
-t_type_events_total{type="app::Quote",outcome="rejected_stopped"} 0
-t_type_events_total{type="app::Quote",outcome="handler_errors"} 0
-# HELP t_lane_depth Events queued in the lane (snapshot).
+  constexpr std::array<std::uint64_t, 17> empty{};
+  const std::string expected =
+      "# HELP t_events_total Events by lane and outcome.\n"
+      "# TYPE t_events_total counter\n" +
+      outcome_lines("t_events_total", R"(lane="critical")", {10, 9, 1, 0, 0, 0, 0, 0}) +
+      outcome_lines("t_events_total", R"(lane="high")", {11, 10, 1, 0, 0, 0, 0, 0}) +
+      outcome_lines("t_events_total", R"(lane="normal")", {12, 11, 1, 0, 0, 0, 0, 0}) +
+      outcome_lines("t_events_total", R"(lane="low")", {13, 12, 1, 0, 0, 0, 0, 0}) +
+      "# HELP t_type_events_total Events by event type and outcome.\n"
+      "# TYPE t_type_events_total counter\n" +
+      outcome_lines("t_type_events_total", R"(type="app::Quote")", {46, 42, 4, 0, 0, 0, 0, 0}) +
+      R"(# HELP t_lane_depth Events queued in the lane (snapshot).
 # TYPE t_lane_depth gauge
 t_lane_depth{lane="critical"} 0
 t_lane_depth{lane="high"} 0
@@ -289,104 +287,17 @@ t_workers 1
 t_threads 2
 # HELP t_queue_wait_seconds Time from publish to the start of the batch that ran the event, by lane.
 # TYPE t_queue_wait_seconds histogram
-t_queue_wait_seconds_bucket{lane="critical",le="1e-07"} 0
-t_queue_wait_seconds_bucket{lane="critical",le="2.5e-07"} 1
-t_queue_wait_seconds_bucket{lane="critical",le="5e-07"} 2
-t_queue_wait_seconds_bucket{lane="critical",le="1e-06"} 3
-t_queue_wait_seconds_bucket{lane="critical",le="2.5e-06"} 4
-t_queue_wait_seconds_bucket{lane="critical",le="5e-06"} 5
-t_queue_wait_seconds_bucket{lane="critical",le="1e-05"} 6
-t_queue_wait_seconds_bucket{lane="critical",le="2.5e-05"} 7
-t_queue_wait_seconds_bucket{lane="critical",le="5e-05"} 8
-t_queue_wait_seconds_bucket{lane="critical",le="0.0001"} 9
-t_queue_wait_seconds_bucket{lane="critical",le="0.00025"} 9
-t_queue_wait_seconds_bucket{lane="critical",le="0.0005"} 9
-t_queue_wait_seconds_bucket{lane="critical",le="0.001"} 9
-t_queue_wait_seconds_bucket{lane="critical",le="0.01"} 9
-t_queue_wait_seconds_bucket{lane="critical",le="0.1"} 9
-t_queue_wait_seconds_bucket{lane="critical",le="1"} 9
-t_queue_wait_seconds_bucket{lane="critical",le="+Inf"} 10
-t_queue_wait_seconds_sum{lane="critical"} 0.001234567
-t_queue_wait_seconds_count{lane="critical"} 10
-t_queue_wait_seconds_bucket{lane="high",le="1e-07"} 0
-t_queue_wait_seconds_bucket{lane="high",le="2.5e-07"} 0
-t_queue_wait_seconds_bucket{lane="high",le="5e-07"} 0
-t_queue_wait_seconds_bucket{lane="high",le="1e-06"} 0
-t_queue_wait_seconds_bucket{lane="high",le="2.5e-06"} 0
-t_queue_wait_seconds_bucket{lane="high",le="5e-06"} 0
-t_queue_wait_seconds_bucket{lane="high",le="1e-05"} 0
-t_queue_wait_seconds_bucket{lane="high",le="2.5e-05"} 0
-t_queue_wait_seconds_bucket{lane="high",le="5e-05"} 0
-t_queue_wait_seconds_bucket{lane="high",le="0.0001"} 0
-t_queue_wait_seconds_bucket{lane="high",le="0.00025"} 0
-t_queue_wait_seconds_bucket{lane="high",le="0.0005"} 0
-t_queue_wait_seconds_bucket{lane="high",le="0.001"} 0
-t_queue_wait_seconds_bucket{lane="high",le="0.01"} 0
-t_queue_wait_seconds_bucket{lane="high",le="0.1"} 0
-t_queue_wait_seconds_bucket{lane="high",le="1"} 0
-t_queue_wait_seconds_bucket{lane="high",le="+Inf"} 0
-t_queue_wait_seconds_sum{lane="high"} 0
-t_queue_wait_seconds_count{lane="high"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="1e-07"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="2.5e-07"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="5e-07"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="1e-06"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="2.5e-06"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="5e-06"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="1e-05"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="2.5e-05"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="5e-05"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="0.0001"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="0.00025"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="0.0005"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="0.001"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="0.01"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="0.1"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="1"} 0
-t_queue_wait_seconds_bucket{lane="normal",le="+Inf"} 0
-t_queue_wait_seconds_sum{lane="normal"} 0
-t_queue_wait_seconds_count{lane="normal"} 0
-t_queue_wait_seconds_bucket{lane="low",le="1e-07"} 0
-t_queue_wait_seconds_bucket{lane="low",le="2.5e-07"} 0
-t_queue_wait_seconds_bucket{lane="low",le="5e-07"} 0
-t_queue_wait_seconds_bucket{lane="low",le="1e-06"} 0
-t_queue_wait_seconds_bucket{lane="low",le="2.5e-06"} 0
-t_queue_wait_seconds_bucket{lane="low",le="5e-06"} 0
-t_queue_wait_seconds_bucket{lane="low",le="1e-05"} 0
-t_queue_wait_seconds_bucket{lane="low",le="2.5e-05"} 0
-t_queue_wait_seconds_bucket{lane="low",le="5e-05"} 0
-t_queue_wait_seconds_bucket{lane="low",le="0.0001"} 0
-t_queue_wait_seconds_bucket{lane="low",le="0.00025"} 0
-t_queue_wait_seconds_bucket{lane="low",le="0.0005"} 0
-t_queue_wait_seconds_bucket{lane="low",le="0.001"} 0
-t_queue_wait_seconds_bucket{lane="low",le="0.01"} 0
-t_queue_wait_seconds_bucket{lane="low",le="0.1"} 0
-t_queue_wait_seconds_bucket{lane="low",le="1"} 0
-t_queue_wait_seconds_bucket{lane="low",le="+Inf"} 0
-t_queue_wait_seconds_sum{lane="low"} 0
-t_queue_wait_seconds_count{lane="low"} 0
-# HELP t_handler_seconds Time to run all handlers of one event, by event type.
-# TYPE t_handler_seconds histogram
-t_handler_seconds_bucket{type="app::Quote",le="1e-07"} 0
-t_handler_seconds_bucket{type="app::Quote",le="2.5e-07"} 2
-t_handler_seconds_bucket{type="app::Quote",le="5e-07"} 4
-t_handler_seconds_bucket{type="app::Quote",le="1e-06"} 6
-t_handler_seconds_bucket{type="app::Quote",le="2.5e-06"} 8
-t_handler_seconds_bucket{type="app::Quote",le="5e-06"} 10
-t_handler_seconds_bucket{type="app::Quote",le="1e-05"} 12
-t_handler_seconds_bucket{type="app::Quote",le="2.5e-05"} 14
-t_handler_seconds_bucket{type="app::Quote",le="5e-05"} 16
-t_handler_seconds_bucket{type="app::Quote",le="0.0001"} 18
-t_handler_seconds_bucket{type="app::Quote",le="0.00025"} 18
-t_handler_seconds_bucket{type="app::Quote",le="0.0005"} 18
-t_handler_seconds_bucket{type="app::Quote",le="0.001"} 18
-t_handler_seconds_bucket{type="app::Quote",le="0.01"} 18
-t_handler_seconds_bucket{type="app::Quote",le="0.1"} 18
-t_handler_seconds_bucket{type="app::Quote",le="1"} 18
-t_handler_seconds_bucket{type="app::Quote",le="+Inf"} 20
-t_handler_seconds_sum{type="app::Quote"} 0.002469134
-t_handler_seconds_count{type="app::Quote"} 20
-)";
+)" +
+      histogram_lines("t_queue_wait_seconds", R"(lane="critical")",
+                      {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9, 9, 9, 9, 10}, "0.001234567", 10) +
+      histogram_lines("t_queue_wait_seconds", R"(lane="high")", empty, "0", 0) +
+      histogram_lines("t_queue_wait_seconds", R"(lane="normal")", empty, "0", 0) +
+      histogram_lines("t_queue_wait_seconds", R"(lane="low")", empty, "0", 0) +
+      "# HELP t_handler_seconds Time to run all handlers of one event, by event type.\n"
+      "# TYPE t_handler_seconds histogram\n" +
+      histogram_lines("t_handler_seconds", R"(type="app::Quote")",
+                      {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 18, 18, 18, 18, 18, 18, 20},
+                      "0.002469134", 20);
   EXPECT_EQ(golden_snapshot().to_prometheus("t"), expected);
 }
 
