@@ -39,6 +39,13 @@ bool admit_one(lane_admission& adm, credit_account& a, accounts& accs) {
   }
 }
 
+/// Admits one event after another for the owner of `a` until the lane is full; how many.
+std::uint32_t admit_until_full(lane_admission& adm, credit_account& a, accounts& accs) {
+  std::uint32_t n = 0;
+  while (admit_one(adm, a, accs)) ++n;
+  return n;
+}
+
 std::uint64_t occupancy(accounts& accs) {
   std::uint64_t used = 0, done = 0;
   for (auto& a : accs.all) {
@@ -63,9 +70,7 @@ TEST(LaneAdmission, OneAccountTakesExactlyTheCapacity) {
     lane_admission adm(cap, 0, tachyon::detail::asymmetric_fences());
     accounts accs;
     credit_account& a = accs.add();
-    std::uint32_t n = 0;
-    while (admit_one(adm, a, accs)) ++n;
-    EXPECT_EQ(n, cap);
+    EXPECT_EQ(admit_until_full(adm, a, accs), cap);
     expect_conserved(adm, accs);
   }
 }
@@ -77,9 +82,7 @@ TEST(LaneAdmission, CreditsLeftInAnIdleAccountAreRevokedForOthers) {
   credit_account& busy = accs.add();
   ASSERT_TRUE(admit_one(adm, idle, accs));
   EXPECT_GT(idle.spare(), 0u);  // it took a chunk and spent one credit
-  std::uint32_t n = 0;
-  while (admit_one(adm, busy, accs)) ++n;
-  EXPECT_EQ(n, 1023u);
+  EXPECT_EQ(admit_until_full(adm, busy, accs), 1023u);
   EXPECT_EQ(idle.spare(), 0u);
   EXPECT_EQ(idle.used.load(), 1u);
   expect_conserved(adm, accs);
@@ -177,9 +180,7 @@ TEST(LaneAdmission, ConcurrentPublishersNeverExceedTheBound) {
   expect_conserved(adm, accs);
   // The credits left behind come back for whoever needs them: the lane admits `cap` again.
   credit_account& late = accs.add();
-  std::uint32_t n = 0;
-  while (admit_one(adm, late, accs)) ++n;
-  EXPECT_EQ(n, cap);
+  EXPECT_EQ(admit_until_full(adm, late, accs), cap);
 }
 
 TEST(LaneAdmission, AnOwnerRacingItsRevokerNeverLosesOrInventsACredit) {
