@@ -32,6 +32,14 @@ std::string refusal(const tachyon::config& cfg) {
 
 tachyon::config valid() { return tt::manual(); }
 
+/// refusal() of valid() with the one change that `change` makes.
+template <class Change>
+std::string refusal_of(Change change) {
+  auto cfg = valid();
+  change(cfg);
+  return refusal(cfg);
+}
+
 }  // namespace
 
 TEST(Config, DefaultsAreValid) {
@@ -40,78 +48,66 @@ TEST(Config, DefaultsAreValid) {
 }
 
 TEST(Config, RejectsAbsurdWorkerCounts) {
-  auto cfg = valid();
-  cfg.workers = 257;
-  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.workers = 257"), HasSubstr("0 .. 256")));
+  EXPECT_THAT(refusal_of([](tachyon::config& c) { c.workers = 257; }),
+              AllOf(HasSubstr("config.workers = 257"), HasSubstr("0 .. 256")));
 }
 
 TEST(Config, RejectsZeroLaneCapacity) {
-  auto cfg = valid();
-  cfg.lane_capacity = 0;
-  EXPECT_THAT(refusal(cfg),
+  EXPECT_THAT(refusal_of([](tachyon::config& c) { c.lane_capacity = 0; }),
               AllOf(HasSubstr("config.lane_capacity = 0"), HasSubstr("1 .. 16777216")));
 }
 
 TEST(Config, RejectsLaneCapacityAboveTwoToThe24) {
-  auto cfg = valid();
-  cfg.lane_capacity = (1u << 24) + 1;
-  EXPECT_THAT(refusal(cfg), HasSubstr("config.lane_capacity = 16777217"));
+  EXPECT_THAT(refusal_of([](tachyon::config& c) { c.lane_capacity = (1u << 24) + 1; }),
+              HasSubstr("config.lane_capacity = 16777217"));
 }
 
 TEST(Config, RejectsZeroBatch) {
-  auto cfg = valid();
-  cfg.batch = 0;
-  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.batch = 0"), HasSubstr("1 .. 4096")));
+  EXPECT_THAT(refusal_of([](tachyon::config& c) { c.batch = 0; }),
+              AllOf(HasSubstr("config.batch = 0"), HasSubstr("1 .. 4096")));
 }
 
 TEST(Config, RejectsBatchAbove4096) {
-  auto cfg = valid();
-  cfg.batch = 5000;
-  EXPECT_THAT(refusal(cfg), HasSubstr("config.batch = 5000"));
+  EXPECT_THAT(refusal_of([](tachyon::config& c) { c.batch = 5000; }),
+              HasSubstr("config.batch = 5000"));
 }
 
 TEST(Config, RejectsZeroProducers) {
-  auto cfg = valid();
-  cfg.producers = 0;
-  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.producers = 0"), HasSubstr("1 .. 1024")));
+  EXPECT_THAT(refusal_of([](tachyon::config& c) { c.producers = 0; }),
+              AllOf(HasSubstr("config.producers = 0"), HasSubstr("1 .. 1024")));
 }
 
 TEST(Config, RejectsAnUnknownWaitStrategy) {
-  auto cfg = valid();
-  cfg.wait = static_cast<tachyon::wait_strategy>(9);
-  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.wait = 9"), HasSubstr("spin_then_park (2)")));
+  EXPECT_THAT(
+      refusal_of([](tachyon::config& c) { c.wait = static_cast<tachyon::wait_strategy>(9); }),
+      AllOf(HasSubstr("config.wait = 9"), HasSubstr("spin_then_park (2)")));
 }
 
 TEST(Config, RejectsAnUnknownOverflowPolicy) {
-  auto cfg = valid();
-  cfg.overflow = static_cast<tachyon::overflow>(9);
-  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.overflow = 9"), HasSubstr("drop (2)")));
+  EXPECT_THAT(
+      refusal_of([](tachyon::config& c) { c.overflow = static_cast<tachyon::overflow>(9); }),
+      AllOf(HasSubstr("config.overflow = 9"), HasSubstr("drop (2)")));
 }
 
 TEST(Config, RejectsANegativeSpinBeforePark) {
-  auto cfg = valid();
-  cfg.spin_before_park = -1ns;
-  EXPECT_THAT(refusal(cfg),
+  EXPECT_THAT(refusal_of([](tachyon::config& c) { c.spin_before_park = -1ns; }),
               AllOf(HasSubstr("config.spin_before_park = -1 ns"), HasSubstr("0 .. 1 s")));
 }
 
 TEST(Config, RejectsASpinBeforeParkAboveOneSecond) {
-  auto cfg = valid();
-  cfg.spin_before_park = 2s;
-  EXPECT_THAT(refusal(cfg), HasSubstr("config.spin_before_park = 2000000000 ns"));
+  EXPECT_THAT(refusal_of([](tachyon::config& c) { c.spin_before_park = 2s; }),
+              HasSubstr("config.spin_before_park = 2000000000 ns"));
 }
 
 TEST(Config, RejectsANegativeBlockTimeout) {
-  auto cfg = valid();
-  cfg.block_timeout = -5ns;
-  EXPECT_THAT(refusal(cfg), AllOf(HasSubstr("config.block_timeout = -5 ns"),
-                                  HasSubstr("0 (no deadline) .. 1 hour")));
+  EXPECT_THAT(
+      refusal_of([](tachyon::config& c) { c.block_timeout = -5ns; }),
+      AllOf(HasSubstr("config.block_timeout = -5 ns"), HasSubstr("0 (no deadline) .. 1 hour")));
 }
 
 TEST(Config, RejectsABlockTimeoutAboveOneHour) {
-  auto cfg = valid();
-  cfg.block_timeout = std::chrono::hours(2);
-  EXPECT_THAT(refusal(cfg), HasSubstr("config.block_timeout = 7200000000000 ns"));
+  EXPECT_THAT(refusal_of([](tachyon::config& c) { c.block_timeout = std::chrono::hours(2); }),
+              HasSubstr("config.block_timeout = 7200000000000 ns"));
 }
 
 TEST(Config, RejectsACpuTheMachineDoesNotHave) {
