@@ -231,7 +231,7 @@ thread_context& bus_core::manual_context() {
 std::size_t bus_core::run_once() {
   thread_context& ctx = manual_context();
   if (discarding_.load(std::memory_order_acquire)) return 0;
-  return drain_batch(ctx, cfg_.batch);
+  return manual_outcome(ctx, drain_batch(ctx, cfg_.batch));
 }
 
 std::size_t bus_core::poll(std::size_t max_events) {
@@ -242,7 +242,20 @@ std::size_t bus_core::poll(std::size_t max_events) {
     if (n == 0) break;
     total += n;
   }
-  return total;
+  return manual_outcome(ctx, total);
+}
+
+std::size_t bus_core::manual_outcome(thread_context& ctx, std::size_t ran) {
+  // A manual drainer's idle period, as a worker's (idle()): after this many calls that found
+  // nothing, the credits left in idle accounts (its own included: in manual mode the drainer
+  // is often the publisher) go back to the pools, so that its scans read the cheap hint again.
+  constexpr std::uint32_t empty_calls_before_reclaim = 1024;
+  if (ran != 0) {
+    ctx.empty_drains = 0;
+  } else if (++ctx.empty_drains == empty_calls_before_reclaim) {
+    reclaim_idle_credits(ctx);
+  }
+  return ran;
 }
 
 // ---- stop --------------------------------------------------------------------------------------

@@ -198,6 +198,21 @@ TEST(Admission, AnIdleWorkerTakesBackCreditsLeftInIdleAccountsSoTheHintReadsEmpt
   holder.join();
 }
 
+TEST(Admission, AManualDrainerThatFindsNothingTakesBackIdleCreditsSoTheHintReadsEmpty) {
+  tachyon::bus<tt::Events> bus{tt::manual(1024)};
+  auto& adm = bus_access::admission(bus_access::core(bus), priority::normal);
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);  // this thread takes a chunk of credits
+  ASSERT_EQ(bus.poll(), 1u);
+  EXPECT_LT(adm.pool(), 1024);  // its unspent credits are still out: the hint says "maybe"
+  for (int i = 0; i < 1023; ++i) ASSERT_EQ(bus.run_once(), 0u);
+  EXPECT_LT(adm.pool(), 1024);
+  ASSERT_EQ(bus.run_once(), 0u);  // the 1024th empty call in a row
+  EXPECT_EQ(adm.pool(), 1024);
+  EXPECT_FALSE(adm.maybe_nonempty());
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);  // and publishing takes credits again
+  EXPECT_EQ(bus.poll(), 1u);
+}
+
 TEST(Admission, BlockedPublishersAreWokenOneByOneAndAllGetThrough) {
   // Six publishers on a lane of four, one slow-ish worker: every wake-up is one publisher,
   // which passes it on when room is left. A lost hand-off would leave a publisher asleep.

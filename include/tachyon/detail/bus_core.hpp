@@ -335,6 +335,9 @@ class alignas(cache_line) bus_core {
   /// Returns this thread's unspent credits and revokes idle ones, so that the lanes' hints
   /// read empty again (an idle worker, once per idle period).
   void reclaim_idle_credits(thread_context& ctx);
+  /// run_once()/poll() return through here: counts calls that ran nothing and reclaims idle
+  /// credits once per run of them.
+  std::size_t manual_outcome(thread_context& ctx, std::size_t ran);
 
   config cfg_;
   type_table types_;

@@ -84,6 +84,7 @@ struct thread_context {
   envelope* drain_buffer = nullptr;
   std::uint32_t drain_buffer_size = 0;
   std::uint32_t batch_failed = 0;  // events of the running batch that settled as failed
+  std::uint32_t empty_drains = 0;  // run_once()/poll() calls in a row that ran nothing
   // Hot lane (consumers): the lane last drained, polled without its hint for a while; see
   // bus_core::drain_batch. hot_lane == priority_count: none.
   unsigned hot_lane = priority_count;
