@@ -133,10 +133,21 @@ result bus_core::admit_one(thread_context& ctx, unsigned l, std::uint16_t type, 
     if (ln.admission.pool() > 0) ln.room.notify_one();
     return result::ok;
   };
-  for (int spin = 0; spin < 128; ++spin) {  // room usually comes within one batch
+  // Poll for config::spin_before_park first, as an idle worker does: room usually comes within
+  // a batch, and a publisher asleep on the futex would make the worker pay a wake-up syscall
+  // per batch and leave the lane to run empty while it is scheduled back in. The poll reads
+  // only the pool; a full admission (which may revoke idle credits) is tried when room shows,
+  // and before every sleep.
+  const auto spin_until =
+      std::min(deadline, std::chrono::steady_clock::now() + cfg_.spin_before_park);
+  for (std::uint32_t spin = 1;; ++spin) {
     cpu_relax();
-    if (admit_some(ctx, l, 1, stopped) == 1) return admitted();
-    if (stopped) return refuse(result::stopped);
+    if (stopping_.load(std::memory_order_relaxed)) return refuse(result::stopped);
+    if (ln.admission.pool() > 0) {
+      if (admit_some(ctx, l, 1, stopped) == 1) return admitted();
+      if (stopped) return refuse(result::stopped);
+    }
+    if ((spin & 63) == 0 && std::chrono::steady_clock::now() >= spin_until) break;
   }
   for (;;) {
     const auto key = ln.room.prepare_wait();

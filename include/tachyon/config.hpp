@@ -53,7 +53,9 @@ struct config {
   /// Idle behaviour of the workers; see wait_strategy.
   wait_strategy wait = wait_strategy::spin_then_park;
 
-  /// With spin_then_park: how long an idle worker polls before it parks. Allowed: 0 .. 1 s.
+  /// With spin_then_park: how long an idle worker polls before it parks. Also, whatever the
+  /// wait strategy, how long a publisher blocked on a full lane (overflow::block) polls for room
+  /// before it sleeps. Allowed: 0 .. 1 s.
   std::chrono::nanoseconds spin_before_park = std::chrono::microseconds(50);
 
   /// The policy of a full lane; see overflow.
