@@ -139,3 +139,24 @@ TEST(Metrics, CountersOfAnEndedThreadAreKept) {
   EXPECT_LE(m.threads, 2u);  // the second thread reused the first one's counter block
   bus.poll();
 }
+
+TEST(Metrics, TheEquationHoldsInASnapshotTakenMidBatchAfterAFailure) {
+  // One batch of five events; the first handler throws, the third takes a snapshot. The
+  // failure must not be counted while the batch still counts it in flight.
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  std::vector<tachyon::metrics_snapshot> mid;
+  auto s = bus.subscribe<tt::Order>([&](const tt::Order& o) {
+    if (o.id == 1) throw std::runtime_error("first fails");
+    if (o.id == 3) mid.push_back(bus.metrics());
+  });
+  for (std::uint64_t id = 1; id <= 5; ++id) ASSERT_EQ(bus.publish(tt::Order{id, 1}), result::ok);
+  ASSERT_EQ(bus.poll(), 5u);
+  ASSERT_EQ(mid.size(), 1u);
+  for (const auto& m : {mid[0], bus.metrics()}) {
+    const auto& t = m.total;
+    EXPECT_EQ(t.accepted, 5u);
+    EXPECT_EQ(t.accepted, t.dispatched + t.failed + t.dropped + t.discarded + m.in_flight);
+  }
+  EXPECT_EQ(mid[0].in_flight, 5u);
+  EXPECT_EQ(bus.metrics().total.failed, 1u);
+}
