@@ -144,7 +144,7 @@ class bus {
   batch_result publish_batch(std::span<const T> evs, std::optional<priority> p = std::nullopt) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const auto out = core_.publish_batch(
-        lane_of<T>(p), index, evs.size(),
+        lane_of<T>(p), index, evs.data(), evs.size(),
         [&](detail::envelope& env, auto i) { detail::store_payload<T>(env, evs[i]); });
     return batch_result{out.queued, out.dropped, out.status};
   }

@@ -1,6 +1,7 @@
 // Publishing, lanes, ordering and backpressure, driven deterministically in manual mode.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <stdexcept>
 #include <vector>
 
@@ -134,6 +135,44 @@ TEST(Publish, SequencesIncreasePerProducer) {
     EXPECT_EQ(seqs[i] & 0xffff, seqs[0] & 0xffff);
     EXPECT_EQ(seqs[i] >> 16, (seqs[i - 1] >> 16) + 1);
   }
+}
+
+TEST(PublishBatch, StampsEachEventLikePublishDoes) {
+  // publish_batch builds inline events in the queue's slots: each gets the next sequence of
+  // the thread, the type's lane, its type, and the same publish stamp as the rest of its chunk.
+  tachyon::bus<tt::Events> bus{tt::manual()};
+  std::vector<tachyon::meta> seen;
+  std::vector<std::uint32_t> instruments;
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote& q, const tachyon::meta& m) {
+    seen.push_back(m);
+    instruments.push_back(q.instrument);
+  });
+  ASSERT_EQ(bus.publish(tt::Quote{100, 0, 0}), result::ok);
+  std::vector<tt::Quote> batch;
+  for (std::uint32_t i = 0; i < 130; ++i) batch.push_back(tt::Quote{i, 1.0, 2.0});
+  ASSERT_EQ(bus.publish_batch(std::span<const tt::Quote>(batch)).queued, 130u);
+  ASSERT_EQ(bus.publish(tt::Quote{200, 0, 0}), result::ok);
+  ASSERT_EQ(bus.poll(), 132u);
+  ASSERT_EQ(seen.size(), 132u);
+  for (std::size_t i = 1; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].sequence & 0xffff, seen[0].sequence & 0xffff);
+    EXPECT_EQ(seen[i].sequence >> 16, (seen[i - 1].sequence >> 16) + 1) << i;
+    EXPECT_EQ(seen[i].lane, priority::normal);
+    EXPECT_EQ(seen[i].type_index, seen[0].type_index);
+    EXPECT_EQ(seen[i].correlation_id, 0u);
+    EXPECT_EQ(seen[i].attempt, 0u);
+    EXPECT_EQ(seen[i].flags, 0u);
+  }
+  for (std::uint32_t i = 0; i < 130; ++i) EXPECT_EQ(instruments[i + 1], i);
+  // One clock read per chunk: 130 events in at most three chunks (the 63 credits left from the
+  // first publish, then 64, then 3), never going back.
+  std::set<std::uint64_t> stamps;
+  for (std::size_t i = 1; i <= 130; ++i) {
+    EXPECT_NE(seen[i].publish_ticks, 0u);
+    EXPECT_GE(seen[i].publish_ticks, seen[i - 1].publish_ticks);
+    stamps.insert(seen[i].publish_ticks);
+  }
+  EXPECT_LE(stamps.size(), 3u);
 }
 
 TEST(Publish, RejectsAPriorityOutsideTheFourLanes) {
