@@ -207,7 +207,7 @@ void bus_core::enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, st
                          : ln.queue.enqueue_bulk(producer_token(ctx, l), envs, n);
   if (!ok) {
     for (std::uint32_t i = 0; i < n; ++i) types_.ops[envs[i].header.type_index].release(envs[i]);
-    lane_admission::cancel(ctx.credits[l], n);
+    undo_admission(ctx, l, n);
     throw std::bad_alloc();
   }
   bump(ctx.misc_row().v[m_lane_allocations]);

@@ -13,18 +13,19 @@
 // Ordering: FIFO per publishing thread within one lane; nothing between threads or lanes,
 // except that a worker always takes the most urgent non-empty lane first.
 //
-// Hot paths. publish(): one CAS on the lane's `reserved` line (written by publishers only),
-// one rdtsc (none with config::timestamps false), one moodycamel enqueue with this thread's
-// token, two relaxed counter stores to lines only this thread writes, one load to see whether
-// a worker sleeps; no lock, no syscall unless a worker sleeps, no allocation for events stored
-// inline (trivially copyable, <= 32 bytes, alignment <= 8). Drain: per batch one bulk dequeue,
-// one fetch_add on the lane's `released` line, one plain store announcing the reader epoch
-// (the matching full barrier is the writer's membarrier: detail/subscription/fence.hpp) and one
-// relaxed load, on leaving, of the "something is retired" hint on the epoch's line, three counter
-// stores and two of the in-flight mark; per event one indirect call into the type's
-// dispatcher, the handler calls and one counter store. A thread's first call into a bus
-// allocates its context (consumer tokens, counters), and its first publish into a lane its
-// moodycamel producer.
+// Hot paths. publish(): one credit spent from this thread's account in the lane (a store to a
+// line only this thread writes, a compiler barrier, a re-check of its limit and of the stop
+// flag; one read-modify-write on the lane's pool per refill of up to 64 credits), one rdtsc
+// (none with config::timestamps false), one moodycamel enqueue with this thread's token, one
+// relaxed counter store, one load to see whether a worker sleeps; no lock, no syscall unless a
+// worker sleeps, no allocation for events stored inline (trivially copyable, <= 24 bytes,
+// alignment <= 8). Drain: per batch one bulk dequeue, one fetch_add giving the batch's credits
+// back to the lane's pool, one plain store announcing the reader epoch (the matching full
+// barrier is the writer's membarrier: detail/subscription/fence.hpp) and one relaxed load, on
+// leaving, of the "something is retired" hint on the epoch's line, a few counter stores and
+// two of the in-flight mark; per event one indirect call into the type's dispatcher, the
+// handler calls and one counter store. A thread's first call into a bus allocates its context
+// (consumer tokens, counters), and its first publish into a lane its moodycamel producer.
 #pragma once
 
 #include <algorithm>
@@ -138,8 +139,10 @@ class bus {
         [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
   }
 
-  /// Publishes a span of events of one type, reserving lane room up to 64 at a time (one CAS
-  /// and one moodycamel bulk enqueue per chunk). The overflow policy applies per event.
+  /// Publishes a span of events of one type, taking lane room for up to 64 at a time (one
+  /// admission and one moodycamel bulk enqueue per chunk; inline events are built directly in
+  /// the queue's slots). The overflow policy applies per event. If copying an event throws,
+  /// nothing of its chunk is queued and tachyon::publish_batch_error says what was.
   template <class T>
   batch_result publish_batch(std::span<const T> evs, std::optional<priority> p = std::nullopt) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());

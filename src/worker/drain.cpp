@@ -165,13 +165,14 @@ void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n) noexcep
   if (ln.admission.reentry_depth() != 0) [[unlikely]]
     for (std::size_t i = 0; i < n; ++i)
       reentered += (ctx.drain_buffer[i].header.flags & meta_flags::reentered) != 0;
+  // `done` counts what left through the front door: re-entered events never added to `used`
+  // (their own door counts them), and counting them here would hide as many later events.
   credit_account& a = ctx.credits[l];
-  a.done.store(a.done.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  a.done.store(a.done.load(std::memory_order_relaxed) + (n - reentered), std::memory_order_relaxed);
   // Give the room back at once, not after the handlers: publishers blocked on this lane
-  // proceed while the batch runs. One waiting publisher is woken per batch; it passes the
-  // wake on if room is left when it has taken its own.
+  // proceed while the batch runs. The pool wakes one waiting publisher per batch; it passes
+  // the wake on if room is left when it has taken its own.
   ln.admission.release(n - reentered, reentered);
-  ln.room.notify_one();
 }
 
 std::size_t bus_core::dispatch_timed_cold(thread_context& ctx) { return dispatch_timed(ctx); }

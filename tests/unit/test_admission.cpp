@@ -236,3 +236,36 @@ TEST(LaneAdmission, OneSharedReadModifyWritePerChunkNotPerEvent) {
   EXPECT_EQ(tachyon::detail::shared_rmws - before, events / lane_admission::max_chunk);
 }
 #endif
+
+// refill() must not say 0, "the lane is full", while credits are on their way back to the pool:
+// between a give_back()'s lowering of the account's limit and its put() (a thread ending), or
+// between a revoker's CAS and its put() (a membarrier long), they are in neither an account
+// nor the pool. refill() therefore retries the pool after its revocation pass, which takes the
+// revoke mutex that give_back() and every revoker hold across that window. Here a thread
+// holding the whole lane gives it back while another refills: every refill must get a credit,
+// whether it revokes them, finds them in the pool, or waits for the give_back to finish.
+TEST(LaneAdmission, RefillDoesNotReportFullWhileCreditsAreOnTheirWayBackToThePool) {
+  const bool asym = tachyon::detail::asymmetric_fences();
+  for (int round = 0; round < 300; ++round) {
+    lane_admission adm(8, 0, asym);
+    std::deque<credit_account> all;
+    credit_account& ending = all.emplace_back();
+    credit_account& taker = all.emplace_back();
+    auto each = [&](auto&& f) {
+      for (auto& a : all) f(a);
+    };
+    ASSERT_EQ(adm.refill(ending, 8, each), 8u);  // it holds the whole lane, unspent
+    std::atomic<bool> go{false};
+    std::thread exiting([&] {
+      while (!go.load()) {
+      }
+      adm.give_back(ending);  // the ending thread's release_credits
+    });
+    go.store(true);
+    const std::uint64_t got = adm.refill(taker, 1, each);
+    exiting.join();
+    ASSERT_GE(got, 1u) << "round " << round << ": refill reported a full lane; pool " << adm.pool()
+                       << " of 8";
+    EXPECT_EQ(adm.pool() + static_cast<std::int64_t>(taker.spare() + ending.spare()), 8);
+  }
+}

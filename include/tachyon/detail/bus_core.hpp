@@ -143,7 +143,7 @@ class alignas(cache_line) bus_core {
     try {
       fill(env);
     } catch (...) {  // the event's move constructor or the box's allocation threw
-      lane_admission::cancel(ctx.credits[l], 1);
+      undo_admission(ctx, l, 1);
       throw;
     }
     if (!ln.queue.try_enqueue(token, env)) [[unlikely]]
@@ -207,7 +207,7 @@ class alignas(cache_line) bus_core {
         const stamped_from<T> it{evs + i, ctx.next_sequence, ticks, type, static_cast<priority>(l)};
         if (!ln.queue.try_enqueue_bulk(token, it, k)) [[unlikely]] {
           if (!ln.queue.enqueue_bulk(token, it, k)) {  // more publishers than the reservation
-            lane_admission::cancel(ctx.credits[l], k);
+            undo_admission(ctx, l, k);
             throw std::bad_alloc();
           }
           bump(ctx.misc_row().v[m_lane_allocations]);
@@ -222,7 +222,7 @@ class alignas(cache_line) bus_core {
           }
         } catch (...) {
           for (std::uint32_t q = 0; q < j; ++q) types_.ops[type].release(buf[q]);
-          lane_admission::cancel(ctx.credits[l], k);
+          undo_admission(ctx, l, k);
           throw_batch_error(out.queued, out.dropped);
         }
         if (!ln.queue.try_enqueue_bulk(token, buf, k)) [[unlikely]]
@@ -278,6 +278,14 @@ class alignas(cache_line) bus_core {
   /// accepted and dropped (drop).
   result admit_one(thread_context& ctx, unsigned l, std::uint16_t type, bool stopped,
                    std::size_t refused = 1);
+
+  /// Undoes `n` admissions of this thread in lane l whose events will not be enqueued (the
+  /// payload threw, the queue could not allocate): the credits go back to the pool, where a
+  /// blocked publisher is woken for them.
+  void undo_admission(thread_context& ctx, unsigned l, std::uint32_t n) noexcept {
+    lane_admission::cancel(ctx.credits[l], n);
+    lanes_[l].admission.give_back(ctx.credits[l]);
+  }
 
   /// Calls f(credit_account&) for every thread's account in lane l.
   auto accounts(unsigned l) const noexcept {

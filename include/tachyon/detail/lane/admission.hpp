@@ -29,6 +29,12 @@
 // to the pool. The owner, whose attempt failed, waits for the settlement (`revoking`) and
 // re-reads its limit: covered, the event is admitted; not covered, it undoes its store.
 //
+// Every credit that reaches the pool, by whatever path (a consumer's batch, an owner's
+// give_back(), a revocation), wakes one publisher blocked on the lane (put()), so that a
+// blocked publisher never sleeps while room exists. give_back() and revokers hold the revoke
+// mutex while credits are between an account and the pool, and refill() retries the pool
+// after taking it: a refill never reports a full lane because credits were on their way back.
+//
 // Retries and replays enter through a second, separately bounded door (`reentry_free`,
 // one read-modify-write per event, rare by nature), so they never take a publisher's room
 // and a blocked publisher never waits behind them.
@@ -41,6 +47,7 @@
 #include <thread>
 
 #include <tachyon/detail/subscription/fence.hpp>
+#include <tachyon/detail/worker/parking.hpp>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -95,12 +102,16 @@ class lane_admission {
   /// read-modify-write on the pool's line.
   static constexpr std::uint32_t max_chunk = 64;
 
-  lane_admission(std::uint32_t capacity, std::uint32_t reentry_capacity, bool asymmetric)
+  /// `room`, if given, is where publishers blocked on this lane sleep: every credit that
+  /// reaches the pool, by whatever path, wakes one of them (put()).
+  lane_admission(std::uint32_t capacity, std::uint32_t reentry_capacity, bool asymmetric,
+                 wait_point* room = nullptr)
       : free_(capacity),
         reentry_free_(reentry_capacity),
         capacity_(capacity),
         reentry_capacity_(reentry_capacity),
-        asymmetric_(asymmetric) {}
+        asymmetric_(asymmetric),
+        room_(room) {}
 
   std::uint32_t capacity() const noexcept { return capacity_; }
   std::uint32_t reentry_capacity() const noexcept { return reentry_capacity_; }
@@ -153,7 +164,10 @@ class lane_admission {
   std::uint64_t refill(credit_account& a, std::uint64_t want, ForEach&& for_each_account) {
     std::uint64_t got = take(want);
     if (got == 0) {
-      if (revoke_spare(&a, for_each_account) == 0) return 0;
+      // Whatever the revocation finds: it also waits (on the revoke mutex) for a revocation or a
+      // give_back() under way on another thread, whose credits are in neither an account nor
+      // the pool until it ends; they are in the pool now.
+      revoke_spare(&a, for_each_account);
       got = take(want);
       if (got == 0) return 0;
     }
@@ -161,18 +175,19 @@ class lane_admission {
     return got;
   }
 
-  /// Returns every credit `a` holds unspent to the pool (the owner, when its thread ends).
-  void give_back(credit_account& a) noexcept {
-    for (;;) {
-      a.wait_settled();
-      std::uint64_t l = a.limit.load(std::memory_order_acquire);
-      const std::uint64_t u = a.used.load(std::memory_order_relaxed);
-      if (l <= u) return;
-      if (a.limit.compare_exchange_strong(l, u, std::memory_order_acq_rel)) {
-        put(l - u);
-        return;
-      }
-    }
+  /// Returns every credit `a` holds unspent to the pool (the owner: when its thread ends, when
+  /// an admission it made is undone, when it goes idle); returns how many. Under the revoke
+  /// mutex, so that a refill that found the pool empty meanwhile waits for the credits to
+  /// arrive rather than report a full lane (see refill()).
+  std::uint64_t give_back(credit_account& a) noexcept {
+    std::lock_guard lock(revoke_mutex_);
+    a.wait_settled();  // cannot be set: revokers hold the mutex; kept for the invariant
+    const std::uint64_t l = a.limit.load(std::memory_order_acquire);
+    const std::uint64_t u = a.used.load(std::memory_order_relaxed);
+    if (l <= u) return 0;
+    a.limit.store(u, std::memory_order_release);  // only the owner raises it, and that is us
+    put(l - u);
+    return l - u;
   }
 
   /// Revokes the spare credits of every account but `self` and returns them to the pool;
@@ -286,6 +301,9 @@ class lane_admission {
   void put(std::uint64_t n) noexcept {
     count_shared_rmw();
     free_.fetch_add(static_cast<std::int64_t>(n), std::memory_order_seq_cst);
+    // Room appeared: one blocked publisher wakes (and passes the wake on if room is left).
+    // One load when nobody sleeps.
+    if (room_ != nullptr) room_->notify_one();
   }
   /// Adds `k` taken credits to the owner's limit. A revoker may be lowering it at the same time:
   /// the CAS fails then, and the owner waits for the settlement and adds to the settled limit.
@@ -304,7 +322,8 @@ class lane_admission {
   std::uint32_t capacity_;
   std::uint32_t reentry_capacity_;
   bool asymmetric_;
-  alignas(cache_line) std::mutex revoke_mutex_;  // revokers only
+  wait_point* room_;
+  alignas(cache_line) std::mutex revoke_mutex_;  // revokers and give_back()
 };
 
 }  // namespace tachyon::detail

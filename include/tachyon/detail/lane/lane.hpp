@@ -80,7 +80,8 @@ constexpr std::uint64_t reserved_bytes(const config& cfg) noexcept {
 struct alignas(cache_line) lane {
   lane(std::size_t prealloc_events, std::size_t producers, std::uint32_t capacity,
        std::uint32_t reentry_capacity, bool asymmetric)
-      : queue(prealloc_events, producers, 0), admission(capacity, reentry_capacity, asymmetric) {}
+      : queue(prealloc_events, producers, 0),
+        admission(capacity, reentry_capacity, asymmetric, &room) {}
 
   lane_queue queue;
   lane_admission admission;
