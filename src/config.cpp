@@ -5,7 +5,7 @@
 #include <string>
 
 #include <tachyon/config.hpp>
-#include <tachyon/detail/bus_core.hpp>
+#include <tachyon/detail/lane/lane.hpp>  // reserved_bytes
 
 namespace tachyon {
 

@@ -71,10 +71,11 @@ struct config {
   /// them (counted in metrics_snapshot::lane_allocations). Allowed: 1 .. 1024.
   std::uint32_t producers = 4;
 
-  /// Events per lane that may be queued through the re-entry door at once: events that enter
-  /// a lane again after they were dequeued (retries, replays). They do not take the room of
-  /// `lane_capacity`, so a publisher never waits behind them, but they are bounded by this;
-  /// one the door cannot take is refused to its sender. Allowed: 0 .. 2^24.
+  /// Events per lane that may be queued through the re-entry door at once: the door through
+  /// which events will enter a lane again after they were dequeued (retries, replays). They
+  /// will not take the room of `lane_capacity`, so a publisher never waits behind them, but
+  /// are bounded by this. Reserved: nothing public sends through the door in this version.
+  /// Allowed: 0 .. 2^24.
   std::uint32_t reentry_capacity = 1024;
 
   /// The most memory the four lanes may reserve up front, in bytes. What they reserve follows
@@ -84,7 +85,7 @@ struct config {
   /// the bytes and this limit); if the memory cannot be had, the constructor throws
   /// std::bad_alloc. The default, 1 GiB, is over 80 times what the defaults reserve
   /// (12.25 MiB) and admits lane_capacity = 2^19 with 4 producers and a worker (780 MiB),
-  /// while refusing values each in range that together ask for up to 4.5 TB. Allowed: any.
+  /// while refusing values each in range that together ask for up to 5.6 TB. Allowed: any.
   std::size_t max_reserved_bytes = std::size_t{1} << 30;
 
   /// Stamp each published event with tachyon::clock::now() (meta::publish_ticks, from which a

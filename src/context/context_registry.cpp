@@ -4,7 +4,6 @@
 
 #include <pthread.h>
 
-#include <algorithm>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -104,16 +103,28 @@ void context_registry::detach() noexcept {
   if (tls_last_context.bus_id == id_) tls_last_context = {};
 }
 
+thread_context* context_registry::find() noexcept {
+  if (tls_last_context.bus_id == id_) return tls_last_context.ctx;
+  if (!tls_registry_gone) {
+    for (auto& e : tls_contexts.entries)
+      if (e.bus_id == id_) return e.ctx;
+    return nullptr;
+  }
+  const auto& key = late_contexts_key();
+  if (!key) return nullptr;
+  for (auto* e = static_cast<late_context*>(pthread_getspecific(*key)); e != nullptr; e = e->next)
+    if (e->bus_id == id_) return e->ctx;
+  return nullptr;
+}
+
 thread_context& context_registry::context_slow() {
+  if (thread_context* known = find()) {
+    tls_last_context = {id_, known};
+    return *known;
+  }
   if (tls_registry_gone) [[unlikely]]
     return late_context_slow();
   auto& entries = tls_contexts.entries;
-  for (auto& e : entries) {
-    if (e.bus_id == id_) {
-      tls_last_context = {id_, e.ctx};
-      return *e.ctx;
-    }
-  }
   std::erase_if(entries, [](const auto& e) { return e.anchor.expired(); });
   thread_context* ctx = acquire_context();
   entries.push_back({id_, ctx, anchor_});
@@ -124,13 +135,7 @@ thread_context& context_registry::context_slow() {
 thread_context& context_registry::late_context_slow() {
   const auto& key = late_contexts_key();
   if (!key) return *acquire_context();  // stays owned: nobody would hand it back
-  auto* head = static_cast<late_context*>(pthread_getspecific(*key));
-  for (auto* e = head; e != nullptr; e = e->next) {
-    if (e->bus_id == id_) {
-      tls_last_context = {id_, e->ctx};
-      return *e->ctx;
-    }
-  }
+  auto* head = static_cast<late_context*>(pthread_getspecific(*key));  // find() had no match
   auto entry = std::make_unique<late_context>(late_context{id_, nullptr, anchor_, head});
   if (pthread_setspecific(*key, entry.get()) != 0) return *acquire_context();  // as above
   thread_context* ctx;

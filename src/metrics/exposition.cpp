@@ -115,7 +115,7 @@ std::string counts_json(const event_counts& c) {
   for (const auto& o : outcomes) {
     if (!first) out += ",";
     first = false;
-    out += "\"" + std::string(o.json) + "\":" + std::to_string(c.*o.field);
+    out += "\"" + std::string(o.name) + "\":" + std::to_string(c.*o.field);
   }
   return out + "}";
 }
@@ -130,17 +130,17 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
   header(out, events, "counter", "Events by lane and outcome.");
   for (const auto& l : lanes)
     for (const auto& o : outcomes)
-      sample(out, events,
-             "lane=\"" + std::string(to_string(l.lane)) + "\",outcome=\"" +
-                 std::string(o.prometheus) + "\"",
-             l.counts.*o.field);
+      sample(
+          out, events,
+          "lane=\"" + std::string(to_string(l.lane)) + "\",outcome=\"" + std::string(o.name) + "\"",
+          l.counts.*o.field);
 
   const std::string typed = p + "_type_events_total";
   header(out, typed, "counter", "Events by event type and outcome.");
   for (const auto& t : types)
     for (const auto& o : outcomes)
       sample(out, typed,
-             "type=\"" + label_escape(t.name) + "\",outcome=\"" + std::string(o.prometheus) + "\"",
+             "type=\"" + label_escape(t.name) + "\",outcome=\"" + std::string(o.name) + "\"",
              t.counts.*o.field);
 
   const std::string depth = p + "_lane_depth";

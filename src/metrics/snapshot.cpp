@@ -74,7 +74,7 @@ metrics_snapshot bus_core::metrics() const {
     s.lane_allocations += misc.v[m_lane_allocations].load(std::memory_order_relaxed);
     s.parks += misc.v[m_parks].load(std::memory_order_relaxed);
     const std::uint32_t held = c->batch_in_hand.load(std::memory_order_relaxed);
-    s.lanes[held & ((1u << batch_lane_bits) - 1)].in_flight += held >> batch_lane_bits;
+    s.lanes[batch_lane(held)].in_flight += batch_size(held);
     if (const latency_set* set = c->latency.load(std::memory_order_acquire)) {
       for (unsigned l = 0; l < priority_count; ++l) merge(merged[l], set->lane[l]);
       for (std::size_t t = 0; t < types_.count; ++t)

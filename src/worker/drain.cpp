@@ -30,28 +30,24 @@ void bus_core::ensure_buffer(thread_context& ctx) {
 void bus_core::worker_main(std::uint32_t) {
   thread_context& ctx = context();
   ensure_buffer(ctx);
-  std::uint32_t idle_rounds = 0;
-  std::chrono::steady_clock::time_point idle_since{};
-  bool credits_reclaimed = false;
+  idle_period period;
   for (;;) {
     if (discarding_.load(std::memory_order_acquire)) return;
     const std::size_t n = drain_batch(ctx, cfg_.batch);
     if (n != 0) {
       if (n == cfg_.batch) work_.notify_one();  // more may be waiting: wake a sleeping peer
-      idle_rounds = 0;
-      credits_reclaimed = false;
+      period = {};
       continue;
     }
     // Not exact for admissions still in a publisher's store buffer; stop() drains those.
     if (stopping_.load(std::memory_order_seq_cst) && lanes_empty()) return;
-    idle(ctx, idle_rounds, idle_since, credits_reclaimed);
+    idle(ctx, period);
   }
 }
 
-void bus_core::idle(thread_context& ctx, std::uint32_t& rounds,
-                    std::chrono::steady_clock::time_point& since, bool& credits_reclaimed) {
-  if (rounds++ == 0) {
-    since = std::chrono::steady_clock::now();
+void bus_core::idle(thread_context& ctx, idle_period& p) {
+  if (p.rounds++ == 0) {
+    p.since = std::chrono::steady_clock::now();
     return;
   }
   switch (cfg_.wait) {
@@ -64,18 +60,18 @@ void bus_core::idle(thread_context& ctx, std::uint32_t& rounds,
       cpu_relax();
       break;
   }
-  if ((rounds & 1023) == 0 && !credits_reclaimed) {
+  if ((p.rounds & 1023) == 0 && !p.credits_reclaimed) {
     // Credits left in the accounts of threads that stopped publishing keep a lane's hint
     // "maybe non-empty", and the scan then asks moodycamel every round. After a millisecond
     // idle, take them back (one heavy fence), once per idle period.
-    if (std::chrono::steady_clock::now() - since >= std::chrono::milliseconds(1)) {
+    if (std::chrono::steady_clock::now() - p.since >= std::chrono::milliseconds(1)) {
       reclaim_idle_credits(ctx);
-      credits_reclaimed = true;
+      p.credits_reclaimed = true;
     }
   }
   if (cfg_.wait != wait_strategy::spin_then_park) return;
-  if ((rounds & 63) != 0) return;  // read the clock every 64 polls
-  if (std::chrono::steady_clock::now() - since < cfg_.spin_before_park) return;
+  if ((p.rounds & 63) != 0) return;  // read the clock every 64 polls
+  if (std::chrono::steady_clock::now() - p.since < cfg_.spin_before_park) return;
   const auto key = work_.prepare_wait();
   // A publisher's admission is a plain store (then a compiler barrier, then its load of the
   // waiter count in notify_one): the heavy fence makes every admission made before our
@@ -88,7 +84,7 @@ void bus_core::idle(thread_context& ctx, std::uint32_t& rounds,
   }
   bump(ctx.misc_row().v[m_parks]);
   work_.wait(key);
-  rounds = 0;
+  p.rounds = 0;
 }
 
 void bus_core::reclaim_idle_credits(thread_context& ctx) {
@@ -152,8 +148,7 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
 
 void bus_core::take_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept {
   // batch_in_hand before done: a snapshot between the two counts the batch twice, never not at all.
-  ctx.batch_in_hand.store(static_cast<std::uint32_t>(n << batch_lane_bits | l),
-                          std::memory_order_relaxed);
+  ctx.batch_in_hand.store(batch_word(n, l), std::memory_order_relaxed);
   count_out(ctx, l, n);
 }
 
@@ -180,8 +175,8 @@ std::size_t bus_core::dispatch_timed_cold(thread_context& ctx) { return dispatch
 std::size_t bus_core::dispatch_timed(thread_context& ctx) {
   // The batch, as drain_batch marked it in hand: its lane and size.
   const std::uint32_t held = ctx.batch_in_hand.load(std::memory_order_relaxed);
-  const unsigned l = held & ((1u << batch_lane_bits) - 1);
-  const std::size_t n = held >> batch_lane_bits;
+  const unsigned l = batch_lane(held);
+  const std::size_t n = batch_size(held);
   latency_set* set = ctx.latency.load(std::memory_order_relaxed);
   if (set == nullptr) [[unlikely]] {
     try {
@@ -204,7 +199,7 @@ std::size_t bus_core::dispatch_timed(thread_context& ctx) {
     const std::uint16_t t = env.header.type_index;
     const std::uint64_t published = env.header.publish_ticks;  // 0: config::timestamps off
     if (published != 0 && set != nullptr)
-      if (histogram* h = latency_set::get(set->lane[l]))
+      if (histogram* h = latency_set::get(set->lane[l]))  // made on its first record only
         h->record(batch_start > published ? batch_start - published : 0);
     types_.dispatch[t](tables_, env, ctx);  // settles it
     const std::uint64_t end = clock::now();
@@ -280,7 +275,7 @@ std::uint64_t bus_core::stop(stop_mode mode) {
   std::uint64_t discarded = 0;
   if (discarding_.load(std::memory_order_seq_cst)) {
     discarded = discard_all(ctx);
-  } else {  // manual mode, or what a publisher reserved just before stopping_ was set
+  } else {  // manual mode, or what a publisher admitted just before stopping_ was set
     while (!lanes_empty())
       if (drain_batch(ctx, cfg_.batch) == 0) std::this_thread::yield();
   }

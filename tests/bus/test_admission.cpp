@@ -206,7 +206,7 @@ TEST(Admission, AManualDrainerThatFindsNothingTakesBackIdleCreditsSoTheHintReads
   EXPECT_EQ(bus.poll(), 1u);
 }
 
-TEST(Admission, BlockedPublishersAreWokenOneByOneAndAllGetThrough) {
+TEST(Admission, ManyBlockedPublishersOnALaneOfFourAllGetThrough) {
   // Six publishers on a lane of four, one slow-ish worker: every wake-up is one publisher,
   // which passes it on when room is left. A lost hand-off would leave a publisher asleep.
   tachyon::bus<tt::Events> bus{

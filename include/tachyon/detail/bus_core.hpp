@@ -66,6 +66,21 @@ struct type_table {
 /// re-entry door, injected sequence values) without widening the public API.
 struct bus_access;
 
+/// Writes the header of an event entering its lane for the first time, every field: what
+/// stamp() and stamped_from both do (field by field, so that the compiler stores into the
+/// slot rather than building a meta aside and copying it).
+inline void write_fresh_header(meta& m, std::uint64_t sequence, std::uint64_t correlation,
+                               std::uint64_t ticks, std::uint16_t type, priority lane) noexcept {
+  m.sequence = sequence;
+  m.correlation_id = correlation;
+  m.causation_id = 0;
+  m.publish_ticks = ticks;
+  m.type_index = type;
+  m.lane = lane;
+  m.attempt = 0;
+  m.flags = 0;
+}
+
 /// The iterator publish_batch hands moodycamel's bulk enqueue for events stored inline: each
 /// `*it` builds a stamped envelope as a prvalue, which the enqueue's placement new constructs
 /// directly in the queue's slot (no stack chunk, no second copy). The sequence of the i-th
@@ -81,10 +96,7 @@ struct stamped_from {
 
   envelope operator*() const noexcept {
     envelope e;
-    e.header.sequence = sequence;
-    e.header.publish_ticks = ticks;
-    e.header.type_index = type;
-    e.header.lane = lane;
+    write_fresh_header(e.header, sequence, 0, ticks, type, lane);
     ::new (static_cast<void*>(e.payload)) T(*ev);
     return e;
   }
@@ -148,7 +160,7 @@ class alignas(cache_line) bus_core {
     }
     if (!ln.queue.try_enqueue(token, env)) [[unlikely]]
       enqueue_growing(ctx, ln, &env, 1);
-    commit(ctx, l, type, 1);
+    commit(ctx, type, 1);
     return result::ok;
   }
 
@@ -228,7 +240,7 @@ class alignas(cache_line) bus_core {
         if (!ln.queue.try_enqueue_bulk(token, buf, k)) [[unlikely]]
           enqueue_growing(ctx, ln, buf, k);
       }
-      commit(ctx, l, type, k);
+      commit(ctx, type, k);
       out.queued += k;
       i += k;
     }
@@ -249,20 +261,14 @@ class alignas(cache_line) bus_core {
 
   void stamp(thread_context& ctx, envelope& env, unsigned l, std::uint16_t type,
              std::uint64_t correlation, std::uint64_t ticks) noexcept {
-    env.header.sequence = ctx.take_sequence();
-    env.header.correlation_id = correlation;
-    env.header.causation_id = 0;
-    env.header.publish_ticks = ticks;
-    env.header.type_index = type;
-    env.header.lane = static_cast<priority>(l);
-    env.header.attempt = 0;
-    env.header.flags = 0;
+    write_fresh_header(env.header, ctx.take_sequence(), correlation, ticks, type,
+                       static_cast<priority>(l));
   }
 
   /// Counts `n` enqueued events and wakes a worker if one sleeps. Only the type's row: the
   /// lane's `accepted` is the sum of its accounts' `used` (metrics()), which the admission
   /// already wrote.
-  void commit(thread_context& ctx, unsigned, std::uint16_t type, std::uint32_t n) noexcept {
+  void commit(thread_context& ctx, std::uint16_t type, std::uint32_t n) noexcept {
     bump(ctx.type_row(type).v[c_accepted], n);
     work_.notify_one();
   }
@@ -351,12 +357,17 @@ class alignas(cache_line) bus_core {
 
   /// The bus's epoch domain: the subscription lock, retire/reclaim, grace periods.
   epoch_domain& epochs() noexcept { return epochs_; }
-  /// True when this thread is running a handler (or dispatch()) of this bus.
-  bool inside_dispatch() { return context().dispatch_nesting > 0; }
+  /// True when this thread is running a handler (or dispatch()) of this bus. Never allocates:
+  /// a thread without a context of this bus is not inside one (unsubscribe is noexcept).
+  bool inside_dispatch() noexcept {
+    const thread_context* c = contexts_.find();
+    return c != nullptr && c->dispatch_nesting > 0;
+  }
   /// After a handler table was swapped: waits until no other thread can still be reading the
-  /// old one (epoch_domain::synchronize; this thread is not waited for). Only for a thread
-  /// that is not dispatching on this bus; a dispatching thread retires instead.
-  void synchronize() { epochs_.synchronize(&context().reader); }
+  /// old one (epoch_domain::synchronize). Only for a thread that is not dispatching on this bus
+  /// (a dispatching thread retires instead), so this thread's own announcement is 0 and needs
+  /// no skipping.
+  void synchronize() { epochs_.synchronize(nullptr); }
 
   // ---- lifecycle and observation -------------------------------------------------------------
 
@@ -365,7 +376,6 @@ class alignas(cache_line) bus_core {
 
   std::uint64_t stop(stop_mode mode);
   metrics_snapshot metrics() const;
-  std::uint64_t id() const noexcept { return contexts_.id(); }
   const config& cfg() const noexcept { return cfg_; }
   void* tables() const noexcept { return tables_; }
 
@@ -398,8 +408,13 @@ class alignas(cache_line) bus_core {
   std::size_t discard_all(thread_context& ctx);
   /// Every lane's occupancy is zero (exact for what a heavy_fence made visible).
   bool lanes_empty() const noexcept;
-  void idle(thread_context& ctx, std::uint32_t& idle_rounds,
-            std::chrono::steady_clock::time_point& idle_since, bool& credits_reclaimed);
+  /// A worker's current run of empty scans.
+  struct idle_period {
+    std::uint32_t rounds = 0;
+    std::chrono::steady_clock::time_point since{};
+    bool credits_reclaimed = false;
+  };
+  void idle(thread_context& ctx, idle_period& period);
   /// Returns this thread's unspent credits and revokes idle ones, so that the lanes' hints
   /// read empty again (an idle worker, once per idle period).
   void reclaim_idle_credits(thread_context& ctx);

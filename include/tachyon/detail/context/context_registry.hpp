@@ -52,9 +52,11 @@ class context_registry {
     return context_slow();
   }
 
+  /// This thread's context if it has one, without making one (never allocates, never throws).
+  thread_context* find() noexcept;
+
   /// Every context ever made (push-only; owned or not), newest first.
   thread_context* first() const noexcept { return contexts_.load(std::memory_order_acquire); }
-  std::uint64_t id() const noexcept { return id_; }
 
   /// From now on, threads that end do not call hand_back (the bus is going away).
   void detach() noexcept;
@@ -63,7 +65,8 @@ class context_registry {
   friend struct context_anchor;
 
   thread_context& context_slow();
-  thread_context& late_context_slow();  // context_slow() after the thread's registry is gone
+  thread_context& late_context_slow();  // context_slow() after the thread's registry is gone,
+                                        // when find() had no match
   thread_context* acquire_context();
 
   std::uint64_t id_;

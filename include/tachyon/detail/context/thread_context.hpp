@@ -13,7 +13,6 @@
 
 #include <concurrentqueue/concurrentqueue.h>
 
-#include <tachyon/config.hpp>
 #include <tachyon/detail/lane/admission.hpp>
 #include <tachyon/detail/lane/envelope.hpp>
 #include <tachyon/detail/lane/lane.hpp>
@@ -41,6 +40,14 @@ struct latency_set;
 /// batch comes from one lane).
 inline constexpr std::uint32_t batch_lane_bits = 2;
 static_assert(priority_count <= (1u << batch_lane_bits), "tachyon: a lane fits in the low bits");
+/// thread_context::batch_in_hand's word: the batch's size above its lane.
+constexpr std::uint32_t batch_word(std::size_t n, unsigned lane) noexcept {
+  return static_cast<std::uint32_t>(n << batch_lane_bits | lane);
+}
+constexpr unsigned batch_lane(std::uint32_t word) noexcept {
+  return word & ((1u << batch_lane_bits) - 1);
+}
+constexpr std::size_t batch_size(std::uint32_t word) noexcept { return word >> batch_lane_bits; }
 
 struct thread_context {
   thread_context(std::uint32_t id, std::array<lane, priority_count>& lanes, std::size_t types);
@@ -94,7 +101,8 @@ struct thread_context {
 
   envelope scratch;  // publish() builds trivially copyable events here; see bus_core::publish
 
-  // Written by the owner, read by others (revokers, the park check, stop, metrics).
+  // Written by the owner, read by others (the park check, stop, metrics); a revoker also
+  // writes an account's limit, revoking and revoked_from (detail/lane/admission.hpp).
   alignas(cache_line) std::array<credit_account, priority_count> credits;  // per lane
 
   // Written by the owner, read by others: its own line.

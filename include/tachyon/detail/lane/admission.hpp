@@ -6,15 +6,18 @@
 // `max_chunk` into its own account (one read-modify-write on the pool per chunk) and spends
 // one per event with plain stores to a line only it writes. A consumer gives a batch's credits
 // back to the pool with one read-modify-write per batch. So under the bound a publish writes no
-// line that another thread writes, and a consumer reads no line that every publish writes.
+// line of tachyon's that another thread writes, and a consumer reads no line of tachyon's that
+// every publish writes (the queue's own lines are moodycamel's, as for any consumer).
 //
 // Per thread and lane, an account:
 //   used   events this thread admitted into the lane (monotonic, but see `cancel`); owner only
 //   limit  credits granted to it so far; raised by the owner (refill), lowered by a revoker
-//   done   events this thread took out of the lane (consumers); owner only
+//   done   events admitted through this door that this thread took out of the lane
+//          (consumers); owner only
 // Invariant, exact when quiet:
 //   free + sum(limit - used) + sum(used) - sum(done) = capacity
-// and the lane's occupancy (events admitted and not yet dequeued) is sum(used) - sum(done).
+// and the lane's front-door occupancy (events admitted and not yet dequeued) is
+// sum(used) - sum(done); re-entered events are counted by their own door (reentry_depth()).
 //
 // Credits a thread holds but does not spend (it stopped publishing into the lane, sleeps,
 // exited) would make the bound inexact, so a thread that finds the pool empty revokes them:
@@ -180,8 +183,7 @@ class lane_admission {
   /// mutex, so that a refill that found the pool empty meanwhile waits for the credits to
   /// arrive rather than report a full lane (see refill()).
   std::uint64_t give_back(credit_account& a) noexcept {
-    std::lock_guard lock(revoke_mutex_);
-    a.wait_settled();  // cannot be set: revokers hold the mutex; kept for the invariant
+    std::lock_guard lock(revoke_mutex_);  // no revoker is settling `a` meanwhile
     const std::uint64_t l = a.limit.load(std::memory_order_acquire);
     const std::uint64_t u = a.used.load(std::memory_order_relaxed);
     if (l <= u) return 0;
@@ -316,7 +318,7 @@ class lane_admission {
   }
 
   // Publishers take from `free_` once per chunk and consumers give back once per batch; the
-  // idle scan reads both counters here. Nothing else is on this line.
+  // idle scan reads both counters here. The rest of the line is read-only after construction.
   alignas(cache_line) std::atomic<std::int64_t> free_;
   std::atomic<std::int64_t> reentry_free_;
   std::uint32_t capacity_;

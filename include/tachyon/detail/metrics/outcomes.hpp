@@ -1,7 +1,7 @@
 // tachyon/detail/metrics/outcomes.hpp — the one table of event outcomes.
 //
 // Each outcome is named here once: its counter kind (the slot in a thread's counter row that
-// the hot paths bump), its JSON key, its Prometheus `outcome` label value, its help text and
+// the hot paths bump), its name (the JSON key and the Prometheus `outcome` label value) and
 // its field in tachyon::event_counts. The counting code (detail/context/thread_context.hpp),
 // the snapshot (bus_core::metrics) and the exposition (src/metrics/exposition.cpp) all read
 // this table, so adding an outcome is one row here and one field in event_counts.
@@ -33,29 +33,21 @@ enum misc_counter : std::uint8_t { m_batches, m_batched_events, m_lane_allocatio
 
 struct outcome {
   counter kind;
-  std::string_view json;        ///< key in to_json()'s counts objects
-  std::string_view prometheus;  ///< value of the `outcome` label in to_prometheus()
-  std::string_view help;        ///< what it counts
+  /// Its key in to_json()'s counts objects and the value of the `outcome` label in
+  /// to_prometheus(); what it counts is said at its event_counts field.
+  std::string_view name;
   std::uint64_t event_counts::*field;
 };
 
 inline constexpr std::array<outcome, counter_kinds> outcomes = {{
-    {c_accepted, "accepted", "accepted",
-     "taken by the bus: publish() returned ok or dropped, plus every dispatch() call",
-     &event_counts::accepted},
-    {c_dispatched, "dispatched", "dispatched",
-     "every handler ran without throwing (or none matched)", &event_counts::dispatched},
-    {c_failed, "failed", "failed", "at least one handler threw", &event_counts::failed},
-    {c_dropped, "dropped", "dropped", "discarded on a full lane under overflow::drop",
-     &event_counts::dropped},
-    {c_discarded, "discarded", "discarded", "still queued at stop(stop_mode::discard)",
-     &event_counts::discarded},
-    {c_rejected_full, "rejected_full", "rejected_full", "refused with result::full",
-     &event_counts::rejected_full},
-    {c_rejected_stopped, "rejected_stopped", "rejected_stopped", "refused with result::stopped",
-     &event_counts::rejected_stopped},
-    {c_handler_errors, "handler_errors", "handler_errors", "exceptions thrown by handlers",
-     &event_counts::handler_errors},
+    {c_accepted, "accepted", &event_counts::accepted},
+    {c_dispatched, "dispatched", &event_counts::dispatched},
+    {c_failed, "failed", &event_counts::failed},
+    {c_dropped, "dropped", &event_counts::dropped},
+    {c_discarded, "discarded", &event_counts::discarded},
+    {c_rejected_full, "rejected_full", &event_counts::rejected_full},
+    {c_rejected_stopped, "rejected_stopped", &event_counts::rejected_stopped},
+    {c_handler_errors, "handler_errors", &event_counts::handler_errors},
 }};
 
 /// Row i of the table is counter kind i: the counting code indexes rows by kind.

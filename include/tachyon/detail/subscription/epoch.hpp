@@ -88,7 +88,6 @@ class epoch_domain {
 
   /// The subscription lock: guards the retired list and the table swaps.
   std::mutex& mutex() noexcept { return mutex_; }
-  bool asymmetric() const noexcept { return asymmetric_; }
 
  private:
   // Read by every reader on entry (epoch_, asymmetric_) and exit (reclaim_due_); written by

@@ -25,7 +25,6 @@
 
 #include <tachyon/detail/bus_core.hpp>
 #include <tachyon/detail/lane/admission.hpp>  // cache_line
-#include <tachyon/detail/lane/envelope.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/subscription.hpp>
 
