@@ -34,15 +34,17 @@ const config& validated(const config& cfg) {
 
 // ---- construction ------------------------------------------------------------------------------
 
-bus_core::bus_core(const config& cfg, type_table types, void* tables)
+bus_core::bus_core(const config& cfg, type_table types, void* tables, time_ref time)
     : cfg_(validated(cfg)),
       types_(types),
       tables_(tables),
+      time_(time),
       lanes_(make_lanes(cfg_)),
       contexts_(lanes_, types_.count, epochs_, &bus_core::hand_back, this) {
   // A lane whose reservation failed would allocate on publishes under the bound, and fail
   // them when that fails too: refuse the bus instead (the lanes free what they did get).
   if (lane_traits::allocation_failed) throw std::bad_alloc();
+  timers_.reserve_memory();  // scheduling a retry never allocates the heap
 }
 
 bus_core::~bus_core() {
@@ -63,14 +65,17 @@ void bus_core::release_credits(thread_context& ctx) noexcept {
 }
 
 std::uint64_t bus_core::occupancy(unsigned l) const noexcept {
+  return front_occupancy(l) + lanes_[l].admission.reentry_depth();
+}
+
+std::uint64_t bus_core::front_occupancy(unsigned l) const noexcept {
   // `done` first: an event is admitted (used) before it can be dequeued (done), so reading the
   // dequeue counts first keeps a racy difference from going below the truth by much; it is
   // clamped at zero all the same.
   std::uint64_t done = 0, used = 0;
   accounts(l)([&](const credit_account& a) { done += a.done.load(std::memory_order_seq_cst); });
   accounts(l)([&](const credit_account& a) { used += a.used.load(std::memory_order_seq_cst); });
-  const std::uint64_t front = used > done ? used - done : 0;
-  return front + lanes_[l].admission.reentry_depth();
+  return used > done ? used - done : 0;
 }
 
 bool bus_core::lanes_empty() const noexcept {
@@ -173,15 +178,15 @@ bool bus_core::reenter(envelope& env) {
   moodycamel::ProducerToken& token = producer_token(ctx, l);
   if (!ln.admission.try_reenter()) return false;
   // The door's RMW above is a full barrier: stop()'s heavy fence is not needed to see it.
-  if (stopping_.load(std::memory_order_seq_cst)) {
+  // A drain stop still takes re-entries (retries and delayed events run before it returns).
+  if (discarding_.load(std::memory_order_seq_cst)) {
     ln.admission.cancel_reenter();
     return false;
   }
-  const meta saved = env.header;
-  env.header.flags = static_cast<std::uint8_t>(env.header.flags | meta_flags::reentered);
-  if (env.header.attempt != UINT8_MAX) ++env.header.attempt;
+  const std::uint8_t flags = env.header.flags;
+  env.header.flags = static_cast<std::uint8_t>(flags | meta_flags::reentered);
   if (!ln.queue.try_enqueue(token, env) && !ln.queue.enqueue(token, env)) {
-    env.header = saved;
+    env.header.flags = flags;
     ln.admission.cancel_reenter();
     return false;
   }
@@ -213,12 +218,4 @@ void bus_core::enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, st
   bump(ctx.misc_row().v[m_lane_allocations]);
 }
 
-void bus_core::report_error(thread_context& ctx, const meta& m, std::exception_ptr e) noexcept {
-  ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_handler_errors);
-  if (!cfg_.on_error) return;
-  try {
-    cfg_.on_error(handler_error{m, types_.ops[m.type_index].name, std::move(e)});
-  } catch (...) {  // the hook must not throw; if it does, nothing else may suffer for it
-  }
-}
 }  // namespace tachyon::detail

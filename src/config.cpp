@@ -6,6 +6,7 @@
 
 #include <tachyon/config.hpp>
 #include <tachyon/detail/lane/lane.hpp>  // reserved_bytes
+#include <tachyon/resilience.hpp>
 
 namespace tachyon {
 
@@ -32,6 +33,13 @@ void validate(const config& cfg) {
   check_range<std::uint32_t>("batch", cfg.batch, 1, 4096);
   check_range<std::uint32_t>("producers", cfg.producers, 1, 1024);
   check_range<std::uint32_t>("reentry_capacity", cfg.reentry_capacity, 0, 1u << 24);
+  check_range<std::uint32_t>("timer_capacity", cfg.timer_capacity, 1, 1u << 24);
+  check_range<std::uint32_t>("dead_letter_capacity", cfg.dead_letter_capacity, 0, 1u << 24);
+  if (cfg.stall_threshold < std::chrono::milliseconds(1) ||
+      cfg.stall_threshold > std::chrono::hours(1))
+    refuse("stall_threshold", ns_string(cfg.stall_threshold), "allowed 1 ms .. 1 hour");
+  if (!(cfg.fill_warning >= 0.0 && cfg.fill_warning <= 1.0))
+    refuse("fill_warning", std::to_string(cfg.fill_warning), "allowed 0 .. 1");
 
   if (static_cast<unsigned>(cfg.wait) > static_cast<unsigned>(wait_strategy::spin_then_park))
     refuse("wait", std::to_string(static_cast<unsigned>(cfg.wait)),
@@ -77,5 +85,35 @@ void validate(const config& cfg) {
     }
   }
 }
+
+namespace detail {
+
+void validate_policies(const retry_policy& r, const breaker_policy& b) {
+  auto no = [](const char* field, const std::string& value, const std::string& allowed) {
+    throw std::invalid_argument(std::string("tachyon::subscribe_options.") + field + " = " + value +
+                                " is invalid: " + allowed);
+  };
+  if (r.max_attempts < 1 || r.max_attempts > 255)
+    no("retry.max_attempts", std::to_string(r.max_attempts), "allowed 1 (no retry) .. 255");
+  if (r.initial_delay < std::chrono::nanoseconds::zero() || r.initial_delay > std::chrono::hours(1))
+    no("retry.initial_delay", ns_string(r.initial_delay), "allowed 0 .. 1 hour");
+  if (r.max_delay < r.initial_delay || r.max_delay > std::chrono::hours(1))
+    no("retry.max_delay", ns_string(r.max_delay), "allowed retry.initial_delay .. 1 hour");
+  if (!(r.multiplier >= 1.0 && r.multiplier <= 1000.0))
+    no("retry.multiplier", std::to_string(r.multiplier), "allowed 1 .. 1000");
+  if (!(r.jitter >= 0.0 && r.jitter <= 1.0))
+    no("retry.jitter", std::to_string(r.jitter), "allowed 0 (none) .. 1");
+  if (b.failure_threshold > 1023)
+    no("breaker.failure_threshold", std::to_string(b.failure_threshold),
+       "allowed 0 (no breaker) .. 1023");
+  if (b.failure_threshold != 0 &&
+      (b.open_for < std::chrono::microseconds(1) || b.open_for > std::chrono::hours(1)))
+    no("breaker.open_for", ns_string(b.open_for), "allowed 1 us .. 1 hour");
+  if (static_cast<unsigned>(b.action) > static_cast<unsigned>(when_open::skip))
+    no("breaker.action", std::to_string(static_cast<unsigned>(b.action)),
+       "allowed dead_letter (0), skip (1)");
+}
+
+}  // namespace detail
 
 }  // namespace tachyon

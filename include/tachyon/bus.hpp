@@ -51,9 +51,11 @@
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
 #include <tachyon/registry.hpp>
+#include <tachyon/resilience.hpp>
 #include <tachyon/result.hpp>
 #include <tachyon/stop_mode.hpp>
 #include <tachyon/subscription.hpp>
+#include <tachyon/time.hpp>
 
 namespace tachyon {
 
@@ -61,6 +63,17 @@ namespace tachyon {
 struct publish_options {
   std::optional<priority> lane = std::nullopt;  ///< empty: the type's default priority
   std::uint64_t correlation_id = 0;             ///< handed to handlers in meta
+  /// On the bus's time source (bus::now()); 0: none. An event whose deadline has passed when
+  /// its handlers would start is not run: it settles as `expired`. A retry of it that would
+  /// start after the deadline is not run either: that delivery fails for good.
+  std::chrono::nanoseconds deadline{0};
+  /// On the bus's time source; 0 or a time already past: now. A later time parks the event in
+  /// the bus's timer (config::timer_capacity; a full timer returns `full`) until then, and it
+  /// then enters its lane through the re-entry door. It is accepted (and in flight) at once.
+  std::chrono::nanoseconds not_before{0};
+  /// With a deadline: an expired event goes to the dead letters (if the bus has any), to be
+  /// replayed to all of its type's handlers.
+  bool dead_letter_expired = false;
 };
 
 /// Per-subscription settings.
@@ -71,6 +84,17 @@ struct subscribe_options {
   /// When set, the handler runs only for events where filter(ev) is true. Called on the
   /// dispatching thread; must not throw (a throw counts as the handler's).
   std::function<bool(const T&)> filter = {};
+  /// Names the subscription in dead letters, the error hook, metrics and health. Empty: the
+  /// type's name and the subscription's number within the bus, "app::Quote#3".
+  std::string name = {};
+  /// Retries of a delivery that threw (only this subscription runs again). Default: none.
+  retry_policy retry = {};
+  /// A circuit breaker around the handler. Default: none.
+  breaker_policy breaker = {};
+  /// A delivery that fails for good (retries exhausted, or short-circuited under
+  /// when_open::dead_letter) goes to the bus's dead letters, when it has any
+  /// (config::dead_letter_capacity); false: it is counted `failed` instead.
+  bool dead_letters = true;
 };
 
 /// What publish_batch() did: `queued` will be dispatched, `dropped` were taken and discarded
@@ -82,17 +106,27 @@ struct [[nodiscard]] batch_result {
   result status = result::ok;
 };
 
-template <class Registry>
+namespace detail {
+/// subscribe_options' policies, checked at subscribe(): std::invalid_argument names the field,
+/// the value and what is allowed.
+void validate_policies(const retry_policy& r, const breaker_policy& b);
+}  // namespace detail
+
+/// `Traits` (time.hpp): compile-time choices; today the time source that retries, delays,
+/// deadlines, breakers and health read.
+template <class Registry, class Traits = default_traits>
 class bus {
  public:
   using registry_type = Registry;
+  using traits_type = Traits;
+  using time_source_type = typename Traits::time_source;
 
   /// Validates `cfg` (throws std::invalid_argument naming the field, the value and what is
   /// allowed), reserves the lanes' memory and starts the workers, pinned and named. Throws
   /// std::runtime_error if a worker cannot be pinned; nothing is left running then.
   explicit bus(const config& cfg = {})
       : core_(cfg, detail::type_table{type_ops_.data(), dispatch_column_.data(), Registry::size},
-              &handlers_) {
+              &handlers_, detail::time_ref{&read_time, &time_, time_source_type::is_virtual}) {
     // The layout promise of the members' comment below, checked where the class is complete.
     static_assert(alignof(detail::bus_core) == detail::cache_line &&
                       alignof(detail::handler_tables<Registry>) == detail::cache_line,
@@ -134,6 +168,8 @@ class bus {
     using T = std::remove_cvref_t<E>;
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const unsigned l = lane_of<T>(opts.lane);
+    if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
+      return publish_timed<T>(std::forward<E>(ev), l, index, opts);
     return core_.template publish<detail::stored_inline<T>>(
         l, index, opts.correlation_id,
         [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
@@ -166,8 +202,18 @@ class bus {
                       std::is_invocable_v<std::decay_t<F>&, const T&, const meta&>,
                   "tachyon: a handler must be callable as f(const T&) or "
                   "f(const T&, const tachyon::meta&)");
-    return subscription(
-        handlers_.template add<T>(std::forward<F>(handler), opts.order, std::move(opts.filter)));
+    detail::validate_policies(opts.retry, opts.breaker);
+    return subscription(handlers_.template add<T>(
+        std::forward<F>(handler), opts.order, std::move(opts.filter),
+        [&](detail::subscription_state& s) {
+          s.name = opts.name.empty()
+                       ? std::string(detail::type_name<T>()) + "#" + std::to_string(s.sequence)
+                       : std::move(opts.name);
+          s.retry = opts.retry;
+          s.breaker = std::move(opts.breaker);
+          s.dead_letters = opts.dead_letters;
+          s.resilient = s.retry.max_attempts > 1 || s.breaker.failure_threshold != 0;
+        }));
   }
 
   // ---- dispatch --------------------------------------------------------------------------------
@@ -190,6 +236,7 @@ class bus {
     if (ok) [[likely]] {
       detail::bump(ctx.sync_ok(index));
     } else {
+      detail::bus_core::clear_failures(ctx);  // dispatch() neither retries nor dead-letters
       ctx.count(l, index, detail::c_accepted);
       ctx.count(l, index, detail::c_failed);
     }
@@ -219,6 +266,60 @@ class bus {
 
   const config& settings() const noexcept { return core_.cfg(); }
 
+  // ---- time and dead letters -------------------------------------------------------------
+
+  /// Now, on the bus's time source: what publish_options::deadline and not_before are
+  /// measured against.
+  std::chrono::nanoseconds now() const noexcept { return time_.now(); }
+  /// The time source itself (a virtual_clock, to move it).
+  time_source_type& time_source() noexcept { return time_; }
+
+  /// Entries in the dead letters now.
+  std::size_t dead_letter_count() const noexcept { return core_.dead_letters().size(); }
+
+  /// Calls `visitor(const tachyon::dead_letter<T>&)` for each dead letter, oldest first, with T
+  /// its event's type: the visitor must accept every registered type (a generic lambda). It
+  /// sees a copy of the queue taken at the call; it may call into the bus.
+  template <class Visitor>
+  void visit_dead_letters(Visitor&& visitor) const {
+    auto entries = core_.dead_letters().copy();
+    struct release_all {
+      decltype(entries)& es;
+      ~release_all() {
+        for (auto& e : es) e.dispose();
+      }
+    } guard{entries};
+    for (auto& e : entries) with_view(e, visitor);
+  }
+
+  /// Runs again, on this thread, the subscription that failed each dead letter `pick` chooses
+  /// (`pick(const tachyon::dead_letter<T>&)` -> bool, over every registered type), and never a
+  /// handler that already succeeded; an expired event's entry runs all its type's handlers. A
+  /// replay bypasses the subscription's breaker and retries, keeps the event's meta
+  /// (correlation id, sequence; meta::flags has meta_flags::replayed) and counts in `replayed`,
+  /// not `accepted`. An entry whose replay succeeds leaves the dead letters; one that throws
+  /// again stays, its attempts + 1 and its error the new one. Not from inside a handler of a
+  /// bus whose handlers it would run? It may be: it waits for nothing.
+  template <class Pick>
+  replay_result replay_dead_letters(Pick&& pick) {
+    auto entries = core_.dead_letters().copy();
+    std::vector<std::uint64_t> ids;
+    for (auto& e : entries) {
+      if (with_view(e, pick)) ids.push_back(e.id);
+      e.dispose();
+    }
+    return replay(ids);
+  }
+  replay_result replay_dead_letters() {
+    return replay_dead_letters([](const auto&) { return true; });
+  }
+  /// Removes every dead letter; returns how many.
+  std::size_t clear_dead_letters() {
+    auto all = core_.dead_letters().take_all();
+    for (auto& e : all) e.dispose();
+    return all.size();
+  }
+
   /// The registered type's name, as metrics and the error hook report it.
   template <class T>
   static constexpr std::string_view type_name() noexcept {
@@ -242,17 +343,183 @@ class bus {
     return l;
   }
 
+  static std::uint64_t read_time(const void* source) noexcept {
+    return static_cast<std::uint64_t>(static_cast<const time_source_type*>(source)->now().count());
+  }
+
   template <class T, std::size_t I>
   static void dispatch_one(void* self, detail::envelope& env, detail::thread_context& ctx) {
     auto& tables = *static_cast<detail::handler_tables<Registry>*>(self);
-    const bool ok = tables.template run<T, I>(detail::payload_of<T>(env), env.header, ctx);
-    detail::bus_core::settle(ctx, env, ok);
-    detail::release_payload<T>(env);
+    if (tables.template run<T, I>(detail::payload_of<T>(env), env.header, ctx)) [[likely]] {
+      detail::bus_core::settle_ok(ctx, env);
+      detail::release_payload<T>(env);
+    } else {
+      tables.core().resolve_failed(ctx, env, &release_one<T>);  // takes the payload
+    }
   }
 
   template <class T>
   static void release_one(detail::envelope& env) noexcept {
     detail::release_payload<T>(env);
+  }
+
+  /// An envelope of type index Registry::size: it carries a delivery (a retry, a delayed event,
+  /// an event with a deadline), run by its event's type.
+  static void dispatch_delivery(void* self, detail::envelope& env, detail::thread_context& ctx) {
+    detail::delivery* d = detail::bus_core::delivery_of(env);
+    type_ops_[d->event->env.header.type_index].run_delivery(self, *d, ctx);
+  }
+  /// Lets a delivery go without counting it (its enqueue failed; see discard_delivery).
+  static void release_delivery(detail::envelope& env) noexcept {
+    detail::bus_core::delivery_of(env)->dispose();
+  }
+
+  template <class T, std::size_t I>
+  static void run_delivery(void* self, detail::delivery& d, detail::thread_context& ctx) {
+    auto& tables = *static_cast<detail::handler_tables<Registry>*>(self);
+    detail::bus_core& core = tables.core();
+    detail::parked_event& pe = *d.event;
+    if (pe.deadline_ns != 0 && core.now_ns() >= pe.deadline_ns) {
+      core.expire_delivery(ctx, &d);
+      return;
+    }
+    meta m = pe.env.header;
+    m.attempt = d.attempt;
+    if (!d.front) m.flags = static_cast<std::uint8_t>(m.flags | meta_flags::reentered);
+    const T& ev = detail::payload_of<T>(pe.env);
+    detail::run_status status;
+    if (d.target == nullptr)
+      status = tables.template run<T, I>(ev, m, ctx) ? detail::run_status::ok
+                                                     : detail::run_status::failed;
+    else
+      status = tables.template run_one<T>(ev, m, ctx, d.target);
+    core.finish_delivery(ctx, &d, status);
+  }
+
+  template <class T, std::size_t I>
+  static bool replay_entry(void* self, detail::dead_letter_entry& e, detail::thread_context& ctx) {
+    auto& tables = *static_cast<detail::handler_tables<Registry>*>(self);
+    meta m = e.event->env.header;
+    m.attempt = static_cast<std::uint8_t>(std::min<std::uint32_t>(e.attempts, UINT8_MAX));
+    m.flags = static_cast<std::uint8_t>(m.flags | meta_flags::replayed);
+    const T& ev = detail::payload_of<T>(e.event->env);
+    tables.core().enter_dispatch(ctx);
+    const bool ok = e.target == nullptr ? tables.template run<T, I>(ev, m, ctx)
+                                        : tables.template replay_one<T>(ev, m, ctx, e.target) ==
+                                              detail::run_status::ok;
+    tables.core().exit_dispatch(ctx);
+    detail::bus_core::take_replay_error(ctx, e);  // no retry, no breaker's dead letter
+    return ok;
+  }
+
+  template <class T, class E>
+  [[gnu::noinline]] result publish_timed(E&& ev, unsigned l, std::uint16_t index,
+                                         const publish_options& opts) {
+    const auto deadline = static_cast<std::uint64_t>(opts.deadline.count());
+    const auto not_before = static_cast<std::uint64_t>(opts.not_before.count());
+    if (not_before > core_.now_ns()) {
+      if (const result r = core_.timer_admit(l, index); r != result::ok) return r;
+      detail::parked_event* pe = nullptr;
+      detail::envelope env;
+      core_.stamp_delayed(env.header, l, index, opts.correlation_id);
+      try {
+        detail::store_payload<T>(env, std::forward<E>(ev));
+        try {
+          pe = new detail::parked_event(env, &release_one<T>, deadline);
+        } catch (...) {
+          detail::release_payload<T>(env);
+          throw;
+        }
+      } catch (...) {
+        core_.timer_unadmit();
+        throw;
+      }
+      pe->dead_letter_expired = opts.dead_letter_expired;
+      core_.park_delayed(pe, not_before);
+      return result::ok;
+    }
+    // A deadline alone: through the front door like any event, carried as a delivery that
+    // checks the deadline when it starts.
+    return core_.template publish<false>(l, index, opts.correlation_id, [&](detail::envelope& env) {
+      detail::envelope held;
+      held.header = env.header;  // as stamped: sequence, ticks, the real type
+      detail::store_payload<T>(held, std::forward<E>(ev));
+      detail::parked_event* pe;
+      detail::delivery* d;
+      try {
+        pe = new detail::parked_event(held, &release_one<T>, deadline);
+      } catch (...) {
+        detail::release_payload<T>(held);
+        throw;
+      }
+      pe->dead_letter_expired = opts.dead_letter_expired;
+      try {
+        d = new detail::delivery{pe, nullptr};
+      } catch (...) {
+        pe->release_ref();
+        throw;
+      }
+      d->front = true;
+      env.header.type_index = core_.delivery_type();
+      detail::bus_core::carry(env, d);
+    });
+  }
+
+  /// Calls f(const dead_letter<T>&) for entry e with T its event's type; returns what f does.
+  template <class F>
+  static auto with_view(detail::dead_letter_entry& e, F& f) {
+    using R = decltype(f(std::declval<const dead_letter<typename type_at<0>::type>&>()));
+    return with_view_at<R>(e, f, std::make_index_sequence<Registry::size>{});
+  }
+  template <class R, class F, std::size_t... I>
+  static R with_view_at(detail::dead_letter_entry& e, F& f, std::index_sequence<I...>) {
+    const std::size_t t = e.event->env.header.type_index;
+    if constexpr (std::is_void_v<R>) {
+      (void)((t == I ? (f(view_of<typename type_at<I>::type>(e)), true) : false) || ...);
+    } else {
+      R out{};
+      (void)((t == I ? (out = f(view_of<typename type_at<I>::type>(e)), true) : false) || ...);
+      return out;
+    }
+  }
+  template <class T>
+  static dead_letter<T> view_of(const detail::dead_letter_entry& e) {
+    return dead_letter<T>{
+        detail::payload_of<T>(e.event->env),
+        e.event->env.header,
+        e.target != nullptr ? std::string_view(e.target->name) : std::string_view(),
+        e.attempts,
+        e.error,
+        e.what,
+        std::chrono::nanoseconds(e.when_ns),
+        e.id};
+  }
+
+  replay_result replay(std::vector<std::uint64_t>& ids) {
+    replay_result out;
+    if (ids.empty()) return out;
+    std::sort(ids.begin(), ids.end());
+    auto taken = core_.dead_letters().take(ids);
+    detail::thread_context& ctx = core_.context();
+    for (auto& e : taken) {
+      if (e.target != nullptr && !e.target->live.load(std::memory_order_acquire)) {
+        ++out.skipped;
+        core_.dead_letters().put_back(std::move(e));
+        continue;
+      }
+      const auto& h = e.event->env.header;
+      ++out.replayed;
+      ctx.count(static_cast<unsigned>(h.lane), h.type_index, detail::c_replayed);
+      if (type_ops_[h.type_index].replay(&handlers_, e, ctx)) {
+        ++out.succeeded;
+        e.dispose();
+      } else {
+        ++out.failed;
+        ++e.attempts;
+        core_.dead_letters().put_back(std::move(e));
+      }
+    }
+    return out;
   }
 
   template <std::size_t I>
@@ -261,26 +528,31 @@ class bus {
   }
   template <std::size_t... I>
   static constexpr auto make_type_ops(std::index_sequence<I...>) {
-    return std::array<detail::type_ops, Registry::size>{detail::type_ops{
-        dispatch_of<I>(), &release_one<typename type_at<I>::type>,
-        detail::type_name<typename type_at<I>::type>(),
-        static_cast<std::uint8_t>(
-            Registry::template default_priority_of<typename type_at<I>::type>())}...};
+    return std::array<detail::type_ops, Registry::size + 1>{
+        detail::type_ops{
+            dispatch_of<I>(), &release_one<typename type_at<I>::type>,
+            &run_delivery<typename type_at<I>::type, I>,
+            &replay_entry<typename type_at<I>::type, I>,
+            detail::type_name<typename type_at<I>::type>(),
+            static_cast<std::uint8_t>(
+                Registry::template default_priority_of<typename type_at<I>::type>())}...,
+        detail::type_ops{&dispatch_delivery, &release_delivery, nullptr, nullptr, "delivery", 0}};
   }
   template <std::size_t... I>
   static constexpr auto make_dispatch_column(std::index_sequence<I...>) {
-    return std::array<detail::dispatch_fn, Registry::size>{dispatch_of<I>()...};
+    return std::array<detail::dispatch_fn, Registry::size + 1>{dispatch_of<I>()...,
+                                                               &dispatch_delivery};
   }
   template <std::size_t I>
   struct type_at {
     using type = typename Registry::template type_at<I>;
   };
 
-  // One row per type (dispatch, release, name, default lane). Defined below the class: its
-  // initialiser needs the complete class.
-  static const std::array<detail::type_ops, Registry::size> type_ops_;
+  // One row per type (dispatch, release, name, default lane), and one for deliveries
+  // (type_table). Defined below the class: its initialiser needs the complete class.
+  static const std::array<detail::type_ops, Registry::size + 1> type_ops_;
   // type_ops_[i].dispatch again, packed (type_table::dispatch): the drain's per-event lookup.
-  static const std::array<detail::dispatch_fn, Registry::size> dispatch_column_;
+  static const std::array<detail::dispatch_fn, Registry::size + 1> dispatch_column_;
 
   // A bus may sit anywhere (a stack frame, a struct): the lines its workers read on every event
   // (the core's settings first, the handler tables last) are kept apart from whatever the
@@ -289,15 +561,16 @@ class bus {
   // line with a publisher's stack variable cost a cross-core transfer per hop: with ~760 ns hops on
   // the development VM the round trip went from 1.2-1.3x bare moodycamel to 0.95-1.08x when this
   // was fixed (the paired round trip, now in bench/latency.cpp; same run for both).
-  detail::bus_core core_;                             // first: destroyed last, after the tables
+  time_source_type time_;  // read by the core (time_ref): constructed before it, gone after
+  detail::bus_core core_;  // destroyed after the tables
   detail::handler_tables<Registry> handlers_{core_};  // its tables start a line
 };
 
-template <class Registry>
-const std::array<detail::type_ops, Registry::size> bus<Registry>::type_ops_ =
-    bus<Registry>::make_type_ops(std::make_index_sequence<Registry::size>{});
-template <class Registry>
-const std::array<detail::dispatch_fn, Registry::size> bus<Registry>::dispatch_column_ =
-    bus<Registry>::make_dispatch_column(std::make_index_sequence<Registry::size>{});
+template <class Registry, class Traits>
+const std::array<detail::type_ops, Registry::size + 1> bus<Registry, Traits>::type_ops_ =
+    bus<Registry, Traits>::make_type_ops(std::make_index_sequence<Registry::size>{});
+template <class Registry, class Traits>
+const std::array<detail::dispatch_fn, Registry::size + 1> bus<Registry, Traits>::dispatch_column_ =
+    bus<Registry, Traits>::make_dispatch_column(std::make_index_sequence<Registry::size>{});
 
 }  // namespace tachyon

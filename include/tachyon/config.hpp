@@ -71,12 +71,30 @@ struct config {
   /// them (counted in metrics_snapshot::lane_allocations). Allowed: 1 .. 1024.
   std::uint32_t producers = 4;
 
-  /// Events per lane that may be queued through the re-entry door at once: the door through
-  /// which events will enter a lane again after they were dequeued (retries, replays). They
-  /// will not take the room of `lane_capacity`, so a publisher never waits behind them, but
-  /// are bounded by this. Reserved: nothing public sends through the door in this version.
-  /// Allowed: 0 .. 2^24.
+  /// Deliveries per lane that may be queued through the re-entry door at once: the door through
+  /// which a due retry, or a delayed event that fell due, enters its lane. They do not take the
+  /// room of `lane_capacity`, so a publisher never waits behind them; a due one that finds the
+  /// door full waits in the timer until a batch has made room. Allowed: 0 .. 2^24 (0: nothing
+  /// re-enters; retries and delayed events then need stop(drain) to run).
   std::uint32_t reentry_capacity = 1024;
+
+  /// Retries and delayed events (publish_options::not_before) that may wait in the bus's
+  /// timer at once. A retry that finds it full is not scheduled: its delivery goes to the
+  /// dead letters (or fails); a delayed publish that finds it full returns `full`.
+  /// Allowed: 1 .. 2^24.
+  std::uint32_t timer_capacity = 1u << 16;
+
+  /// Entries the dead-letter queue holds (bus::dead_letters()); 0 (the default): no dead
+  /// letters, and a delivery that fails for good is counted `failed`. When full, the oldest
+  /// entry is dropped and counted (metrics_snapshot::dead_letters_evicted). Allowed: 0 .. 2^24.
+  std::uint32_t dead_letter_capacity = 0;
+
+  /// bus::health(): a worker that has been in one batch for longer than this is `stalled`.
+  /// Allowed: 1 ms .. 1 hour.
+  std::chrono::nanoseconds stall_threshold = std::chrono::seconds(1);
+
+  /// bus::health(): a lane filled above this ratio of lane_capacity is reported. 0 .. 1.
+  double fill_warning = 0.9;
 
   /// The most memory the four lanes may reserve up front, in bytes. What they reserve follows
   /// from lane_capacity, producers and workers: 4 x ((ceil(lane_capacity / 64) - 1) x
@@ -103,9 +121,9 @@ struct config {
   /// dispatch() is not timed. When false (the default), one predictable branch per batch.
   bool latency_histograms = false;
 
-  /// Called on the dispatching thread when a handler throws, after the other handlers of the
-  /// event have run. Must not throw (what it throws is swallowed and counted). Empty: only
-  /// counted.
+  /// Called on the dispatching thread each time a handler throws (every attempt), before the
+  /// event's other handlers run. Must not throw (what it throws is swallowed). Empty: only
+  /// counted (handler_errors).
   std::function<void(const handler_error&)> on_error = {};
 };
 

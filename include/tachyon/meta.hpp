@@ -5,6 +5,7 @@
 #include <exception>
 #include <string_view>
 
+#include <tachyon/detail/type_name.hpp>
 #include <tachyon/registry.hpp>
 
 namespace tachyon {
@@ -31,7 +32,8 @@ struct meta {
   std::uint16_t type_index = 0;
   /// The lane it travelled in (for dispatch(): the type's default priority).
   priority lane = priority::normal;
-  /// 0 on first delivery; an event that re-entered its lane (a retry) counts up.
+  /// 0 on the first run of a handler for this event; a retry of one subscription (its
+  /// retry_policy) counts up: 1 for the first retry, and so on.
   std::uint8_t attempt = 0;
   /// tachyon's own marks; see meta_flags.
   std::uint8_t flags = 0;
@@ -39,15 +41,29 @@ struct meta {
 
 /// Bits of meta::flags.
 namespace meta_flags {
-/// The event entered its lane through the re-entry door (retries, replays), not publish().
+/// The event entered its lane through the re-entry door (a retry, a delayed event that fell
+/// due), not publish().
 inline constexpr std::uint8_t reentered = 1;
+/// A replay from the dead letters (bus::replay_dead_letters) is running it.
+inline constexpr std::uint8_t replayed = 2;
 }  // namespace meta_flags
 
-/// What the error hook (config::on_error) receives when a handler throws.
+/// What the error hook (config::on_error) receives when a handler throws, before tachyon
+/// decides what happens next (a retry, the dead letters, or the `failed` count).
 struct handler_error {
-  const meta& event;           ///< the event's header
-  std::string_view type_name;  ///< the event type's name, e.g. "Quote"
-  std::exception_ptr error;    ///< what the handler threw
+  const meta& event;              ///< the event's header (attempt: which run this was)
+  std::string_view type_name;     ///< the event type's name, e.g. "app::Quote"
+  std::exception_ptr error;       ///< what the handler threw
+  std::string_view subscription;  ///< the subscription's name (subscribe_options::name)
+  const void* payload = nullptr;  ///< the event; read it through get<T>()
+
+  /// The event, if it is a T (the type is checked by its name); nullptr otherwise.
+  template <class T>
+  const T* get() const noexcept {
+    return payload != nullptr && type_name == detail::type_name<T>()
+               ? static_cast<const T*>(payload)
+               : nullptr;
+  }
 };
 
 }  // namespace tachyon

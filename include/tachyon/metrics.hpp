@@ -6,9 +6,10 @@
 // its terms were read at slightly different moments. Once the bus is quiet (no publish in
 // progress and nothing queued or running), the accounting equation holds exactly:
 //
-//   accepted = dispatched + failed + dropped + discarded + in_flight
+//   accepted = dispatched + failed + dead_lettered + expired + dropped + discarded + in_flight
 //
-// where in_flight is measured independently (lane occupancy + events a dispatcher holds).
+// where in_flight is measured independently (lane occupancy + events a dispatcher holds +
+// events waiting in the timer). See event_counts for which outcome an event ends in.
 #pragma once
 
 #include <array>
@@ -21,22 +22,41 @@
 
 namespace tachyon {
 
+/// An accepted event ends in exactly one outcome, once every delivery of it (each
+/// subscription's run, retries included) has settled:
+///   expired        it never ran: its deadline (publish_options::deadline) passed first;
+///   dead_lettered  else, if any delivery went to the dead letters;
+///   failed         else, if any delivery failed for good (its retries exhausted, its breaker
+///                  open under when_open::skip, its subscription removed before its retry);
+///   discarded      else, if stop(discard) took it, or a retry of it, before it finished;
+///   dispatched     else: every handler eventually ran without throwing (or none matched);
+///   dropped        it never entered a lane (overflow::drop).
+/// Until then it is in flight: in a lane, in a dispatcher's hands, or waiting in the timer (a
+/// pending retry, a delayed event). `retried`, `short_circuited`, `replayed` and
+/// `handler_errors` count deliveries, not events.
 struct event_counts {
   std::uint64_t accepted = 0;          ///< taken by the bus: publish() returned ok or dropped,
                                        ///< plus every dispatch() call
   std::uint64_t dispatched = 0;        ///< every handler ran without throwing (or none matched)
-  std::uint64_t failed = 0;            ///< at least one handler threw
+  std::uint64_t failed = 0;            ///< a delivery failed for good (see above)
   std::uint64_t dropped = 0;           ///< discarded on a full lane under overflow::drop
-  std::uint64_t discarded = 0;         ///< still queued at stop(stop_mode::discard)
+  std::uint64_t discarded = 0;         ///< still queued (or waiting) at stop(stop_mode::discard)
   std::uint64_t rejected_full = 0;     ///< refused with result::full (not accepted)
   std::uint64_t rejected_stopped = 0;  ///< refused with result::stopped (not accepted)
-  std::uint64_t handler_errors = 0;    ///< exceptions thrown by handlers (>= failed)
+  std::uint64_t handler_errors = 0;    ///< exceptions thrown by handlers, every attempt
+  std::uint64_t dead_lettered = 0;     ///< a delivery of it went to the dead letters
+  std::uint64_t expired = 0;           ///< its deadline passed before it ran
+  std::uint64_t retried = 0;           ///< retries scheduled (deliveries, not events)
+  std::uint64_t short_circuited = 0;   ///< deliveries an open breaker did not call
+  std::uint64_t replayed = 0;          ///< dead letters replayed (not counted as accepted)
 
-  /// accepted - (dispatched + failed + dropped + discarded): what the counters say is still
-  /// in the bus. Compare with metrics_snapshot::in_flight, which is measured, not derived.
+  /// accepted - (dispatched + failed + dead_lettered + expired + dropped + discarded): what
+  /// the counters say is still in the bus. Compare with metrics_snapshot::in_flight, which is
+  /// measured, not derived.
   std::int64_t unsettled() const noexcept {
     return static_cast<std::int64_t>(accepted) -
-           static_cast<std::int64_t>(dispatched + failed + dropped + discarded);
+           static_cast<std::int64_t>(dispatched + failed + dead_lettered + expired + dropped +
+                                     discarded);
   }
   event_counts& operator+=(const event_counts& o) noexcept;
 };
@@ -68,7 +88,8 @@ struct lane_metrics {
   priority lane = priority::normal;
   event_counts counts;
   std::uint64_t depth = 0;      ///< events queued now (snapshot; exact when quiet)
-  std::uint64_t in_flight = 0;  ///< depth plus events of this lane a dispatcher holds (measured)
+  std::uint64_t waiting = 0;    ///< events of this lane in the timer: a retry pending, delayed
+  std::uint64_t in_flight = 0;  ///< depth + waiting + events a dispatcher holds (measured)
   std::uint32_t capacity = 0;   ///< config::lane_capacity
   /// From publish (meta::publish_ticks) to the start of the batch that ran the event, for the
   /// drained events of this lane that carry a stamp (config::timestamps).
@@ -85,6 +106,20 @@ struct type_metrics {
   latency_summary handler_time;
 };
 
+/// A breaker's state (breaker_policy), as metrics and health report it.
+enum class breaker_state : std::uint8_t { none, closed, open, half_open };
+std::string_view to_string(breaker_state s) noexcept;
+
+struct subscription_metrics {
+  std::string name;
+  std::string type;
+  std::uint64_t errors = 0;           ///< exceptions its handler threw
+  std::uint64_t retried = 0;          ///< retries scheduled
+  std::uint64_t short_circuited = 0;  ///< deliveries its open breaker did not call
+  std::uint64_t dead_lettered = 0;    ///< deliveries parked in the dead letters
+  breaker_state breaker = breaker_state::none;
+};
+
 struct metrics_snapshot {
   event_counts total;
   std::array<lane_metrics, priority_count> lanes{};
@@ -92,10 +127,16 @@ struct metrics_snapshot {
   /// Events queued in the lanes plus events a dispatcher has dequeued and not finished: the
   /// sum of lanes[].in_flight.
   std::uint64_t in_flight = 0;
-  std::uint64_t batches = 0;           ///< batches drained by workers and poll()/run_once()
-  std::uint64_t batched_events = 0;    ///< events those batches held (mean = this / batches)
-  std::uint64_t lane_allocations = 0;  ///< enqueues that had to grow a lane (see config)
-  std::uint64_t parks = 0;             ///< times an idle worker went to sleep
+  std::uint64_t batches = 0;               ///< batches drained by workers and poll()/run_once()
+  std::uint64_t batched_events = 0;        ///< events those batches held (mean = this / batches)
+  std::uint64_t lane_allocations = 0;      ///< enqueues that had to grow a lane (see config)
+  std::uint64_t parks = 0;                 ///< times an idle worker went to sleep
+  std::uint64_t dead_letters = 0;          ///< entries in the dead letters now
+  std::uint64_t dead_letters_evicted = 0;  ///< dropped, oldest first, from a full queue
+  std::uint64_t timer_entries = 0;         ///< retries and delayed events waiting now
+  /// Per subscription: its name, type and failure counts (handler calls that succeed are
+  /// counted per type, not here). In subscription order.
+  std::vector<subscription_metrics> subscriptions;
   std::uint32_t workers = 0;
   std::uint32_t threads = 0;  ///< threads that have touched the bus (counter blocks)
   /// config::latency_histograms: whether queue_wait and handler_time are recorded.

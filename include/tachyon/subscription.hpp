@@ -23,16 +23,25 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <utility>
+
+#include <tachyon/resilience.hpp>
 
 namespace tachyon {
 
 namespace detail {
 class bus_core;
 
-/// Shared by a handle and the bus's handler table; freed when both have let go.
+/// Shared by a handle and the bus's handler table (and, while they hold it, by a pending retry
+/// or a dead-letter entry); freed when all have let go. The callable (the handler and its
+/// filter) goes earlier, as soon as the table lets go (drop_callable): a retry or dead letter
+/// that still holds the state finds it not `live` and never calls it.
 struct subscription_state {
   virtual ~subscription_state() = default;
+  /// Destroys the handler and its filter. Called once, when the table's reference goes: no
+  /// thread runs it then, nor will again.
+  virtual void drop_callable() noexcept {}
 
   std::atomic<std::uint32_t> refs{2};     // the handle's and the table's
   std::atomic<bool> live{true};           // false once unsubscribed (checked before each call)
@@ -40,14 +49,42 @@ struct subscription_state {
   void (*remove)(bus_core*, subscription_state*) noexcept = nullptr;  // the typed unsubscribe
   int order = 0;                                                      // subscribe_options::order
   std::uint64_t sequence = 0;  // subscription order within the bus
+  std::uint16_t type_index = 0;
+  /// The typed call (handler_list<T>::call_fn), erased: what a retry, a replay and the
+  /// breaker's guard call.
+  const void* invoke = nullptr;
+
+  // Failure handling (subscribe_options), fixed at subscribe.
+  std::string name;
+  retry_policy retry;
+  breaker_policy breaker;
+  bool dead_letters = true;
+  /// Whether a failure of this subscription needs more than the `failed` count: a retry, a
+  /// dead letter or a breaker. Plain subscriptions skip the failure machinery.
+  bool resilient = false;
+
+  // Breaker (breaker_policy): state, failure streak and the open window's end, in one word
+  // (detail/resilience/breaker.hpp).
+  std::atomic<std::uint64_t> breaker_word{0};
+  // Per-subscription counts, written on failure paths only.
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> retried{0};
+  std::atomic<std::uint64_t> short_circuited{0};
+  std::atomic<std::uint64_t> dead_lettered{0};
 
   /// Handlers run in ascending order, then in subscription order.
   bool before(const subscription_state& o) const noexcept {
     return order != o.order ? order < o.order : sequence < o.sequence;
   }
 
+  void acquire() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+  /// The table lets go: after a grace period, so no thread runs the callable.
+  void release_from_table() noexcept {
+    drop_callable();
+    release();
   }
 };
 }  // namespace detail

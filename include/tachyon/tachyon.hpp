@@ -8,6 +8,8 @@
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
 #include <tachyon/registry.hpp>
+#include <tachyon/resilience.hpp>
 #include <tachyon/result.hpp>
 #include <tachyon/stop_mode.hpp>
 #include <tachyon/subscription.hpp>
+#include <tachyon/time.hpp>

@@ -8,6 +8,20 @@
 
 namespace tachyon {
 
+std::string_view to_string(breaker_state s) noexcept {
+  switch (s) {
+    case breaker_state::none:
+      return "none";
+    case breaker_state::closed:
+      return "closed";
+    case breaker_state::open:
+      return "open";
+    case breaker_state::half_open:
+      return "half_open";
+  }
+  return "unknown";
+}
+
 event_counts& event_counts::operator+=(const event_counts& o) noexcept {
   for (const auto& k : detail::outcomes) this->*k.field += o.*k.field;
   return *this;
@@ -127,7 +141,9 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
   std::string out;
 
   const std::string events = p + "_events_total";
-  header(out, events, "counter", "Events by lane and outcome.");
+  header(out, events, "counter",
+         "Events by lane and outcome; retried, short_circuited, replayed and handler_errors "
+         "count deliveries.");
   for (const auto& l : lanes)
     for (const auto& o : outcomes)
       sample(
@@ -152,6 +168,11 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
          "Events queued in or being dispatched from the lane (snapshot).");
   for (const auto& l : lanes)
     sample(out, lane_flight, "lane=\"" + std::string(to_string(l.lane)) + "\"", l.in_flight);
+  const std::string waiting = p + "_lane_waiting";
+  header(out, waiting, "gauge",
+         "Events of the lane waiting in the timer: a retry pending, or delayed (snapshot).");
+  for (const auto& l : lanes)
+    sample(out, waiting, "lane=\"" + std::string(to_string(l.lane)) + "\"", l.waiting);
   const std::string cap = p + "_lane_capacity";
   header(out, cap, "gauge", "Configured capacity of each lane.");
   for (const auto& l : lanes)
@@ -172,10 +193,40 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
       {"_parks_total", "counter", "Times an idle worker went to sleep.", parks},
       {"_workers", "gauge", "Worker threads.", workers},
       {"_threads", "gauge", "Threads with counter blocks on this bus.", threads},
+      {"_dead_letters", "gauge", "Entries in the dead-letter queue (snapshot).", dead_letters},
+      {"_dead_letters_evicted_total", "counter",
+       "Dead letters dropped, oldest first, from a full queue.", dead_letters_evicted},
+      {"_timer_entries", "gauge", "Retries and delayed events waiting in the timer (snapshot).",
+       timer_entries},
   };
   for (const auto& s : scalars) {
     header(out, p + s.suffix, s.type, s.help);
     sample(out, p + s.suffix, "", s.value);
+  }
+
+  const std::string sub_failures = p + "_subscription_deliveries_total";
+  header(out, sub_failures, "counter",
+         "Failed deliveries by subscription: errors thrown, retries scheduled, short circuits, "
+         "dead letters.");
+  for (const auto& m : subscriptions) {
+    const std::string labels = "subscription=\"" + label_escape(m.name) + "\",type=\"" +
+                               label_escape(m.type) + "\",kind=\"";
+    sample(out, sub_failures, labels + "error\"", m.errors);
+    sample(out, sub_failures, labels + "retried\"", m.retried);
+    sample(out, sub_failures, labels + "short_circuited\"", m.short_circuited);
+    sample(out, sub_failures, labels + "dead_lettered\"", m.dead_lettered);
+  }
+  const std::string breakers = p + "_subscription_breaker_state";
+  header(out, breakers, "gauge",
+         "1 for the breaker's current state (closed, open, half_open), by subscription with a "
+         "breaker.");
+  for (const auto& m : subscriptions) {
+    if (m.breaker == breaker_state::none) continue;
+    for (auto st : {breaker_state::closed, breaker_state::open, breaker_state::half_open})
+      sample(out, breakers,
+             "subscription=\"" + label_escape(m.name) + "\",state=\"" + std::string(to_string(st)) +
+                 "\"",
+             m.breaker == st ? 1 : 0);
   }
 
   // Without config::latency_histograms nothing was measured: the families are left out, not
@@ -199,7 +250,7 @@ std::string metrics_snapshot::to_json() const {
     const auto& l = lanes[i];
     if (i) out += ",";
     out += "{\"lane\":\"" + std::string(to_string(l.lane)) +
-           "\",\"depth\":" + std::to_string(l.depth) +
+           "\",\"depth\":" + std::to_string(l.depth) + ",\"waiting\":" + std::to_string(l.waiting) +
            ",\"in_flight\":" + std::to_string(l.in_flight) +
            ",\"capacity\":" + std::to_string(l.capacity) + ",\"counts\":" + counts_json(l.counts) +
            ",\"queue_wait\":" + summary_json(l.queue_wait) + "}";
@@ -211,8 +262,21 @@ std::string metrics_snapshot::to_json() const {
            "\",\"counts\":" + counts_json(types[i].counts) +
            ",\"handler_time\":" + summary_json(types[i].handler_time) + "}";
   }
-  out += "],\"in_flight\":" + std::to_string(in_flight) +
-         ",\"batches\":" + std::to_string(batches) +
+  out += "],\"subscriptions\":[";
+  for (std::size_t i = 0; i < subscriptions.size(); ++i) {
+    const auto& m = subscriptions[i];
+    if (i) out += ",";
+    out += "{\"name\":\"" + json_escape(m.name) + "\",\"type\":\"" + json_escape(m.type) +
+           "\",\"errors\":" + std::to_string(m.errors) +
+           ",\"retried\":" + std::to_string(m.retried) +
+           ",\"short_circuited\":" + std::to_string(m.short_circuited) +
+           ",\"dead_lettered\":" + std::to_string(m.dead_lettered) + ",\"breaker\":\"" +
+           std::string(to_string(m.breaker)) + "\"}";
+  }
+  out += "],\"dead_letters\":" + std::to_string(dead_letters) +
+         ",\"dead_letters_evicted\":" + std::to_string(dead_letters_evicted) +
+         ",\"timer_entries\":" + std::to_string(timer_entries) +
+         ",\"in_flight\":" + std::to_string(in_flight) + ",\"batches\":" + std::to_string(batches) +
          ",\"batched_events\":" + std::to_string(batched_events) +
          ",\"lane_allocations\":" + std::to_string(lane_allocations) +
          ",\"parks\":" + std::to_string(parks) + ",\"workers\":" + std::to_string(workers) +

@@ -1,5 +1,6 @@
 // bus_core::metrics(): every thread's counter rows and histograms summed into a snapshot.
 #include <tachyon/detail/bus_core.hpp>
+#include <tachyon/detail/resilience/breaker.hpp>
 
 #include <cmath>
 #include <vector>
@@ -53,10 +54,14 @@ metrics_snapshot bus_core::metrics() const {
     for (const auto& o : outcomes) c.*o.field = r.v[o.kind].load(std::memory_order_relaxed);
     return c;
   };
+  // Per lane: events that went to wait in the timer, and those of them that settled since.
+  std::array<std::uint64_t, priority_count> parked{}, unparked{};
   for (auto* c = contexts_.first(); c != nullptr; c = c->next) {
     ++s.threads;
     for (unsigned l = 0; l < priority_count; ++l) {
       s.lanes[l].counts += read(c->lane_row(l));
+      parked[l] += c->lane_row(l).v[c_parked].load(std::memory_order_relaxed);
+      unparked[l] += c->lane_row(l).v[c_unparked].load(std::memory_order_relaxed);
       // Admitted through the front door (publish, publish_batch): see commit().
       s.lanes[l].counts.accepted += c->credits[l].used.load(std::memory_order_relaxed);
     }
@@ -90,11 +95,27 @@ metrics_snapshot bus_core::metrics() const {
     auto& lm = s.lanes[l];
     lm.lane = static_cast<priority>(l);
     lm.capacity = lanes_[l].admission.capacity();
-    lm.depth = occupancy(l);
-    lm.in_flight += lm.depth;
+    lm.depth = front_occupancy(l);
+    lm.waiting = parked[l] > unparked[l] ? parked[l] - unparked[l] : 0;
+    lm.in_flight += lm.depth + lm.waiting;
     s.in_flight += lm.in_flight;
     s.total += lm.counts;
   }
+  s.dead_letters = dead_letters_.size();
+  s.dead_letters_evicted = dead_letters_.evicted();
+  s.timer_entries = timers_.size();
+  for_each_subscription([&](const subscription_state& st) {
+    subscription_metrics m;
+    m.name = st.name;
+    m.type = std::string(types_.ops[st.type_index].name);
+    m.errors = st.errors.load(std::memory_order_relaxed);
+    m.retried = st.retried.load(std::memory_order_relaxed);
+    m.short_circuited = st.short_circuited.load(std::memory_order_relaxed);
+    m.dead_lettered = st.dead_lettered.load(std::memory_order_relaxed);
+    m.breaker = breaker::report(st.breaker_word.load(std::memory_order_relaxed),
+                                st.breaker.failure_threshold != 0);
+    s.subscriptions.push_back(std::move(m));
+  });
   return s;
 }
 

@@ -33,6 +33,9 @@ void bus_core::worker_main(std::uint32_t) {
   idle_period period;
   for (;;) {
     if (discarding_.load(std::memory_order_acquire)) return;
+    // The timer, once per batch: one relaxed load while nothing waits in it.
+    if (timers_.armed()) [[unlikely]]
+      fire_due(ctx, false);
     const std::size_t n = drain_batch(ctx, cfg_.batch);
     if (n != 0) {
       if (n == cfg_.batch) work_.notify_one();  // more may be waiting: wake a sleeping peer
@@ -82,8 +85,24 @@ void bus_core::idle(thread_context& ctx, idle_period& p) {
     work_.cancel_wait();
     return;
   }
+  // A retry or a delayed event waiting in the timer bounds the sleep: the worker wakes when it
+  // falls due (a real clock; a virtual one moves only when told, so it is polled instead).
+  auto until = std::chrono::steady_clock::time_point::max();
+  if (timers_.armed()) {
+    if (time_.is_virtual) {
+      work_.cancel_wait();
+      return;
+    }
+    const std::uint64_t due = timers_.next_due(), now = now_ns();
+    if (due <= now) {
+      work_.cancel_wait();
+      return;
+    }
+    if (due != UINT64_MAX)
+      until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(due - now);
+  }
   bump(ctx.misc_row().v[m_parks]);
-  work_.wait(key);
+  work_.wait(key, until);
   p.rounds = 0;
 }
 
@@ -99,14 +118,23 @@ void bus_core::reclaim_idle_credits(thread_context& ctx) {
 inline void bus_core::end_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept {
   // The lane's outcome counts and batch_in_hand move together, once per batch, so the lane's
   // accounting balances in every snapshot (a finished event of an unfinished batch still
-  // reads as in flight, and is not yet counted as dispatched or failed).
+  // reads as in flight, and is not yet counted in its outcome). `n`: the batch's front-door
+  // events; deliveries (retries, delayed events) count their events' outcomes themselves.
   counter_row& row = ctx.lane_row(l);
   bump(row.v[c_dispatched], n - ctx.batch_failed);
-  if (ctx.batch_failed != 0) [[unlikely]] {
-    bump(row.v[c_failed], ctx.batch_failed);
-    ctx.batch_failed = 0;
-  }
+  if (ctx.batch_failed != 0) [[unlikely]]
+    end_batch_tally(ctx, row);
   ctx.batch_in_hand.store(0, std::memory_order_relaxed);
+}
+
+void bus_core::end_batch_tally(thread_context& ctx, counter_row& row) noexcept {
+  for (std::size_t k = 0; k < counter_kinds; ++k) {
+    if (ctx.batch_tally[k] != 0) {
+      bump(row.v[k], ctx.batch_tally[k]);
+      ctx.batch_tally[k] = 0;
+    }
+  }
+  ctx.batch_failed = 0;
 }
 
 std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
@@ -127,41 +155,47 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     }
     ctx.hot_lane = l;
     ctx.hot_misses = 0;
-    take_batch(ctx, l, n);
+    const std::size_t front = take_batch(ctx, l, n);
     bump(ctx.misc_row().v[m_batches]);
     bump(ctx.misc_row().v[m_batched_events], n);
     // config::latency_histograms: the rest of the batch, timed; when off, this is the one
     // branch per batch the option costs.
     if (cfg_.latency_histograms) [[unlikely]]
-      return dispatch_timed_cold(ctx);
+      return dispatch_timed_cold(ctx, n);
     enter_dispatch(ctx);
     for (std::size_t i = 0; i < n; ++i) {
       envelope& env = ctx.drain_buffer[i];
       types_.dispatch[env.header.type_index](tables_, env, ctx);  // settles it
     }
     exit_dispatch(ctx);
-    end_batch(ctx, l, n);
+    end_batch(ctx, l, front);
     return n;
   }
   return 0;
 }
 
-void bus_core::take_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept {
+std::size_t bus_core::take_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept {
+  const std::size_t reentered = reentered_in(ctx, l, n);
   // batch_in_hand before done: a snapshot between the two counts the batch twice, never not at all.
-  ctx.batch_in_hand.store(batch_word(n, l), std::memory_order_relaxed);
-  count_out(ctx, l, n);
+  ctx.batch_in_hand.store(batch_word(n - reentered, l), std::memory_order_relaxed);
+  count_out(ctx, l, n, reentered);
+  return n - reentered;
 }
 
-void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n) noexcept {
-  lane& ln = lanes_[l];
-  // Events that came through the re-entry door give their room back to that door. The door
-  // is idle unless something re-entered, so the per-event look is skipped then.
-  std::uint64_t reentered = 0;
-  if (ln.admission.reentry_depth() != 0) [[unlikely]]
+std::size_t bus_core::reentered_in(thread_context& ctx, unsigned l, std::size_t n) const noexcept {
+  // The door is idle unless something re-entered, so the per-envelope look is skipped then.
+  std::size_t reentered = 0;
+  if (lanes_[l].admission.reentry_depth() != 0) [[unlikely]]
     for (std::size_t i = 0; i < n; ++i)
       reentered += (ctx.drain_buffer[i].header.flags & meta_flags::reentered) != 0;
-  // `done` counts what left through the front door: re-entered events never added to `used`
-  // (their own door counts them), and counting them here would hide as many later events.
+  return reentered;
+}
+
+void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n,
+                         std::size_t reentered) noexcept {
+  lane& ln = lanes_[l];
+  // `done` counts what left through the front door: re-entered deliveries never added to
+  // `used` (their own door counts them), and counting them here would hide as many events.
   credit_account& a = ctx.credits[l];
   a.done.store(a.done.load(std::memory_order_relaxed) + (n - reentered), std::memory_order_relaxed);
   // Give the room back at once, not after the handlers: publishers blocked on this lane
@@ -170,13 +204,15 @@ void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n) noexcep
   ln.admission.release(n - reentered, reentered);
 }
 
-std::size_t bus_core::dispatch_timed_cold(thread_context& ctx) { return dispatch_timed(ctx); }
+std::size_t bus_core::dispatch_timed_cold(thread_context& ctx, std::size_t n) {
+  return dispatch_timed(ctx, n);
+}
 
-std::size_t bus_core::dispatch_timed(thread_context& ctx) {
-  // The batch, as drain_batch marked it in hand: its lane and size.
+std::size_t bus_core::dispatch_timed(thread_context& ctx, std::size_t n) {
+  // The batch, as drain_batch marked it in hand: its lane and its front-door events.
   const std::uint32_t held = ctx.batch_in_hand.load(std::memory_order_relaxed);
   const unsigned l = batch_lane(held);
-  const std::size_t n = batch_size(held);
+  const std::size_t front = batch_size(held);
   latency_set* set = ctx.latency.load(std::memory_order_relaxed);
   if (set == nullptr) [[unlikely]] {
     try {
@@ -203,12 +239,12 @@ std::size_t bus_core::dispatch_timed(thread_context& ctx) {
         h->record(batch_start > published ? batch_start - published : 0);
     types_.dispatch[t](tables_, env, ctx);  // settles it
     const std::uint64_t end = clock::now();
-    if (set != nullptr)
+    if (set != nullptr && t < types_.count)  // a delivery (retry, delayed event) is not timed
       if (histogram* h = latency_set::get(set->type[t])) h->record(end > start ? end - start : 0);
     start = end;
   }
   exit_dispatch(ctx);
-  end_batch(ctx, l, n);
+  end_batch(ctx, l, front);
   return n;
 }
 
@@ -227,6 +263,8 @@ thread_context& bus_core::manual_context() {
 std::size_t bus_core::run_once() {
   thread_context& ctx = manual_context();
   if (discarding_.load(std::memory_order_acquire)) return 0;
+  if (timers_.armed()) [[unlikely]]
+    fire_due(ctx, false);
   return manual_outcome(ctx, drain_batch(ctx, cfg_.batch));
 }
 
@@ -234,6 +272,8 @@ std::size_t bus_core::poll(std::size_t max_events) {
   thread_context& ctx = manual_context();
   std::size_t total = 0;
   while (total < max_events && !discarding_.load(std::memory_order_acquire)) {
+    if (timers_.armed()) [[unlikely]]
+      fire_due(ctx, false);
     const std::size_t n = drain_batch(ctx, std::min<std::size_t>(cfg_.batch, max_events - total));
     if (n == 0) break;
     total += n;
@@ -276,11 +316,22 @@ std::uint64_t bus_core::stop(stop_mode mode) {
   if (discarding_.load(std::memory_order_seq_cst)) {
     discarded = discard_all(ctx);
   } else {  // manual mode, or what a publisher admitted just before stopping_ was set
-    while (!lanes_empty())
-      if (drain_batch(ctx, cfg_.batch) == 0) std::this_thread::yield();
+    drain_everything(ctx);
   }
   stopped_ = true;
   return discarded;
+}
+
+void bus_core::drain_everything(thread_context& ctx) {
+  // Retries and delayed events run now, their delays cut short: a drain runs everything the
+  // bus accepted. A retry scheduled meanwhile is due at once (bus_core::handle_failures), and
+  // each delivery is still bounded by its max_attempts, so this ends.
+  for (;;) {
+    while (!lanes_empty())
+      if (drain_batch(ctx, cfg_.batch) == 0) std::this_thread::yield();
+    if (!timers_.armed()) return;
+    fire_due(ctx, true);
+  }
 }
 
 std::size_t bus_core::discard_all(thread_context& ctx) {
@@ -292,16 +343,38 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
       while (const std::size_t n = ln.queue.try_dequeue_bulk(*ctx.consumer[l], ctx.drain_buffer,
                                                              ctx.drain_buffer_size)) {
         any = true;
-        count_out(ctx, l, n);
+        count_out(ctx, l, n, reentered_in(ctx, l, n));
         for (std::size_t i = 0; i < n; ++i) {
           envelope& env = ctx.drain_buffer[i];
-          types_.ops[env.header.type_index].release(env);
-          ctx.count(l, env.header.type_index, c_discarded);
+          const std::uint16_t t = env.header.type_index;
+          if (t == delivery_type()) {  // counts itself; a front-door one is one event
+            total += delivery_of(env)->front;
+            discard_delivery(ctx, env);
+            continue;
+          }
+          types_.ops[t].release(env);
+          ctx.count(l, t, c_discarded);
+          ++total;
         }
-        total += n;
       }
     }
-    if (lanes_empty()) return total;
+    if (lanes_empty()) {
+      // What waits in the timer: a delayed event is discarded, a retry discards its event
+      // (unless another of its deliveries settles it otherwise).
+      delivery* d[64];
+      while (const std::size_t n = timers_.pop_due(0, true, d, 64)) {
+        for (std::size_t i = 0; i < n; ++i) {
+          parked_event* pe = d[i]->event;
+          total += d[i]->target == nullptr;  // a delayed event: one event discarded
+          pe->add_mark(mark::discarded);
+          if (d[i]->target != nullptr) d[i]->target->release();
+          delete d[i];
+          settle_run(ctx, pe, false);
+          pe->release_ref();
+        }
+      }
+      return total;
+    }
     if (!any) std::this_thread::yield();  // a publisher is between admitting and enqueueing
   }
 }

@@ -227,41 +227,6 @@ TEST(Admission, ManyBlockedPublishersOnALaneOfFourAllGetThrough) {
   EXPECT_EQ(m.total.dispatched, 6u * per_thread);
 }
 
-TEST(Admission, TheReentryDoorTakesNoPublisherRoomAndIsBounded) {
-  auto cfg = failing(4);
-  cfg.reentry_capacity = 2;
-  tachyon::bus<tt::Events> bus{cfg};
-  std::vector<tachyon::meta> seen;
-  auto s = bus.subscribe<tt::Quote>(
-      [&](const tt::Quote&, const tachyon::meta& m) { seen.push_back(m); });
-  ASSERT_EQ(fill(bus), 4u);  // the front door is full
-  auto& core = bus_access::core(bus);
-  tachyon::detail::envelope env{};
-  env.header.sequence = 77;
-  env.header.correlation_id = 42;
-  env.header.type_index = 2;  // Quote
-  env.header.lane = priority::normal;
-  tachyon::detail::store_payload<tt::Quote>(env, tt::Quote{9, 1, 2});
-  EXPECT_TRUE(core.reenter(env));
-  EXPECT_TRUE(core.reenter(env));
-  EXPECT_FALSE(core.reenter(env));  // bounded
-  EXPECT_EQ(bus.metrics().lanes[2].depth, 6u);
-  EXPECT_EQ(bus.poll(), 6u);
-  ASSERT_EQ(seen.size(), 6u);
-  std::size_t reentered = 0;
-  for (const auto& m : seen) {
-    if ((m.flags & tachyon::meta_flags::reentered) == 0) continue;
-    ++reentered;
-    EXPECT_EQ(m.sequence, 77u);
-    EXPECT_EQ(m.correlation_id, 42u);
-    EXPECT_GE(m.attempt, 1u);
-  }
-  EXPECT_EQ(reentered, 2u);
-  EXPECT_EQ(bus.metrics().lanes[2].depth, 0u);
-  EXPECT_TRUE(core.reenter(env));  // the door's room came back with the dequeue
-  EXPECT_EQ(bus.poll(), 1u);
-}
-
 TEST(Admission, SequenceCountWrapsWithoutTouchingTheThreadId) {
   tachyon::bus<tt::Events> bus{tt::manual()};
   std::vector<std::uint64_t> seqs;

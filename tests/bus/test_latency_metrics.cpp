@@ -204,10 +204,11 @@ tachyon::metrics_snapshot golden_snapshot() {
 
 /// The expected lines of one series of a family of outcome counters, in the exposition's order.
 std::string outcome_lines(const std::string& family, const std::string& label,
-                          const std::array<std::uint64_t, 8>& counts) {
-  static constexpr const char* outcomes[] = {"accepted",         "dispatched",    "failed",
-                                             "dropped",          "discarded",     "rejected_full",
-                                             "rejected_stopped", "handler_errors"};
+                          const std::array<std::uint64_t, 13>& counts) {
+  static constexpr const char* outcomes[] = {
+      "accepted",      "dispatched",       "failed",         "dropped",       "discarded",
+      "rejected_full", "rejected_stopped", "handler_errors", "dead_lettered", "expired",
+      "retried",       "short_circuited",  "replayed"};
   std::string text;
   for (std::size_t i = 0; i < counts.size(); ++i)
     text += family + "{" + label + ",outcome=\"" + outcomes[i] + "\"} " +
@@ -237,15 +238,19 @@ std::string histogram_lines(const std::string& family, const std::string& label,
 TEST(LatencyExposition, PrometheusGolden) {
   constexpr std::array<std::uint64_t, 17> empty{};
   const std::string expected =
-      "# HELP t_events_total Events by lane and outcome.\n"
+      "# HELP t_events_total Events by lane and outcome; retried, short_circuited, replayed and "
+      "handler_errors count deliveries.\n"
       "# TYPE t_events_total counter\n" +
-      outcome_lines("t_events_total", R"(lane="critical")", {10, 9, 1, 0, 0, 0, 0, 0}) +
-      outcome_lines("t_events_total", R"(lane="high")", {11, 10, 1, 0, 0, 0, 0, 0}) +
-      outcome_lines("t_events_total", R"(lane="normal")", {12, 11, 1, 0, 0, 0, 0, 0}) +
-      outcome_lines("t_events_total", R"(lane="low")", {13, 12, 1, 0, 0, 0, 0, 0}) +
+      outcome_lines("t_events_total", R"(lane="critical")",
+                    {10, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
+      outcome_lines("t_events_total", R"(lane="high")", {11, 10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
+      outcome_lines("t_events_total", R"(lane="normal")",
+                    {12, 11, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
+      outcome_lines("t_events_total", R"(lane="low")", {13, 12, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
       "# HELP t_type_events_total Events by event type and outcome.\n"
       "# TYPE t_type_events_total counter\n" +
-      outcome_lines("t_type_events_total", R"(type="app::Quote")", {46, 42, 4, 0, 0, 0, 0, 0}) +
+      outcome_lines("t_type_events_total", R"(type="app::Quote")",
+                    {46, 42, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
       R"(# HELP t_lane_depth Events queued in the lane (snapshot).
 # TYPE t_lane_depth gauge
 t_lane_depth{lane="critical"} 0
@@ -258,6 +263,12 @@ t_lane_in_flight{lane="critical"} 0
 t_lane_in_flight{lane="high"} 0
 t_lane_in_flight{lane="normal"} 0
 t_lane_in_flight{lane="low"} 0
+# HELP t_lane_waiting Events of the lane waiting in the timer: a retry pending, or delayed (snapshot).
+# TYPE t_lane_waiting gauge
+t_lane_waiting{lane="critical"} 0
+t_lane_waiting{lane="high"} 0
+t_lane_waiting{lane="normal"} 0
+t_lane_waiting{lane="low"} 0
 # HELP t_lane_capacity Configured capacity of each lane.
 # TYPE t_lane_capacity gauge
 t_lane_capacity{lane="critical"} 64
@@ -285,6 +296,19 @@ t_workers 1
 # HELP t_threads Threads with counter blocks on this bus.
 # TYPE t_threads gauge
 t_threads 2
+# HELP t_dead_letters Entries in the dead-letter queue (snapshot).
+# TYPE t_dead_letters gauge
+t_dead_letters 0
+# HELP t_dead_letters_evicted_total Dead letters dropped, oldest first, from a full queue.
+# TYPE t_dead_letters_evicted_total counter
+t_dead_letters_evicted_total 0
+# HELP t_timer_entries Retries and delayed events waiting in the timer (snapshot).
+# TYPE t_timer_entries gauge
+t_timer_entries 0
+# HELP t_subscription_deliveries_total Failed deliveries by subscription: errors thrown, retries scheduled, short circuits, dead letters.
+# TYPE t_subscription_deliveries_total counter
+# HELP t_subscription_breaker_state 1 for the breaker's current state (closed, open, half_open), by subscription with a breaker.
+# TYPE t_subscription_breaker_state gauge
 # HELP t_queue_wait_seconds Time from publish to the start of the batch that ran the event, by lane.
 # TYPE t_queue_wait_seconds histogram
 )" +
@@ -302,8 +326,7 @@ t_threads 2
 }
 
 TEST(LatencyExposition, JsonGolden) {
-  const std::string expected =
-      R"({"total":{"accepted":46,"dispatched":42,"failed":4,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0},"lanes":[{"lane":"critical","depth":0,"in_flight":0,"capacity":64,"counts":{"accepted":10,"dispatched":9,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0},"queue_wait":{"count":10,"sum":1234567,"p50":800,"p90":2000,"p99":40000,"p999":90000,"max":2000000000}},{"lane":"high","depth":0,"in_flight":0,"capacity":64,"counts":{"accepted":11,"dispatched":10,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}},{"lane":"normal","depth":0,"in_flight":0,"capacity":64,"counts":{"accepted":12,"dispatched":11,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}},{"lane":"low","depth":0,"in_flight":0,"capacity":64,"counts":{"accepted":13,"dispatched":12,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}}],"types":[{"name":"app::Quote","counts":{"accepted":46,"dispatched":42,"failed":4,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0},"handler_time":{"count":20,"sum":2469134,"p50":1600,"p90":4000,"p99":80000,"p999":180000,"max":4000000000}}],"in_flight":0,"batches":5,"batched_events":46,"lane_allocations":0,"parks":0,"workers":1,"threads":2,"latency_histograms":true})";
+  const std::string expected = R"({"total":{"accepted":46,"dispatched":42,"failed":4,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0},"lanes":[{"lane":"critical","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":10,"dispatched":9,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0},"queue_wait":{"count":10,"sum":1234567,"p50":800,"p90":2000,"p99":40000,"p999":90000,"max":2000000000}},{"lane":"high","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":11,"dispatched":10,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}},{"lane":"normal","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":12,"dispatched":11,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}},{"lane":"low","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":13,"dispatched":12,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}}],"types":[{"name":"app::Quote","counts":{"accepted":46,"dispatched":42,"failed":4,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0},"handler_time":{"count":20,"sum":2469134,"p50":1600,"p90":4000,"p99":80000,"p999":180000,"max":4000000000}}],"subscriptions":[],"dead_letters":0,"dead_letters_evicted":0,"timer_entries":0,"in_flight":0,"batches":5,"batched_events":46,"lane_allocations":0,"parks":0,"workers":1,"threads":2,"latency_histograms":true})";
   EXPECT_EQ(golden_snapshot().to_json(), expected);
 }
 

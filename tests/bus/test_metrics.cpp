@@ -99,8 +99,10 @@ TEST(Metrics, JsonCarriesTotalsLanesAndTypes) {
   bus.poll();
   const std::string json = bus.metrics().to_json();
   EXPECT_THAT(json, HasSubstr("\"total\":{\"accepted\":1,\"dispatched\":1,"));
-  EXPECT_THAT(json,
-              HasSubstr("{\"lane\":\"critical\",\"depth\":0,\"in_flight\":0,\"capacity\":1024,"));
+  EXPECT_THAT(
+      json,
+      HasSubstr(
+          "{\"lane\":\"critical\",\"depth\":0,\"waiting\":0,\"in_flight\":0,\"capacity\":1024,"));
   EXPECT_THAT(json, HasSubstr("{\"name\":\"tt::Halt\",\"counts\":{\"accepted\":1,"));
   EXPECT_THAT(json, HasSubstr("\"in_flight\":0,"));
   EXPECT_EQ(json.front(), '{');

@@ -14,9 +14,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <string_view>
+#include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
 
@@ -28,6 +30,7 @@
 #include <tachyon/detail/lane/envelope.hpp>
 #include <tachyon/detail/lane/lane.hpp>
 #include <tachyon/detail/metrics/outcomes.hpp>
+#include <tachyon/detail/resilience/parked.hpp>
 #include <tachyon/detail/subscription/epoch.hpp>
 #include <tachyon/detail/subscription/fence.hpp>
 #include <tachyon/detail/worker/parking.hpp>
@@ -39,15 +42,21 @@
 
 namespace tachyon::detail {
 
-/// Runs a drained envelope's handlers, settles it (bus_core::settle) and releases its payload.
+/// Runs a drained envelope's handlers, settles it and releases its payload.
 using dispatch_fn = void (*)(void* bus, envelope& env, thread_context& ctx);
-using release_fn = void (*)(envelope& env) noexcept;
+/// Runs one delivery of a parked event (resilience/parked.hpp) and finishes it.
+using delivery_fn = void (*)(void* bus, delivery& d, thread_context& ctx);
+/// Runs a dead-letter entry's subscription (or, for an expired event, all the type's handlers)
+/// once, on this thread; returns whether it succeeded.
+using replay_fn = bool (*)(void* bus, dead_letter_entry& e, thread_context& ctx);
 
 /// What the typed bus tells the core about one registered type: one row per type, indexed by
 /// the type's registry index (meta::type_index).
 struct type_ops {
   dispatch_fn dispatch;
   release_fn release;
+  delivery_fn run_delivery;
+  replay_fn replay;
   std::string_view name;
   std::uint8_t lane;  // the type's default lane
 };
@@ -56,11 +65,25 @@ struct type_ops {
 /// again, packed 8 bytes to a type: the drain looks it up once per event, and a 40-byte row
 /// stride costs two address instructions per event that an 8-byte stride does not
 /// (perf/callgrind). Both come from the same per-type constant (bus::dispatch_of()).
+/// Both columns have one row more than there are types: type index `count` marks an envelope
+/// that carries a delivery (resilience/parked.hpp) instead of an event; its dispatch runs the
+/// delivery (bus_core::dispatch_delivery), its release discards it. Such envelopes cost the
+/// drain nothing extra: the per-event lookup is the same.
 struct type_table {
   const type_ops* ops;
   const dispatch_fn* dispatch;  // dispatch[t] == ops[t].dispatch
-  std::size_t count;
+  std::size_t count;            // registered types; ops and dispatch hold count + 1 rows
 };
+
+/// How a bus reads its time source (tachyon/time.hpp): erased, read off the hot path only.
+struct time_ref {
+  std::uint64_t (*now)(const void* source) noexcept;
+  const void* source;
+  bool is_virtual;
+};
+
+/// How one run of a delivery ended.
+enum class run_status : std::uint8_t { ok, failed, gone /* its subscription was removed */ };
 
 /// Declared, never defined by the library: a test may define it to reach a bus's core (the
 /// re-entry door, injected sequence values) without widening the public API.
@@ -116,7 +139,7 @@ class alignas(cache_line) bus_core {
  public:
   /// `tables`: what the types' dispatch functions receive (the typed bus's
   /// handler_tables); `types`: the typed bus's per-type rows.
-  bus_core(const config& cfg, type_table types, void* tables);
+  bus_core(const config& cfg, type_table types, void* tables, time_ref time);
   ~bus_core();
   bus_core(const bus_core&) = delete;
   bus_core& operator=(const bus_core&) = delete;
@@ -302,11 +325,12 @@ class alignas(cache_line) bus_core {
   /// Events admitted into lane l and not yet dequeued. Exact when quiet; after a heavy_fence,
   /// counts every admission that a publisher's stopping_ check did not refuse.
   std::uint64_t occupancy(unsigned l) const noexcept;
+  /// The part of occupancy() that came through the front door: events, not deliveries.
+  std::uint64_t front_occupancy(unsigned l) const noexcept;
 
-  /// Re-enters an event into its lane through the second door: it takes none of the
+  /// Re-enters an envelope into its lane through the second door: it takes none of the
   /// publishers' room, but the door is bounded (config::reentry_capacity). Returns false, with
-  /// the envelope untouched, when the door is full or stop() has begun. The envelope keeps its
-  /// header (sequence, correlation); its attempt count goes up and it is marked reentered.
+  /// the envelope untouched, when the door is full or a discard has begun. Marks it reentered.
   bool reenter(envelope& env);
 
   /// try_enqueue failed: more publishing threads than config::producers. Allocates; counted
@@ -332,21 +356,87 @@ class alignas(cache_line) bus_core {
     }
   }
 
-  /// The settle point: where a drained event's final outcome is decided and counted, once,
-  /// while its payload is still alive. Today the outcome is dispatched (every handler ran
-  /// without a throw, or none matched) or failed. The type's row is counted here; the lane's
-  /// row with the batch (drain_batch), so that it moves with the in-flight mark.
-  static void settle(thread_context& ctx, const envelope& env, bool ok) noexcept {
-    if (ok) [[likely]] {
-      bump(ctx.type_row(env.header.type_index).v[c_dispatched]);
-    } else {
-      bump(ctx.type_row(env.header.type_index).v[c_failed]);
-      ++ctx.batch_failed;
-    }
+  /// The settle point of an event whose handlers all ran without a throw (or none matched):
+  /// counted dispatched in its type's row here, in its lane's row with the batch (end_batch),
+  /// so that the lane's counts move with the in-flight mark. Its payload is released after.
+  static void settle_ok(thread_context& ctx, const envelope& env) noexcept {
+    bump(ctx.type_row(env.header.type_index).v[c_dispatched]);
   }
 
-  /// Reports a handler's exception: counts it and calls config::on_error (never throws).
-  void report_error(thread_context& ctx, const meta& m, std::exception_ptr e) noexcept;
+  // ---- failures (cold; src/resilience/) -----------------------------------------------------
+
+  /// A handler threw: counts it, feeds its subscription's breaker, calls the error hook, and
+  /// keeps the failure for the end of the event's run when the subscription (or the dead
+  /// letters) can do more than count it.
+  void handler_failed(thread_context& ctx, const meta& m, subscription_state* s,
+                      std::exception_ptr e, const void* payload) noexcept;
+  /// A breaker's guard did not call its handler (short_circuit_signal).
+  void short_circuited(thread_context& ctx, const meta& m, subscription_state* s) noexcept;
+  /// The end of a drained event's run when a handler failed: settles it as failed, or parks
+  /// it (retries scheduled, dead letters) and takes its payload (the envelope must not be
+  /// released after this).
+  void resolve_failed(thread_context& ctx, envelope& env, release_fn release) noexcept;
+  /// The end of a delivery's run (bus::run_delivery): resolves its failures, settles the
+  /// delivery and, with its last delivery, the event.
+  void finish_delivery(thread_context& ctx, delivery* d, run_status status) noexcept;
+  /// A delivery whose event's deadline passed before it started: not run.
+  void expire_delivery(thread_context& ctx, delivery* d) noexcept;
+  /// Drops every failure kept for the running event (dispatch()).
+  static void clear_failures(thread_context& ctx) noexcept;
+  /// A replay ran: its last failure, if any, becomes the entry's error; the rest are dropped.
+  static void take_replay_error(thread_context& ctx, dead_letter_entry& e) noexcept;
+  /// Decides each kept failure of a run of `pe` (attempt `attempt`): a retry scheduled, a dead
+  /// letter, or the event marked failed. `front`: the run is the event's first, in a batch.
+  void handle_failures(thread_context& ctx, parked_event* pe, std::uint8_t attempt,
+                       bool front) noexcept;
+  /// A run of `pe` ended: the event settles if it was its last pending delivery.
+  void settle_run(thread_context& ctx, parked_event* pe, bool front) noexcept;
+  /// Parks a delivery in the dead letters (takes the reference to `s`, which may be null).
+  void park_dead_letter(parked_event* pe, subscription_state* s, std::uint32_t attempts,
+                        std::exception_ptr error) noexcept;
+  /// The drain's once-per-batch look at the timer: fires what is due (every delivery, due or
+  /// not, with `all`) into its lane's re-entry door. Returns how many moved.
+  std::size_t fire_due(thread_context& ctx, bool all);
+  /// stop(discard) found an envelope carrying a delivery (type index types_.count): counts
+  /// it discarded (a front-door one as an event, a retry as its event's mark) and lets it go.
+  void discard_delivery(thread_context& ctx, envelope& env) noexcept;
+  /// The delivery an envelope of type index types_.count carries.
+  static delivery* delivery_of(const envelope& env) noexcept {
+    delivery* d;
+    std::memcpy(&d, env.payload, sizeof d);
+    return d;
+  }
+  static void carry(envelope& env, delivery* d) noexcept { std::memcpy(env.payload, &d, sizeof d); }
+  /// A delayed publish (publish_options::not_before) takes a timer slot first, so that a
+  /// refusal (full, stopped; counted) leaves the caller's event untouched.
+  result timer_admit(unsigned l, std::uint16_t type);
+  void timer_unadmit() noexcept { timers_.unreserve(); }
+  /// Stamps the header of a delayed event as publish() would.
+  void stamp_delayed(meta& m, unsigned l, std::uint16_t type, std::uint64_t correlation) noexcept {
+    thread_context& ctx = context();
+    write_fresh_header(m, ctx.take_sequence(), correlation, cfg_.timestamps ? clock::now() : 0,
+                       type, static_cast<priority>(l));
+  }
+  /// Parks a delayed event in the slot timer_admit() took, due at `not_before_ns`; counts it
+  /// accepted and waiting.
+  void park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexcept;
+  std::uint64_t now_ns() const noexcept { return time_.now(time_.source); }
+  bool virtual_time() const noexcept { return time_.is_virtual; }
+  dead_letter_store& dead_letters() noexcept { return dead_letters_; }
+  const dead_letter_store& dead_letters() const noexcept { return dead_letters_; }
+  timer_queue& timers() noexcept { return timers_; }
+  const type_table& types() const noexcept { return types_; }
+  /// The index that marks an envelope carrying a delivery.
+  std::uint16_t delivery_type() const noexcept { return static_cast<std::uint16_t>(types_.count); }
+  /// The live subscriptions (for metrics and health). Called under the subscription lock.
+  void add_subscription(subscription_state* s) { subscriptions_.push_back(s); }
+  void remove_subscription(subscription_state* s) noexcept { std::erase(subscriptions_, s); }
+  void clear_subscriptions() noexcept { subscriptions_.clear(); }
+  template <class F>
+  void for_each_subscription(F&& f) const {
+    std::lock_guard lock(const_cast<epoch_domain&>(epochs_).mutex());
+    for (const subscription_state* s : subscriptions_) f(*s);
+  }
 
   /// Manual drive. run_once(): at most one batch from the most urgent non-empty lane.
   /// poll(): batches until the lanes are empty or `max_events` ran. Both return events run.
@@ -376,6 +466,9 @@ class alignas(cache_line) bus_core {
 
   std::uint64_t stop(stop_mode mode);
   metrics_snapshot metrics() const;
+  /// stop(drain)'s work on this thread: fires every timer entry, due or not, and drains the
+  /// lanes, until both are empty.
+  void drain_everything(thread_context& ctx);
   const config& cfg() const noexcept { return cfg_; }
   void* tables() const noexcept { return tables_; }
 
@@ -389,19 +482,25 @@ class alignas(cache_line) bus_core {
   void worker_main(std::uint32_t index);
   /// Dequeues one batch from the most urgent non-empty lane and dispatches it.
   std::size_t drain_batch(thread_context& ctx, std::size_t max);
-  /// A batch of n was dequeued from lane l: marks it in flight, counts it out of the lane and
-  /// gives its room back.
-  void take_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept;
-  /// n events left lane l (dequeued): counts them out of its occupancy, gives their room back
-  /// and wakes one blocked publisher.
-  void count_out(thread_context& ctx, unsigned l, std::size_t n) noexcept;
+  /// A batch of n was dequeued from lane l: marks its events in flight, counts them out of the
+  /// lane and gives their room back. Returns how many came through the front door (the rest
+  /// are deliveries that came through the re-entry door).
+  std::size_t take_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept;
+  /// How many of the n envelopes in the drain buffer came through the re-entry door (0 at the
+  /// cost of one load when the door is idle).
+  std::size_t reentered_in(thread_context& ctx, unsigned l, std::size_t n) const noexcept;
+  /// n envelopes, `reentered` of them through the re-entry door, left lane l (dequeued):
+  /// counts them out of its occupancy, gives their room back and wakes one blocked publisher.
+  void count_out(thread_context& ctx, unsigned l, std::size_t n, std::size_t reentered) noexcept;
+  /// The end of a batch whose front-door events did not all settle as dispatched.
+  [[gnu::cold]] static void end_batch_tally(thread_context& ctx, counter_row& row) noexcept;
   /// The rest of drain_batch with config::latency_histograms: dispatches and counts the batch
   /// that ctx.batch_in_hand describes, timing it into this thread's histograms. Returns its
   /// size.
-  [[gnu::noinline]] std::size_t dispatch_timed(thread_context& ctx);
+  [[gnu::noinline]] std::size_t dispatch_timed(thread_context& ctx, std::size_t n);
   /// drain_batch calls dispatch_timed through this, marked cold: with a plain call GCC kept the
   /// batch size on the stack in the untimed loop (2 instructions an event, perf/callgrind).
-  [[gnu::cold, gnu::noinline]] std::size_t dispatch_timed_cold(thread_context& ctx);
+  [[gnu::cold, gnu::noinline]] std::size_t dispatch_timed_cold(thread_context& ctx, std::size_t n);
   /// The end of a batch of n from lane l: its lane counts and its in-flight mark move together.
   void end_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept;
   void ensure_buffer(thread_context& ctx);
@@ -425,6 +524,7 @@ class alignas(cache_line) bus_core {
   config cfg_;
   type_table types_;
   void* tables_;  // the typed bus's handler_tables<Registry>
+  time_ref time_;
 
   // Declared before the contexts, which hold moodycamel tokens of its queues: destroyed after.
   std::array<lane, priority_count> lanes_;
@@ -441,6 +541,12 @@ class alignas(cache_line) bus_core {
 
   std::mutex stop_mutex_;
   bool stopped_ = false;
+
+  // Failure handling: cold, but the drain reads timers_.armed() once per batch (its own line).
+  timer_queue timers_{cfg_.timer_capacity};
+  dead_letter_store dead_letters_{cfg_.dead_letter_capacity};
+  std::vector<subscription_state*> subscriptions_;  // guarded by the subscription lock
+
   worker_pool workers_;
 };
 static_assert(alignof(bus_core) == cache_line && sizeof(bus_core) % cache_line == 0,

@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <optional>
+#include <vector>
 
 #include <concurrentqueue/concurrentqueue.h>
 
@@ -18,14 +20,16 @@
 #include <tachyon/detail/lane/lane.hpp>
 #include <tachyon/detail/metrics/outcomes.hpp>
 #include <tachyon/detail/subscription/epoch.hpp>
+#include <tachyon/subscription.hpp>
 
 namespace tachyon::detail {
 
-/// One row of counters: one cache line, indexed by counter kind (metrics/outcomes.hpp).
+/// One row of counters, indexed by counter kind (metrics/outcomes.hpp): two cache lines. The
+/// hot paths' counters (accepted, dispatched) are in the first.
 struct alignas(cache_line) counter_row {
-  std::atomic<std::uint64_t> v[counter_kinds];
+  std::atomic<std::uint64_t> v[row_slots];
 };
-static_assert(sizeof(counter_row) == cache_line, "tachyon: a counter row is one cache line");
+static_assert(sizeof(counter_row) == 2 * cache_line, "tachyon: a counter row is two lines");
 
 /// Written by one thread only: a relaxed load and store, no locked instruction.
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -49,6 +53,14 @@ constexpr unsigned batch_lane(std::uint32_t word) noexcept {
 }
 constexpr std::size_t batch_size(std::uint32_t word) noexcept { return word >> batch_lane_bits; }
 
+/// One handler failure of the event being run, kept until the event's run ends (bus_core's
+/// failure handling decides then: a retry, the dead letters, or failed). Holds a reference.
+struct failure_record {
+  subscription_state* sub;
+  std::exception_ptr error;  // null for a short circuit
+  bool short_circuit;
+};
+
 struct thread_context {
   thread_context(std::uint32_t id, std::array<lane, priority_count>& lanes, std::size_t types);
   ~thread_context();
@@ -62,10 +74,10 @@ struct thread_context {
   /// Counted once here instead of accepted + dispatched in both the lane and the type row
   /// (dispatch() always uses the type's default lane); metrics() adds them back to all four.
   std::atomic<std::uint64_t>& sync_ok(std::size_t t) noexcept {
-    return rows[priority_count + types + 1 + t / counter_kinds].v[t % counter_kinds];
+    return rows[priority_count + types + 1 + t / row_slots].v[t % row_slots];
   }
   static std::size_t row_count(std::size_t types) noexcept {
-    return priority_count + types + 1 + (types + counter_kinds - 1) / counter_kinds;
+    return priority_count + types + 1 + (types + row_slots - 1) / row_slots;
   }
 
   /// Every event count goes to its lane's row and its type's row.
@@ -90,8 +102,14 @@ struct thread_context {
   counter_row* rows;  // [lanes][types][misc][sync_ok], see lane_row .. sync_ok
   envelope* drain_buffer = nullptr;
   std::uint32_t drain_buffer_size = 0;
-  std::uint32_t batch_failed = 0;  // events of the running batch that settled as failed
-  std::uint32_t empty_drains = 0;  // run_once()/poll() calls in a row that ran nothing
+  // Events of the running batch (front-door ones) that did not settle as dispatched; what
+  // they settled as instead, or that they went to wait in the timer, is in batch_tally.
+  // end_batch counts both with the batch (bus_core::end_batch).
+  std::uint32_t batch_failed = 0;
+  std::array<std::uint32_t, counter_kinds> batch_tally{};
+  std::vector<failure_record> failures;  // the running event's (see failure_record)
+  bool failed_plain = false;             // the running event had a failure that was only counted
+  std::uint32_t empty_drains = 0;        // run_once()/poll() calls in a row that ran nothing
   // Hot lane (consumers): the lane last drained, polled without its hint for a while; see
   // bus_core::drain_batch. hot_lane == priority_count: none.
   unsigned hot_lane = priority_count;

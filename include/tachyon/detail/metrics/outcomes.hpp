@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -25,8 +26,20 @@ enum counter : std::uint8_t {
   c_rejected_full,
   c_rejected_stopped,
   c_handler_errors,
+  c_dead_lettered,
+  c_expired,
+  c_retried,
+  c_short_circuited,
+  c_replayed,
+  // Not in event_counts: events that left the lanes for the timer (a retry pending, or a
+  // delayed event), and those of them that settled since. Their difference is in flight.
+  c_parked,
+  c_unparked,
   counter_kinds
 };
+/// The slots of a counter row (two cache lines): counter_kinds, rounded up.
+inline constexpr std::size_t row_slots = 16;
+static_assert(counter_kinds <= row_slots, "tachyon: the counter kinds fit a row");
 
 /// The misc row's slots: per-thread counts that are not event outcomes.
 enum misc_counter : std::uint8_t { m_batches, m_batched_events, m_lane_allocations, m_parks };
@@ -39,7 +52,7 @@ struct outcome {
   std::uint64_t event_counts::*field;
 };
 
-inline constexpr std::array<outcome, counter_kinds> outcomes = {{
+inline constexpr std::array<outcome, c_parked> outcomes = {{
     {c_accepted, "accepted", &event_counts::accepted},
     {c_dispatched, "dispatched", &event_counts::dispatched},
     {c_failed, "failed", &event_counts::failed},
@@ -48,6 +61,11 @@ inline constexpr std::array<outcome, counter_kinds> outcomes = {{
     {c_rejected_full, "rejected_full", &event_counts::rejected_full},
     {c_rejected_stopped, "rejected_stopped", &event_counts::rejected_stopped},
     {c_handler_errors, "handler_errors", &event_counts::handler_errors},
+    {c_dead_lettered, "dead_lettered", &event_counts::dead_lettered},
+    {c_expired, "expired", &event_counts::expired},
+    {c_retried, "retried", &event_counts::retried},
+    {c_short_circuited, "short_circuited", &event_counts::short_circuited},
+    {c_replayed, "replayed", &event_counts::replayed},
 }};
 
 /// Row i of the table is counter kind i: the counting code indexes rows by kind.
@@ -57,7 +75,7 @@ constexpr bool outcomes_in_kind_order() noexcept {
   return true;
 }
 static_assert(outcomes_in_kind_order(), "tachyon: outcomes[] must list the counter kinds in order");
-static_assert(sizeof(event_counts) == counter_kinds * sizeof(std::uint64_t),
+static_assert(sizeof(event_counts) == outcomes.size() * sizeof(std::uint64_t),
               "tachyon: every field of event_counts is an outcome in outcomes[]");
 
 }  // namespace tachyon::detail

@@ -19,12 +19,15 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <tachyon/detail/bus_core.hpp>
 #include <tachyon/detail/lane/admission.hpp>  // cache_line
+#include <tachyon/detail/resilience/breaker.hpp>
+#include <tachyon/detail/resilience/parked.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/subscription.hpp>
 
@@ -43,21 +46,41 @@ struct handler_list {
 template <class T, class F>
 struct handler_node final : subscription_state {
   handler_node(F&& f, std::function<bool(const T&)>&& flt)
-      : fn(std::move(f)), filter(std::move(flt)) {}
-  handler_node(const F& f, std::function<bool(const T&)>&& flt) : fn(f), filter(std::move(flt)) {}
+      : fn(std::in_place, std::move(f)), filter(std::move(flt)) {}
+  handler_node(const F& f, std::function<bool(const T&)>&& flt)
+      : fn(std::in_place, f), filter(std::move(flt)) {}
 
   static void call(const subscription_state* s, const T& ev, const meta& m) {
     const auto* self = static_cast<const handler_node*>(s);
     if (self->filter && !self->filter(ev)) return;
     if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
-      self->fn(ev, m);
+      (*self->fn)(ev, m);
     else
-      self->fn(ev);
+      (*self->fn)(ev);
+  }
+  void drop_callable() noexcept override {
+    fn.reset();
+    filter = nullptr;
   }
 
-  mutable F fn;  // may run on several workers at once: its state is the user's to guard
+  mutable std::optional<F> fn;  // may run on several workers at once: its state is the user's
   std::function<bool(const T&)> filter;
 };
+
+/// The call a table entry makes for a subscription with a breaker: asks the breaker first
+/// (one relaxed load while it is closed and quiet), throws short_circuit_signal instead of
+/// calling when it is open, and tells it about a success. Failures reach it through
+/// bus_core::handler_failed. Plain subscriptions' entries call the handler directly.
+template <class T>
+void guarded_call(const subscription_state* s, const T& ev, const meta& m) {
+  auto* st = const_cast<subscription_state*>(s);
+  if (!breaker::quiet(st->breaker_word)) [[unlikely]] {
+    if (!breaker::admit(st->breaker_word, st->owner.load(std::memory_order_acquire)->now_ns()))
+      throw short_circuit_signal{};
+  }
+  reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(st->invoke))(st, ev, m);
+  breaker::succeeded(st->breaker_word);
+}
 
 template <class Registry>
 class handler_tables {
@@ -86,18 +109,21 @@ class handler_tables {
         }
         lists.emplace_back(list, &delete_list<T>);
       });
+      core_->clear_subscriptions();
     }
-    for (auto* st : states) st->release();
+    for (auto* st : states) st->release_from_table();
     for (auto& [list, deleter] : lists) deleter(list);
   }
   handler_tables(const handler_tables&) = delete;
   handler_tables& operator=(const handler_tables&) = delete;
 
   /// Adds `handler` to T's list (after those of lower `order`, then of earlier subscription)
-  /// and returns its state, which the caller wraps in a subscription handle. Takes the lock
-  /// and allocates; safe from any thread and from inside handlers.
-  template <class T, class F>
-  subscription_state* add(F&& handler, int order, std::function<bool(const T&)>&& filter) {
+  /// and returns its state, which the caller wraps in a subscription handle. `setup` fills the
+  /// state's failure handling (name, policies) before it is published. Takes the lock and
+  /// allocates; safe from any thread and from inside handlers.
+  template <class T, class F, class Setup>
+  subscription_state* add(F&& handler, int order, std::function<bool(const T&)>&& filter,
+                          Setup&& setup) {
     constexpr std::size_t index = Registry::template index_of<T>();
     using node_t = handler_node<T, std::decay_t<F>>;
     using list_t = handler_list<T>;
@@ -105,19 +131,24 @@ class handler_tables {
     node->owner.store(core_, std::memory_order_relaxed);
     node->remove = &remove_handler<T, index>;
     node->order = order;
+    node->type_index = static_cast<std::uint16_t>(index);
+    node->invoke = reinterpret_cast<const void*>(&node_t::call);
     epoch_domain::garbage garbage;
     {
       std::lock_guard lock(core_->epochs().mutex());
       node->sequence = next_subscription_++;
+      setup(static_cast<subscription_state&>(*node));
       auto* old = list_of<T, index>();
       auto next = std::make_unique<list_t>();
       if (old) next->entries = old->entries;
-      const typename list_t::entry e{&node_t::call, node.get()};
+      const typename list_t::entry e{
+          node->breaker.failure_threshold != 0 ? &guarded_call<T> : &node_t::call, node.get()};
       next->entries.insert(
           std::upper_bound(next->entries.begin(), next->entries.end(), e,
                            [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
           e);
       core_->epochs().reclaim(garbage);
+      core_->add_subscription(node.get());  // reserves first: may throw, nothing changed yet
       // Nothing below throws: from here the table owns the node (and the handle, the caller's).
       tables_[index].store(next.release(), std::memory_order_seq_cst);
       if (old) core_->epochs().retire(old, &delete_list<T>);
@@ -125,6 +156,42 @@ class handler_tables {
     epoch_domain::free_garbage(garbage);
     return node.release();
   }
+
+  /// Runs one subscription's handler for a retry (through its breaker, if it has one). The
+  /// caller has entered a dispatch.
+  template <class T>
+  run_status run_one(const T& ev, const meta& m, thread_context& ctx,
+                     subscription_state* s) noexcept {
+    if (!s->live.load(std::memory_order_relaxed)) return run_status::gone;
+    try {
+      if (s->breaker.failure_threshold != 0)
+        guarded_call<T>(s, ev, m);
+      else
+        reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(s->invoke))(s, ev, m);
+      return run_status::ok;
+    } catch (const short_circuit_signal&) {
+      core_->short_circuited(ctx, m, s);
+    } catch (...) {
+      core_->handler_failed(ctx, m, s, std::current_exception(), &ev);
+    }
+    return run_status::failed;
+  }
+
+  /// Runs one subscription's handler for a replay, bypassing its breaker: the operator asked.
+  template <class T>
+  run_status replay_one(const T& ev, const meta& m, thread_context& ctx,
+                        subscription_state* s) noexcept {
+    if (!s->live.load(std::memory_order_relaxed)) return run_status::gone;
+    try {
+      reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(s->invoke))(s, ev, m);
+      return run_status::ok;
+    } catch (...) {
+      core_->handler_failed(ctx, m, s, std::current_exception(), &ev);
+    }
+    return run_status::failed;
+  }
+
+  bus_core& core() const noexcept { return *core_; }
 
   /// Runs T's handlers (type index I) in order; a throw is reported and the others still run.
   /// Returns whether none threw. The caller has entered a dispatch (bus_core::enter_dispatch).
@@ -137,9 +204,12 @@ class handler_tables {
       if (!e.state->live.load(std::memory_order_relaxed)) continue;  // unsubscribed meanwhile
       try {
         e.call(e.state, ev, m);
+      } catch (const short_circuit_signal&) {
+        ok = false;
+        core_->short_circuited(ctx, m, e.state);
       } catch (...) {
         ok = false;
-        core_->report_error(ctx, m, std::current_exception());
+        core_->handler_failed(ctx, m, e.state, std::current_exception(), &ev);
       }
     }
     return ok;
@@ -155,7 +225,7 @@ class handler_tables {
   static void delete_list(void* p) {
     delete static_cast<handler_list<T>*>(p);
   }
-  static void release_state(void* p) { static_cast<subscription_state*>(p)->release(); }
+  static void release_state(void* p) { static_cast<subscription_state*>(p)->release_from_table(); }
 
   /// subscription::unsubscribe() lands here. Never throws: if memory for the new table runs
   /// out, the handler stays in the table but is marked dead (skipped) until the bus goes.
@@ -189,6 +259,7 @@ class handler_tables {
     {
       std::lock_guard lock(core->epochs().mutex());
       if (!s->live.exchange(false, std::memory_order_seq_cst)) return;  // already removed
+      core->remove_subscription(s);
       try {
         old = b.template list_of<T, I>();
         auto next = std::make_unique<handler_list<T>>();
@@ -217,7 +288,7 @@ class handler_tables {
       core->synchronize();  // every other thread: not running it, and will not start it again
       if (old != nullptr) {
         delete old;
-        s->release();  // the table's reference
+        s->release_from_table();
       }
       try {
         std::lock_guard lock(core->epochs().mutex());

@@ -1,0 +1,93 @@
+// tachyon/detail/resilience/breaker.hpp — a subscription's circuit breaker (breaker_policy) in
+// one atomic word: the state in bits 0-1, the failure streak in bits 2-11, and, while open, the
+// end of the open window in bits 12-63 (in 1024-ns units: 146 years of range). Every move is one
+// compare-and-swap on that word, so exactly one caller wins the half-open probe. The success
+// path of a closed breaker with no streak reads the word and writes nothing.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include <tachyon/metrics.hpp>
+
+namespace tachyon::detail::breaker {
+
+inline constexpr std::uint64_t closed = 0, open = 1, half_open = 2;
+inline constexpr std::uint64_t max_streak = 1023;
+
+constexpr std::uint64_t state(std::uint64_t w) noexcept { return w & 3; }
+constexpr std::uint64_t streak(std::uint64_t w) noexcept { return (w >> 2) & max_streak; }
+constexpr std::uint64_t until_ns(std::uint64_t w) noexcept { return (w >> 12) << 10; }
+constexpr std::uint64_t make_closed(std::uint64_t streak) noexcept { return streak << 2; }
+constexpr std::uint64_t make_open(std::uint64_t until_ns) noexcept {
+  // Rounded up, so the window never ends before `until_ns`.
+  return (((until_ns + 1023) >> 10) << 12) | open;
+}
+
+/// Whether a call may go ahead now. Closed: yes. Open and its window not over: no. Open and
+/// over: yes for the one caller whose CAS moves it to half-open (the probe), no for the rest.
+/// Half-open: no (the probe is out).
+inline bool admit(std::atomic<std::uint64_t>& word, std::uint64_t now_ns) noexcept {
+  std::uint64_t w = word.load(std::memory_order_acquire);
+  for (;;) {
+    const std::uint64_t s = state(w);
+    if (s == closed) return true;
+    if (s == half_open || now_ns < until_ns(w)) return false;
+    if (word.compare_exchange_weak(w, half_open, std::memory_order_acq_rel,
+                                   std::memory_order_acquire))
+      return true;
+  }
+}
+
+/// The guard's read before each call: closed with no streak needs nothing else.
+inline bool quiet(const std::atomic<std::uint64_t>& word) noexcept {
+  return word.load(std::memory_order_relaxed) == make_closed(0);
+}
+
+/// A call returned, or threw something the policy does not count: a streak ends, a probe
+/// closes the breaker. Ignored while open (a call admitted before it opened).
+inline void succeeded(std::atomic<std::uint64_t>& word) noexcept {
+  std::uint64_t w = word.load(std::memory_order_acquire);
+  while (w != make_closed(0) && state(w) != open)
+    if (word.compare_exchange_weak(w, make_closed(0), std::memory_order_acq_rel,
+                                   std::memory_order_acquire))
+      return;
+}
+
+/// A counted failure: the streak grows; at `threshold` (or on a failed probe) the breaker opens
+/// until now + open_for. Returns true if this call opened it.
+inline bool failed(std::atomic<std::uint64_t>& word, std::uint64_t threshold, std::uint64_t now_ns,
+                   std::uint64_t open_for_ns) noexcept {
+  std::uint64_t w = word.load(std::memory_order_acquire);
+  for (;;) {
+    std::uint64_t next;
+    switch (state(w)) {
+      case open:
+        return false;  // a call admitted before it opened
+      case half_open:
+        next = make_open(now_ns + open_for_ns);
+        break;
+      default: {
+        const std::uint64_t s = streak(w) + 1;
+        next = s >= threshold ? make_open(now_ns + open_for_ns)
+                              : make_closed(s < max_streak ? s : max_streak);
+      }
+    }
+    if (word.compare_exchange_weak(w, next, std::memory_order_acq_rel, std::memory_order_acquire))
+      return state(next) == open;
+  }
+}
+
+inline breaker_state report(std::uint64_t w, bool configured) noexcept {
+  if (!configured) return breaker_state::none;
+  switch (state(w)) {
+    case open:
+      return breaker_state::open;
+    case half_open:
+      return breaker_state::half_open;
+    default:
+      return breaker_state::closed;
+  }
+}
+
+}  // namespace tachyon::detail::breaker

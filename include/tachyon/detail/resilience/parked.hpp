@@ -1,0 +1,310 @@
+// tachyon/detail/resilience/parked.hpp — what an event becomes when it cannot settle in the
+// batch that ran it (detail/bus_core.hpp, "failures"): a parked_event that owns its payload,
+// the deliveries still owed to it (a retry of one subscription, or, for a delayed event or one
+// with a deadline, a run of all its handlers), the timer where deliveries wait to be due, and
+// the dead letters. All of it is off the hot path: it is allocated when a handler fails, when
+// an event is published with a deadline or a delay, and never otherwise.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <tachyon/detail/lane/admission.hpp>  // cache_line
+#include <tachyon/detail/lane/envelope.hpp>
+#include <tachyon/subscription.hpp>
+
+namespace tachyon::detail {
+
+using release_fn = void (*)(envelope& env) noexcept;
+
+/// Which outcome an event settles in, by precedence (metrics.hpp, event_counts): the highest
+/// mark wins. No mark: dispatched.
+namespace mark {
+inline constexpr std::uint8_t discarded = 1, failed = 2, dead_lettered = 4, expired = 8;
+}
+
+/// An event held outside the lanes. Owns the payload (released with the last reference).
+struct parked_event {
+  parked_event(const envelope& e, release_fn r, std::uint64_t deadline) noexcept
+      : env(e), release(r), deadline_ns(deadline) {}
+
+  envelope env;  // the header as published (its real type index) and the payload
+  release_fn release;
+  std::uint64_t deadline_ns;  // 0: none
+  std::atomic<std::uint32_t> refs{1};
+  // Deliveries not yet settled, plus one for a run in progress: the event settles when it
+  // reaches zero, on whichever thread brings it there.
+  std::atomic<std::uint32_t> pending{1};
+  std::atomic<std::uint8_t> marks{0};
+  // Set (before its first delivery is scheduled) once the event has been counted as waiting
+  // (c_parked): its settlement then counts it out again (c_unparked).
+  std::atomic<bool> waited{false};
+  bool dead_letter_expired = false;  // publish_options::dead_letter_expired
+
+  void acquire() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release_ref() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      release(env);
+      delete this;
+    }
+  }
+  std::uint8_t outcome_marks() const noexcept { return marks.load(std::memory_order_acquire); }
+  void add_mark(std::uint8_t m) noexcept { marks.fetch_or(m, std::memory_order_acq_rel); }
+};
+
+/// One run owed to a parked event: a retry of `target`, or (target null) all its handlers.
+/// Holds a reference to the event and to the target.
+struct delivery {
+  delivery(parked_event* e, subscription_state* t) noexcept : event(e), target(t) {}
+
+  parked_event* event;
+  subscription_state* target;  // null: every handler of the type
+  std::uint64_t due_ns = 0;
+  std::uint64_t order = 0;        // the timer's tie-break: scheduling order
+  std::exception_ptr last_error;  // the failure that scheduled it (a retry)
+  std::uint8_t attempt = 0;       // meta::attempt of this run
+  bool front = false;             // entered through the front door: settles with its batch's counts
+
+  /// Lets go of the target and the event; does not settle anything.
+  void dispose() noexcept {
+    if (target != nullptr) target->release();
+    event->release_ref();
+    delete this;
+  }
+};
+
+/// Deliveries waiting to fall due: one deadline heap per bus, ordered by (due, order). A heap,
+/// not a timing wheel: retries are rare next to events, their delays span microseconds to an
+/// hour, and a heap is exact at every scale without tuning a tick. One per bus, not per worker:
+/// any thread that drains (every worker, and in manual mode whoever polls) fires what is due,
+/// so nothing is stranded on a worker that parks or a poller that stops polling. Its mutex is
+/// taken only to schedule and to fire; the drain reads one word of it per batch (armed()).
+class timer_queue {
+ public:
+  explicit timer_queue(std::uint32_t capacity) : capacity_(capacity) {}
+  ~timer_queue() {
+    for (delivery* d : heap_) d->dispose();
+  }
+  timer_queue(const timer_queue&) = delete;
+  timer_queue& operator=(const timer_queue&) = delete;
+
+  /// Anything waiting: the drain's one read per batch.
+  bool armed() const noexcept { return size_.load(std::memory_order_relaxed) != 0; }
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+
+  /// Schedules `d` (takes it). False, with `d` untouched, when full or when `refuse` (a stop
+  /// flag, read under the lock so that a stop that empties the timer afterwards sees `d`) is set.
+  bool push(delivery* d, const std::atomic<bool>& refuse) {
+    std::lock_guard lock(mutex_);
+    if (refuse.load(std::memory_order_seq_cst) || heap_.size() + reserved_ >= capacity_)
+      return false;
+    insert(d);
+    return true;
+  }
+  enum class admission { ok, full, stopped };
+  /// Takes a slot for a delivery made afterwards (push_reserved), or says why not.
+  admission reserve(const std::atomic<bool>& stopping) {
+    std::lock_guard lock(mutex_);
+    if (stopping.load(std::memory_order_seq_cst)) return admission::stopped;
+    if (heap_.size() + reserved_ >= capacity_) return admission::full;
+    ++reserved_;
+    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+    return admission::ok;
+  }
+  void unreserve() noexcept {
+    std::lock_guard lock(mutex_);
+    --reserved_;
+    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+  }
+  /// Fills a slot taken by reserve(). Never fails: the heap's memory is reserved up front.
+  void push_reserved(delivery* d) noexcept {
+    std::lock_guard lock(mutex_);
+    --reserved_;
+    insert(d);
+  }
+  /// Puts back a delivery that fell due but could not move on (its lane's door was full),
+  /// keeping its place. Never fails: its slot was freed by the pop that took it.
+  void put_back(delivery* d) noexcept {
+    std::lock_guard lock(mutex_);
+    heap_.push_back(d);  // within the capacity reserved up front: never reallocates
+    std::push_heap(heap_.begin(), heap_.end(), later);
+    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+  }
+  /// Pops up to `max` deliveries due at `now_ns` (every one, due or not, if `all`), earliest
+  /// first, into `out`. Returns how many.
+  std::size_t pop_due(std::uint64_t now_ns, bool all, delivery** out, std::size_t max) {
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    while (n < max && !heap_.empty() && (all || heap_.front()->due_ns <= now_ns)) {
+      std::pop_heap(heap_.begin(), heap_.end(), later);
+      out[n++] = heap_.back();
+      heap_.pop_back();
+    }
+    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+    return n;
+  }
+  /// The earliest due time, or UINT64_MAX when empty.
+  std::uint64_t next_due() {
+    std::lock_guard lock(mutex_);
+    return heap_.empty() ? UINT64_MAX : heap_.front()->due_ns;
+  }
+  /// Reserves the heap's memory for `capacity` entries (the bus's constructor), so that no
+  /// scheduling allocates and put_back cannot fail.
+  void reserve_memory() { heap_.reserve(capacity_); }
+
+ private:
+  void insert(delivery* d) noexcept {
+    d->order = next_order_++;
+    heap_.push_back(d);  // within the reserved capacity: never reallocates
+    std::push_heap(heap_.begin(), heap_.end(), later);
+    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+  }
+  static bool later(const delivery* a, const delivery* b) noexcept {
+    return a->due_ns != b->due_ns ? a->due_ns > b->due_ns : a->order > b->order;
+  }
+  std::mutex mutex_;
+  std::vector<delivery*> heap_;
+  std::uint64_t next_order_ = 0;
+  std::uint32_t capacity_;
+  std::uint32_t reserved_ = 0;
+  alignas(cache_line) std::atomic<std::size_t> size_{0};  // read by the drain, once per batch
+  char pad_[cache_line - sizeof(std::atomic<std::size_t>)];
+};
+
+/// One entry of the dead letters. Holds a reference to the event and to the subscription.
+struct dead_letter_entry {
+  parked_event* event = nullptr;
+  subscription_state* target = nullptr;  // null: an expired event (all handlers)
+  std::uint32_t attempts = 0;
+  std::exception_ptr error;
+  std::string what;
+  std::uint64_t when_ns = 0;
+  std::uint64_t id = 0;
+
+  void acquire() const noexcept {
+    event->acquire();
+    if (target != nullptr) target->acquire();
+  }
+  void dispose() noexcept {
+    if (target != nullptr) target->release();
+    event->release_ref();
+    event = nullptr;
+    target = nullptr;
+  }
+};
+
+/// The bounded dead-letter queue (config::dead_letter_capacity), oldest first. Cold: a mutex
+/// guards it; entries are released outside it (a payload's destructor is the user's code).
+class dead_letter_store {
+ public:
+  explicit dead_letter_store(std::uint32_t capacity) : capacity_(capacity) {}
+  ~dead_letter_store() {
+    for (auto& e : entries_) e.dispose();
+  }
+  dead_letter_store(const dead_letter_store&) = delete;
+  dead_letter_store& operator=(const dead_letter_store&) = delete;
+
+  bool enabled() const noexcept { return capacity_ != 0; }
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  std::uint64_t evicted() const noexcept { return evicted_.load(std::memory_order_relaxed); }
+
+  /// Adds `e` (takes its references), dropping the oldest entry when full. Gives an id.
+  void push(dead_letter_entry e) noexcept {
+    dead_letter_entry old;
+    {
+      std::lock_guard lock(mutex_);
+      e.id = next_id_++;
+      if (entries_.size() >= capacity_) {
+        old = std::move(entries_.front());
+        entries_.pop_front();
+        evicted_.fetch_add(1, std::memory_order_relaxed);
+      }
+      try {
+        entries_.push_back(std::move(e));
+      } catch (...) {  // out of memory: the entry is lost, and counted as evicted
+        evicted_.fetch_add(1, std::memory_order_relaxed);
+        old.event == nullptr ? void() : old.dispose();
+        e.dispose();
+        size_.store(entries_.size(), std::memory_order_relaxed);
+        return;
+      }
+      size_.store(entries_.size(), std::memory_order_relaxed);
+    }
+    if (old.event != nullptr) old.dispose();
+  }
+  /// Puts back an entry taken out for a replay that failed; it keeps its id and its place by
+  /// id (oldest first). Drops the oldest when full, as push() does.
+  void put_back(dead_letter_entry e) noexcept {
+    dead_letter_entry old;
+    {
+      std::lock_guard lock(mutex_);
+      if (entries_.size() >= capacity_) {
+        old = std::move(entries_.front());
+        entries_.pop_front();
+        evicted_.fetch_add(1, std::memory_order_relaxed);
+      }
+      auto at =
+          std::lower_bound(entries_.begin(), entries_.end(), e.id,
+                           [](const dead_letter_entry& x, std::uint64_t id) { return x.id < id; });
+      try {
+        entries_.insert(at, std::move(e));
+      } catch (...) {
+        evicted_.fetch_add(1, std::memory_order_relaxed);
+        e.dispose();
+      }
+      size_.store(entries_.size(), std::memory_order_relaxed);
+    }
+    if (old.event != nullptr) old.dispose();
+  }
+  /// Copies of every entry, each holding its own references (release with dispose()).
+  std::vector<dead_letter_entry> copy() const {
+    std::lock_guard lock(mutex_);
+    std::vector<dead_letter_entry> out(entries_.begin(), entries_.end());
+    for (const auto& e : out) e.acquire();
+    return out;
+  }
+  /// Takes out the entries whose ids are in `ids` (sorted) and still present.
+  std::vector<dead_letter_entry> take(const std::vector<std::uint64_t>& ids) {
+    std::vector<dead_letter_entry> out;
+    std::lock_guard lock(mutex_);
+    out.reserve(ids.size());
+    auto keep = entries_.begin();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (std::binary_search(ids.begin(), ids.end(), it->id))
+        out.push_back(std::move(*it));
+      else
+        *keep++ = std::move(*it);
+    }
+    entries_.erase(keep, entries_.end());
+    size_.store(entries_.size(), std::memory_order_relaxed);
+    return out;
+  }
+  std::deque<dead_letter_entry> take_all() noexcept {
+    std::lock_guard lock(mutex_);
+    std::deque<dead_letter_entry> out;
+    out.swap(entries_);
+    size_.store(0, std::memory_order_relaxed);
+    return out;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::deque<dead_letter_entry> entries_;
+  std::uint64_t next_id_ = 1;
+  std::uint32_t capacity_;
+  std::atomic<std::size_t> size_{0};
+  std::atomic<std::uint64_t> evicted_{0};
+};
+
+/// Thrown by a breaker's guard instead of calling the handler (caught by the dispatch loop,
+/// never seen by users): the delivery is short-circuited.
+struct short_circuit_signal {};
+
+}  // namespace tachyon::detail

@@ -1,0 +1,360 @@
+// bus_core's failure handling (detail/bus_core.hpp, "failures"): what happens after a handler
+// throws, to the event and to each failed delivery; the timer's firing; delayed publishes;
+// deliveries at stop(discard). None of it runs unless a handler fails or an event carries a
+// deadline or a delay.
+#include <tachyon/detail/bus_core.hpp>
+#include <tachyon/detail/resilience/backoff.hpp>
+#include <tachyon/detail/resilience/breaker.hpp>
+
+#include <new>
+#include <string>
+
+namespace tachyon::detail {
+
+namespace {
+
+std::string describe(const std::exception_ptr& e) {
+  if (!e) return "unknown error";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "an exception not derived from std::exception";
+  }
+}
+
+/// The outcome kind of a settled event: its highest mark (metrics.hpp, event_counts).
+counter outcome_of(std::uint8_t marks) noexcept {
+  if (marks & mark::expired) return c_expired;
+  if (marks & mark::dead_lettered) return c_dead_lettered;
+  if (marks & mark::failed) return c_failed;
+  if (marks & mark::discarded) return c_discarded;
+  return c_dispatched;
+}
+
+}  // namespace
+
+void bus_core::clear_failures(thread_context& ctx) noexcept {
+  for (auto& f : ctx.failures) f.sub->release();
+  ctx.failures.clear();
+  ctx.failed_plain = false;
+}
+
+void bus_core::take_replay_error(thread_context& ctx, dead_letter_entry& e) noexcept {
+  if (!ctx.failures.empty() && ctx.failures.back().error) {
+    e.error = ctx.failures.back().error;
+    try {
+      e.what = describe(e.error);
+    } catch (...) {
+    }
+  }
+  clear_failures(ctx);
+}
+
+void bus_core::handler_failed(thread_context& ctx, const meta& m, subscription_state* s,
+                              std::exception_ptr e, const void* payload) noexcept {
+  ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_handler_errors);
+  s->errors.fetch_add(1, std::memory_order_relaxed);
+  if (s->breaker.failure_threshold != 0) {
+    bool counts = true;
+    if (s->breaker.counts) {
+      try {
+        counts = s->breaker.counts(e);
+      } catch (...) {  // the predicate must not throw; if it does, the failure counts
+      }
+    }
+    if (counts)
+      breaker::failed(s->breaker_word, s->breaker.failure_threshold, now_ns(),
+                      static_cast<std::uint64_t>(s->breaker.open_for.count()));
+    else
+      breaker::succeeded(s->breaker_word);
+  }
+  if (cfg_.on_error) {
+    try {
+      cfg_.on_error(handler_error{m, types_.ops[m.type_index].name, e, s->name, payload});
+    } catch (...) {  // the hook must not throw; if it does, nothing else may suffer for it
+    }
+  }
+  if (s->resilient || dead_letters_.enabled()) {
+    try {
+      ctx.failures.push_back(failure_record{s, std::move(e), false});
+      s->acquire();
+      return;
+    } catch (...) {  // out of memory: this failure is only counted
+    }
+  }
+  ctx.failed_plain = true;
+}
+
+void bus_core::short_circuited(thread_context& ctx, const meta& m, subscription_state* s) noexcept {
+  ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_short_circuited);
+  s->short_circuited.fetch_add(1, std::memory_order_relaxed);
+  try {
+    ctx.failures.push_back(failure_record{s, nullptr, true});
+    s->acquire();
+  } catch (...) {
+    ctx.failed_plain = true;
+  }
+}
+
+void bus_core::park_dead_letter(parked_event* pe, subscription_state* s, std::uint32_t attempts,
+                                std::exception_ptr error) noexcept {
+  pe->add_mark(mark::dead_lettered);
+  if (s != nullptr) s->dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  dead_letter_entry e;
+  e.event = pe;
+  pe->acquire();
+  e.target = s;  // its reference moves into the entry
+  e.attempts = attempts;
+  try {
+    e.what = describe(error);
+  } catch (...) {  // out of memory for the text: the exception itself is kept
+  }
+  e.error = std::move(error);
+  e.when_ns = now_ns();
+  dead_letters_.push(std::move(e));
+}
+
+void bus_core::handle_failures(thread_context& ctx, parked_event* pe, std::uint8_t attempt,
+                               bool front) noexcept {
+  if (ctx.failed_plain) pe->add_mark(mark::failed);
+  const auto l = static_cast<unsigned>(pe->env.header.lane);
+  const std::uint16_t t = pe->env.header.type_index;
+  const bool dead_letters = dead_letters_.enabled();
+  for (auto& f : ctx.failures) {
+    subscription_state* s = f.sub;  // its reference moves on below (timer, dead letters) or goes
+    if (f.short_circuit) {
+      if (s->breaker.action == when_open::dead_letter && dead_letters && s->dead_letters) {
+        std::exception_ptr why;
+        try {
+          why = std::make_exception_ptr(circuit_open(s->name));
+        } catch (...) {
+        }
+        park_dead_letter(pe, s, attempt, std::move(why));
+      } else {
+        pe->add_mark(mark::failed);
+        s->release();
+      }
+      continue;
+    }
+    const std::uint32_t runs = attempt + 1u;
+    if (runs < s->retry.max_attempts && !discarding_.load(std::memory_order_relaxed) &&
+        (pe->deadline_ns == 0 || now_ns() < pe->deadline_ns)) {
+      if (auto* d = new (std::nothrow) delivery{pe, s}) {
+        d->attempt = static_cast<std::uint8_t>(runs);
+        d->last_error = f.error;
+        // During stop(drain) a retry does not wait out its backoff (see bus::stop).
+        d->due_ns = now_ns() + (stopping_.load(std::memory_order_relaxed)
+                                    ? 0
+                                    : backoff_ns(s->retry, runs, pe->env.header.sequence));
+        pe->acquire();
+        pe->pending.fetch_add(1, std::memory_order_relaxed);
+        if (!pe->waited.exchange(true, std::memory_order_relaxed)) {
+          if (front)
+            ++ctx.batch_tally[c_parked];
+          else
+            bump(ctx.lane_row(l).v[c_parked]);
+        }
+        bool scheduled = false;
+        try {
+          scheduled = timers_.push(d, discarding_);
+        } catch (...) {
+        }
+        if (scheduled) {
+          s->retried.fetch_add(1, std::memory_order_relaxed);
+          ctx.count(l, t, c_retried);
+          continue;
+        }
+        // The timer is full (or a discard began): this delivery fails for good below.
+        pe->pending.fetch_sub(1, std::memory_order_relaxed);
+        pe->release_ref();  // not the last: the run in progress holds one
+        d->target = nullptr;
+        d->event = nullptr;
+        delete d;
+        if (discarding_.load(std::memory_order_relaxed)) {
+          pe->add_mark(mark::discarded);
+          s->release();
+          continue;
+        }
+      }
+    }
+    if (dead_letters && s->dead_letters) {
+      park_dead_letter(pe, s, runs, std::move(f.error));
+    } else {
+      pe->add_mark(mark::failed);
+      s->release();
+    }
+  }
+  ctx.failures.clear();
+  ctx.failed_plain = false;
+}
+
+void bus_core::settle_run(thread_context& ctx, parked_event* pe, bool front) noexcept {
+  if (pe->pending.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+    if (front) ++ctx.batch_failed;  // not settled with this batch: it waits for its retries
+    return;
+  }
+  const auto l = static_cast<unsigned>(pe->env.header.lane);
+  const counter kind = outcome_of(pe->outcome_marks());
+  bump(ctx.type_row(pe->env.header.type_index).v[kind]);
+  const bool waited = pe->waited.load(std::memory_order_relaxed);
+  if (front) {  // counted with the batch (end_batch), as the lane's in-flight mark moves
+    if (kind != c_dispatched) {
+      ++ctx.batch_failed;
+      ++ctx.batch_tally[kind];
+    }
+    if (waited) ++ctx.batch_tally[c_unparked];
+  } else {
+    // The outcome before the way out of the timer: a snapshot in between counts the event
+    // twice, never not at all.
+    bump(ctx.lane_row(l).v[kind]);
+    if (waited) bump(ctx.lane_row(l).v[c_unparked]);
+  }
+}
+
+void bus_core::resolve_failed(thread_context& ctx, envelope& env, release_fn release) noexcept {
+  if (ctx.failures.empty()) {  // nothing to do but count it: the plain failure of old
+    ctx.failed_plain = false;
+    bump(ctx.type_row(env.header.type_index).v[c_failed]);
+    ++ctx.batch_failed;
+    ++ctx.batch_tally[c_failed];
+    release(env);
+    return;
+  }
+  auto* pe = new (std::nothrow) parked_event(env, release, 0);
+  if (pe == nullptr) {  // out of memory: no retry, no dead letter; counted failed
+    clear_failures(ctx);
+    bump(ctx.type_row(env.header.type_index).v[c_failed]);
+    ++ctx.batch_failed;
+    ++ctx.batch_tally[c_failed];
+    release(env);
+    return;
+  }
+  // From here `pe` owns the payload (the envelope's bytes were copied, a box's pointer with
+  // them); its `pending` starts at 1 for this run.
+  handle_failures(ctx, pe, env.header.attempt, true);
+  settle_run(ctx, pe, true);
+  pe->release_ref();
+}
+
+void bus_core::finish_delivery(thread_context& ctx, delivery* d, run_status status) noexcept {
+  parked_event* pe = d->event;
+  if (status == run_status::gone) pe->add_mark(mark::failed);
+  if (status == run_status::failed && ctx.failures.empty()) ctx.failed_plain = true;
+  if (status != run_status::ok || !ctx.failures.empty())
+    handle_failures(ctx, pe, d->attempt, d->front);
+  const bool front = d->front;
+  if (d->target != nullptr) d->target->release();
+  delete d;  // its reference to the event goes with the one below
+  settle_run(ctx, pe, front);
+  pe->release_ref();
+}
+
+void bus_core::expire_delivery(thread_context& ctx, delivery* d) noexcept {
+  parked_event* pe = d->event;
+  if (d->target == nullptr) {  // the event's own run: it never ran
+    pe->add_mark(mark::expired);
+    if (pe->dead_letter_expired && dead_letters_.enabled()) {
+      std::exception_ptr why;
+      try {
+        why = std::make_exception_ptr(deadline_passed());
+      } catch (...) {
+      }
+      park_dead_letter(pe, nullptr, 0, std::move(why));
+      pe->add_mark(mark::expired);
+    }
+  } else {  // a retry past the deadline: that delivery fails for good, with its last error
+    subscription_state* s = std::exchange(d->target, nullptr);
+    if (dead_letters_.enabled() && s->dead_letters)
+      park_dead_letter(pe, s, d->attempt, d->last_error);
+    else {
+      pe->add_mark(mark::failed);
+      s->release();
+    }
+  }
+  const bool front = d->front;
+  delete d;
+  settle_run(ctx, pe, front);
+  pe->release_ref();
+}
+
+std::size_t bus_core::fire_due(thread_context& ctx, bool all) {
+  constexpr std::size_t per_look = 64;
+  delivery* due[per_look];
+  const std::size_t n = timers_.pop_due(all ? 0 : now_ns(), all, due, per_look);
+  std::size_t moved = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    delivery* d = due[i];
+    envelope env;
+    env.header = d->event->env.header;
+    env.header.type_index = delivery_type();
+    env.header.attempt = d->attempt;
+    carry(env, d);
+    if (reenter(env)) {
+      ++moved;
+    } else if (all && !discarding_.load(std::memory_order_relaxed)) {
+      // stop(drain) with the door full (or of capacity 0): run it here rather than wait.
+      enter_dispatch(ctx);
+      types_.ops[d->event->env.header.type_index].run_delivery(tables_, *d, ctx);
+      exit_dispatch(ctx);
+      ++moved;
+    } else {
+      timers_.put_back(d);  // the door is full: it waits for a batch to make room
+    }
+  }
+  return moved;
+}
+
+void bus_core::discard_delivery(thread_context& ctx, envelope& env) noexcept {
+  delivery* d = delivery_of(env);
+  parked_event* pe = d->event;
+  if (d->front) {  // a published event that never ran: discarded as any queued event
+    ctx.count(static_cast<unsigned>(env.header.lane), pe->env.header.type_index, c_discarded);
+    d->dispose();
+    return;
+  }
+  pe->add_mark(mark::discarded);
+  if (d->target != nullptr) d->target->release();
+  delete d;
+  settle_run(ctx, pe, false);
+  pe->release_ref();
+}
+
+result bus_core::timer_admit(unsigned l, std::uint16_t type) {
+  thread_context& ctx = context();
+  switch (timers_.reserve(stopping_)) {
+    case timer_queue::admission::ok:
+      return result::ok;
+    case timer_queue::admission::stopped:
+      ctx.count(l, type, c_rejected_stopped);
+      return result::stopped;
+    case timer_queue::admission::full:
+      break;
+  }
+  ctx.count(l, type, c_rejected_full);
+  return result::full;
+}
+
+void bus_core::park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexcept {
+  thread_context& ctx = context();
+  const auto l = static_cast<unsigned>(pe->env.header.lane);
+  // pe's `pending` of 1 is this delivery's.
+  auto* d = new (std::nothrow) delivery{pe, nullptr};
+  if (d == nullptr) {  // out of memory: accepted, and failed at once rather than lost
+    timers_.unreserve();
+    ctx.count(l, pe->env.header.type_index, c_accepted);
+    ctx.count(l, pe->env.header.type_index, c_failed);
+    pe->release_ref();
+    return;
+  }
+  d->due_ns = not_before_ns;
+  pe->waited.store(true, std::memory_order_relaxed);
+  ctx.count(l, pe->env.header.type_index, c_accepted);
+  bump(ctx.lane_row(l).v[c_parked]);
+  timers_.push_reserved(d);
+  // A parked worker's sleep was bounded by the earliest due time it saw: let one look again.
+  work_.notify_one();
+}
+
+}  // namespace tachyon::detail
