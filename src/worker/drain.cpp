@@ -137,6 +137,37 @@ void bus_core::end_batch_tally(thread_context& ctx, counter_row& row) noexcept {
   ctx.batch_failed = 0;
 }
 
+[[gnu::always_inline]] inline std::size_t bus_core::take_batch(thread_context& ctx, unsigned l,
+                                                               std::size_t n) noexcept {
+  const std::size_t reentered = reentered_in(ctx, l, n);
+  // batch_in_hand before done: a snapshot between the two counts the batch twice, never not at all.
+  ctx.batch_in_hand.store(batch_word(n - reentered, l), std::memory_order_relaxed);
+  count_out(ctx, l, n, reentered);
+  return n - reentered;
+}
+
+std::size_t bus_core::reentered_in(thread_context& ctx, unsigned l, std::size_t n) const noexcept {
+  // The door is idle unless something re-entered, so the per-envelope look is skipped then.
+  std::size_t reentered = 0;
+  if (lanes_[l].admission.reentry_depth() != 0) [[unlikely]]
+    for (std::size_t i = 0; i < n; ++i)
+      reentered += (ctx.drain_buffer[i].header.flags & meta_flags::reentered) != 0;
+  return reentered;
+}
+
+void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n,
+                         std::size_t reentered) noexcept {
+  lane& ln = lanes_[l];
+  // `done` counts what left through the front door: re-entered deliveries never added to
+  // `used` (their own door counts them), and counting them here would hide as many events.
+  credit_account& a = ctx.credits[l];
+  a.done.store(a.done.load(std::memory_order_relaxed) + (n - reentered), std::memory_order_relaxed);
+  // Give the room back at once, not after the handlers: publishers blocked on this lane
+  // proceed while the batch runs. The pool wakes one waiting publisher per batch; it passes
+  // the wake on if room is left when it has taken its own.
+  ln.admission.release(n - reentered, reentered);
+}
+
 std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
   // The hint (some credit is out of the pool) lets a scan skip an empty lane without asking
   // moodycamel, which costs tens of ns per empty poll. But the hint's line is written by
@@ -172,36 +203,6 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     return n;
   }
   return 0;
-}
-
-std::size_t bus_core::take_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept {
-  const std::size_t reentered = reentered_in(ctx, l, n);
-  // batch_in_hand before done: a snapshot between the two counts the batch twice, never not at all.
-  ctx.batch_in_hand.store(batch_word(n - reentered, l), std::memory_order_relaxed);
-  count_out(ctx, l, n, reentered);
-  return n - reentered;
-}
-
-std::size_t bus_core::reentered_in(thread_context& ctx, unsigned l, std::size_t n) const noexcept {
-  // The door is idle unless something re-entered, so the per-envelope look is skipped then.
-  std::size_t reentered = 0;
-  if (lanes_[l].admission.reentry_depth() != 0) [[unlikely]]
-    for (std::size_t i = 0; i < n; ++i)
-      reentered += (ctx.drain_buffer[i].header.flags & meta_flags::reentered) != 0;
-  return reentered;
-}
-
-void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n,
-                         std::size_t reentered) noexcept {
-  lane& ln = lanes_[l];
-  // `done` counts what left through the front door: re-entered deliveries never added to
-  // `used` (their own door counts them), and counting them here would hide as many events.
-  credit_account& a = ctx.credits[l];
-  a.done.store(a.done.load(std::memory_order_relaxed) + (n - reentered), std::memory_order_relaxed);
-  // Give the room back at once, not after the handlers: publishers blocked on this lane
-  // proceed while the batch runs. The pool wakes one waiting publisher per batch; it passes
-  // the wake on if room is left when it has taken its own.
-  ln.admission.release(n - reentered, reentered);
 }
 
 std::size_t bus_core::dispatch_timed_cold(thread_context& ctx, std::size_t n) {
