@@ -45,6 +45,7 @@ bus_core::bus_core(const config& cfg, type_table types, void* tables, time_ref t
   // them when that fails too: refuse the bus instead (the lanes free what they did get).
   if (lane_traits::allocation_failed) throw std::bad_alloc();
   timers_.reserve_memory();  // scheduling a retry never allocates the heap
+  worker_ctx_ = std::make_unique<std::atomic<thread_context*>[]>(cfg_.workers);
 }
 
 bus_core::~bus_core() {
@@ -55,7 +56,13 @@ bus_core::~bus_core() {
 }
 
 void bus_core::start() {
-  workers_.start(cfg_, [this](std::uint32_t i) { worker_main(i); });
+  workers_running_.store(cfg_.workers, std::memory_order_seq_cst);
+  try {
+    workers_.start(cfg_, [this](std::uint32_t i) { worker_main(i); });
+  } catch (...) {  // none ran its body
+    workers_running_.store(0, std::memory_order_seq_cst);
+    throw;
+  }
 }
 
 // ---- lanes -------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@
 #include <tachyon/detail/bus_core.hpp>
 #include <tachyon/detail/subscription/handler_tables.hpp>
 #include <tachyon/detail/type_name.hpp>
+#include <tachyon/health.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
 #include <tachyon/registry.hpp>
@@ -231,7 +232,7 @@ class bus {
     m.type_index = static_cast<std::uint16_t>(index);
     m.lane = static_cast<priority>(l);
     core_.enter_dispatch(ctx);
-    const bool ok = handlers_.template run<T, index>(ev, m, ctx);
+    const bool ok = handlers_.template run<T, index, false>(ev, m, ctx);
     core_.exit_dispatch(ctx);
     if (ok) [[likely]] {
       detail::bump(ctx.sync_ok(index));
@@ -259,6 +260,22 @@ class bus {
   /// Called from inside a handler it only begins the stop (it cannot join its own thread);
   /// the destructor, or a later stop() from outside, finishes it.
   std::uint64_t stop(stop_mode mode = stop_mode::drain) { return core_.stop(mode); }
+
+  /// stop(mode), but waits at most `timeout` (real time) for the workers to return: a handler
+  /// that never returns no longer hangs it silently. On time-out it returns complete = false,
+  /// what is unsettled, and which workers are stuck, in which subscription, since when; the
+  /// bus stays stopping (publishes refused). A later stop() finishes the stop, and the
+  /// destructor waits for the workers without limit: a bus cannot be freed under a handler
+  /// that is still running. In manual mode everything runs on the caller, and the timeout
+  /// has nothing to bound.
+  stop_report stop(stop_mode mode, std::chrono::nanoseconds timeout) {
+    return core_.stop(mode, timeout);
+  }
+
+  /// Per worker: idle, parked, running (which subscription, since when) or stalled (in one
+  /// batch longer than config::stall_threshold); lanes above config::fill_warning; breakers
+  /// not closed; dead letters. See health.hpp for how it is measured.
+  health_report health() { return core_.health(); }
 
   /// Sums every thread's counters into a snapshot (see metrics.hpp). Allocates; lock-free
   /// with respect to publishers and workers. Racy while the bus runs, exact once quiet.

@@ -4,6 +4,7 @@
 #include <tachyon/bus.hpp>
 #include <tachyon/clock.hpp>
 #include <tachyon/config.hpp>
+#include <tachyon/health.hpp>
 #include <tachyon/histogram.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>

@@ -27,9 +27,19 @@ void bus_core::ensure_buffer(thread_context& ctx) {
   ctx.drain_buffer_size = cfg_.batch;
 }
 
-void bus_core::worker_main(std::uint32_t) {
+void bus_core::worker_main(std::uint32_t index) {
   thread_context& ctx = context();
   ensure_buffer(ctx);
+  worker_ctx_[index].store(&ctx, std::memory_order_release);
+  struct on_return {  // health() and a timed stop() see it go, whichever way it returns
+    bus_core* self;
+    std::uint32_t index;
+    ~on_return() {
+      self->worker_ctx_[index].store(nullptr, std::memory_order_release);
+      self->workers_running_.fetch_sub(1, std::memory_order_seq_cst);
+      self->workers_exited_.notify_all();
+    }
+  } mark{this, index};
   idle_period period;
   for (;;) {
     if (discarding_.load(std::memory_order_acquire)) return;
@@ -102,7 +112,9 @@ void bus_core::idle(thread_context& ctx, idle_period& p) {
       until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(due - now);
   }
   bump(ctx.misc_row().v[m_parks]);
+  ctx.parked.store(true, std::memory_order_relaxed);
   work_.wait(key, until);
+  ctx.parked.store(false, std::memory_order_relaxed);
   p.rounds = 0;
 }
 
@@ -297,7 +309,7 @@ std::size_t bus_core::manual_outcome(thread_context& ctx, std::size_t ran) {
 
 // ---- stop --------------------------------------------------------------------------------------
 
-std::uint64_t bus_core::stop(stop_mode mode) {
+bool bus_core::begin_stop(stop_mode mode) {
   thread_context& ctx = context();
   if (mode == stop_mode::discard) discarding_.store(true, std::memory_order_seq_cst);
   stopping_.store(true, std::memory_order_seq_cst);
@@ -307,7 +319,40 @@ std::uint64_t bus_core::stop(stop_mode mode) {
   heavy_fence(asymmetric_);
   work_.notify_all();
   for (auto& ln : lanes_) ln.room.notify_all();
-  if (ctx.dispatch_nesting > 0) return 0;  // inside a handler: joining would wait for ourselves
+  return ctx.dispatch_nesting == 0;  // inside a handler: joining would wait for ourselves
+}
+
+stop_report bus_core::stop(stop_mode mode, std::chrono::nanoseconds timeout) {
+  stop_report r;
+  if (!begin_stop(mode)) return r;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (workers_running_.load(std::memory_order_seq_cst) != 0) {
+    const auto key = workers_exited_.prepare_wait();
+    if (workers_running_.load(std::memory_order_seq_cst) == 0) {
+      workers_exited_.cancel_wait();
+      break;
+    }
+    if (!workers_exited_.wait(key, deadline) && std::chrono::steady_clock::now() >= deadline &&
+        workers_running_.load(std::memory_order_seq_cst) != 0) {
+      const std::uint64_t now = now_ns();
+      for (std::uint32_t i = 0; i < cfg_.workers; ++i) {
+        worker_health w = observe_worker(i, now);
+        if (w.state == worker_state::running || w.state == worker_state::stalled)
+          r.stuck.push_back(std::move(w));
+      }
+      r.unsettled = metrics().in_flight;
+      return r;
+    }
+  }
+  r.discarded = stop(mode);
+  r.unsettled = metrics().in_flight;
+  r.complete = r.unsettled == 0;
+  return r;
+}
+
+std::uint64_t bus_core::stop(stop_mode mode) {
+  thread_context& ctx = context();
+  if (!begin_stop(mode)) return 0;
 
   std::lock_guard lock(stop_mutex_);
   if (stopped_) return 0;

@@ -35,6 +35,7 @@
 #include <tachyon/detail/subscription/fence.hpp>
 #include <tachyon/detail/worker/parking.hpp>
 #include <tachyon/detail/worker/worker_pool.hpp>
+#include <tachyon/health.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
 #include <tachyon/result.hpp>
@@ -465,7 +466,10 @@ class alignas(cache_line) bus_core {
   void release_credits(thread_context& ctx) noexcept;
 
   std::uint64_t stop(stop_mode mode);
+  /// stop(mode), waiting at most `timeout` (real time) for the workers to return; see bus.hpp.
+  stop_report stop(stop_mode mode, std::chrono::nanoseconds timeout);
   metrics_snapshot metrics() const;
+  health_report health();
   /// stop(drain)'s work on this thread: fires every timer entry, due or not, and drains the
   /// lanes, until both are empty.
   void drain_everything(thread_context& ctx);
@@ -479,6 +483,11 @@ class alignas(cache_line) bus_core {
     static_cast<bus_core*>(self)->release_credits(ctx);
   }
   thread_context& manual_context();  // checks that this thread may drain, sizes its buffer
+  /// stop()'s first half: refuse publishes (and, for discard, new batches), wake everyone.
+  /// Returns false when called from inside a handler (which must not wait for the rest).
+  bool begin_stop(stop_mode mode);
+  /// One worker's view for health() and a timed stop(), dated by health_samples_.
+  worker_health observe_worker(std::uint32_t i, std::uint64_t now);
   void worker_main(std::uint32_t index);
   /// Dequeues one batch from the most urgent non-empty lane and dispatches it.
   std::size_t drain_batch(thread_context& ctx, std::size_t max);
@@ -546,6 +555,19 @@ class alignas(cache_line) bus_core {
   timer_queue timers_{cfg_.timer_capacity};
   dead_letter_store dead_letters_{cfg_.dead_letter_capacity};
   std::vector<subscription_state*> subscriptions_;  // guarded by the subscription lock
+
+  // Health: each worker's context while it runs (null before and after), how many still run,
+  // and what the last health() call saw of each (for "since when").
+  std::unique_ptr<std::atomic<thread_context*>[]> worker_ctx_;
+  std::atomic<std::uint32_t> workers_running_{0};
+  wait_point workers_exited_;
+  struct health_sample {
+    std::uint64_t batches = 0;
+    std::uint64_t since_ns = 0;
+    bool running = false;
+  };
+  std::mutex health_mutex_;
+  std::vector<health_sample> health_samples_;  // guarded by health_mutex_
 
   worker_pool workers_;
 };

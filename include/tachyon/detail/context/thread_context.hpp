@@ -128,6 +128,11 @@ struct thread_context {
   // The batch this thread holds: events dequeued and not yet finished, << batch_lane_bits,
   // | their lane. metrics() counts them in the lane's in_flight.
   std::atomic<std::uint32_t> batch_in_hand{0};
+  // bus::health() and a timed stop(): the subscription whose handler this thread called last
+  // (one plain store per handler call, on this line, which the owner writes anyway), and
+  // whether it sleeps (a worker's idle path).
+  std::atomic<const subscription_state*> calling{nullptr};
+  std::atomic<bool> parked{false};
 
   // config::latency_histograms: made by the owner on its first timed batch (release), read by
   // metrics() (acquire). Null with the option off.

@@ -163,6 +163,7 @@ class handler_tables {
   run_status run_one(const T& ev, const meta& m, thread_context& ctx,
                      subscription_state* s) noexcept {
     if (!s->live.load(std::memory_order_relaxed)) return run_status::gone;
+    ctx.calling.store(s, std::memory_order_relaxed);
     try {
       if (s->breaker.failure_threshold != 0)
         guarded_call<T>(s, ev, m);
@@ -182,6 +183,7 @@ class handler_tables {
   run_status replay_one(const T& ev, const meta& m, thread_context& ctx,
                         subscription_state* s) noexcept {
     if (!s->live.load(std::memory_order_relaxed)) return run_status::gone;
+    ctx.calling.store(s, std::memory_order_relaxed);
     try {
       reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(s->invoke))(s, ev, m);
       return run_status::ok;
@@ -195,13 +197,16 @@ class handler_tables {
 
   /// Runs T's handlers (type index I) in order; a throw is reported and the others still run.
   /// Returns whether none threw. The caller has entered a dispatch (bus_core::enter_dispatch).
-  template <class T, std::size_t I>
+  /// `watched`: note each subscription called in ctx.calling, for health() (the drain's runs;
+  /// dispatch() is not a worker's and skips it).
+  template <class T, std::size_t I, bool watched = true>
   bool run(const T& ev, const meta& m, thread_context& ctx) noexcept {
     const auto* list = list_of<T, I>();
     if (list == nullptr) return true;
     bool ok = true;
     for (const auto& e : list->entries) {
       if (!e.state->live.load(std::memory_order_relaxed)) continue;  // unsubscribed meanwhile
+      if constexpr (watched) ctx.calling.store(e.state, std::memory_order_relaxed);
       try {
         e.call(e.state, ev, m);
       } catch (const short_circuit_signal&) {
