@@ -43,6 +43,20 @@
 //   dispatch_<H>/<impl>     synchronous delivery to H = 1 or 8 handlers: bus::dispatch (metrics
 //                           are always on) vs a noinline direct call, std::function and
 //                           Boost.Signals2. Every handler does the same work, work() below.
+//   failed_delivery_retry_scheduled/<impl>
+//                           one publish + run_once on a manual bus of an event whose handler
+//                           throws: tachyon, with retry max_attempts 2 and a 1-hour
+//                           initial_delay (the iteration ends with its retry scheduled in the
+//                           timer) vs plain_failure, the same throw with no retry (counted
+//                           failed) and no_failure, the same handler returning. The throw and
+//                           catch (~1 us) are most of a failing row: tachyon - plain_failure is
+//                           the retry's own cost, plain_failure - no_failure about the throw's.
+//   breaker_success_path/<impl>/<op>
+//                           a subscription with a circuit breaker (failure_threshold 5) whose
+//                           handler never fails (tachyon) vs the same without a breaker
+//                           (no_breaker): op dispatch, bus::dispatch as dispatch_1; op drain,
+//                           poll() of a pre-filled lane of 4096 (counter events_per_iteration;
+//                           tools/bench_table.py reports time per event).
 //
 // The one-hop round trip is measured by tachyon_latency (bench/latency.cpp), every trip timed
 // and implementations interleaved; Google Benchmark's mean of one is not quoted.
@@ -61,6 +75,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <span>
@@ -719,6 +734,154 @@ void dispatch_signals2(benchmark::State& state, int handlers) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// ---- failure handling ------------------------------------------------------------------------
+
+/// What the failing handlers throw: no message to allocate, so a throw costs only the C++
+/// runtime's own work (allocating the exception, unwinding, the catch): about 1 us on the
+/// development VM, which dwarfs the rest of a failed delivery.
+struct bench_failure : std::exception {
+  const char* what() const noexcept override { return "tachyon_bench: handler failure"; }
+};
+
+enum class on_failure {
+  retry,  ///< the handler throws; retry max_attempts 2, initial_delay 1 hour: a retry is scheduled
+  plain,  ///< the handler throws; no retry, no breaker, no dead letters: counted failed
+  none,   ///< the handler returns: the same publish + run_once with nothing failing
+};
+
+/// A manual bus with one subscription of Ping, built and torn down off the clock.
+class failure_rig {
+ public:
+  explicit failure_rig(on_failure kind)
+      : bus_(std::make_unique<tachyon::bus<Events>>(
+            tachyon::config{.workers = 0,
+                            .lane_capacity = 1024,
+                            .overflow = tachyon::overflow::fail,
+                            .producers = 1})) {
+    tachyon::subscribe_options<Ping> opts;
+    if (kind == on_failure::retry)
+      opts.retry = {.max_attempts = 2,
+                    .initial_delay = std::chrono::hours(1),
+                    .max_delay = std::chrono::hours(1)};
+    const bool throws = kind != on_failure::none;
+    sub_ = bus_->subscribe<Ping>(
+        [throws](const Ping& p) {
+          benchmark::DoNotOptimize(p.seq);
+          if (throws) throw bench_failure{};
+        },
+        std::move(opts));
+  }
+  ~failure_rig() {
+    // Unsubscribed first, the pending retries find their subscription gone at the bus's
+    // stop(drain) and fail without running (no 4096 throws to wait for).
+    sub_.unsubscribe();
+    bus_.reset();
+  }
+  failure_rig(const failure_rig&) = delete;
+  failure_rig& operator=(const failure_rig&) = delete;
+  tachyon::bus<Events>& bus() noexcept { return *bus_; }
+
+ private:
+  std::unique_ptr<tachyon::bus<Events>> bus_;
+  tachyon::subscription sub_;
+};
+
+/// Events a failure_rig takes before it is replaced (off the clock): with retries, each waits
+/// in the bus's timer (an hour away) with its parked copy and delivery, and a timer that grows
+/// without bound would not be the steady state measured (config::timer_capacity is 65536).
+constexpr std::uint32_t failures_per_rig = 4096;
+
+/// One publish + run_once of an event whose only handler throws (or not: on_failure::none), on
+/// a manual bus; the iteration ends with the event failed for good (plain), its retry scheduled
+/// (retry: a parked copy of the event, a delivery, a push on the timer's heap, and while any
+/// retry waits, run_once's look at the timer, a clock read), or dispatched (none). The throw is
+/// in both failing variants, so retry - plain is what scheduling a retry costs, and plain - none
+/// roughly what the throw itself costs.
+void failed_delivery(benchmark::State& state, on_failure kind) {
+  pinned_scope pin;
+  std::unique_ptr<failure_rig> rig;
+  std::uint64_t seq = 0, refused = 0, ran = 0, retried = 0;
+  std::uint32_t on_this_rig = failures_per_rig;
+  auto replace_rig = [&] {
+    if (rig) retried += rig->bus().metrics().total.retried;
+    rig.reset();
+    rig = std::make_unique<failure_rig>(kind);
+    // Warm-up: this thread's context in the new bus, its lane producer, its first throw.
+    refused += rig->bus().publish(Ping{++seq}) != tachyon::result::ok;
+    ran += rig->bus().run_once();
+    on_this_rig = 0;
+  };
+  for (auto _ : state) {
+    if (on_this_rig == failures_per_rig) [[unlikely]] {
+      state.PauseTiming();
+      replace_rig();
+      state.ResumeTiming();
+    }
+    tachyon::bus<Events>& bus = rig->bus();
+    refused += bus.publish(Ping{++seq}) != tachyon::result::ok;
+    ran += bus.run_once();
+    ++on_this_rig;
+  }
+  if (rig) retried += rig->bus().metrics().total.retried;
+  rig.reset();  // the loop is over: off the clock
+  if (refused != 0 || ran != seq)
+    state.SkipWithError("a publish was refused or did not run");
+  else if (kind == on_failure::retry && retried != seq)
+    state.SkipWithError("not every failed delivery had its retry scheduled");
+  if (kind != on_failure::none) state.SetLabel("incl. one throw + catch, ~1 us");
+  state.SetItemsProcessed(state.iterations());
+}
+
+/// A subscription with a circuit breaker (failure_threshold 5) whose handler never fails, vs
+/// the same without one: the breaker's success path is one relaxed load of its word before the
+/// call and one after (a closed breaker with no failure streak writes nothing).
+tachyon::subscribe_options<Ping> breaker_options(bool breaker) {
+  tachyon::subscribe_options<Ping> opts;
+  if (breaker) opts.breaker.failure_threshold = 5;
+  return opts;
+}
+
+/// breaker_success_path/<impl>/dispatch: bus::dispatch to that one handler, as dispatch_1.
+void breaker_dispatch(benchmark::State& state, bool breaker) {
+  pinned_scope pin;
+  tachyon::bus<Events> bus{{.workers = 0, .overflow = tachyon::overflow::fail, .producers = 1}};
+  std::uint64_t sink = 0;
+  auto s = bus.subscribe<Ping>([&sink](const Ping& p) { work(p, sink); }, breaker_options(breaker));
+  std::uint64_t seq = 0;
+  for (auto _ : state) bus.dispatch(Ping{++seq});
+  state.SetItemsProcessed(state.iterations());
+  state.counters["events_per_iteration"] = 1;
+}
+
+/// breaker_success_path/<impl>/drain: poll() draining a lane of drain_lane events through that
+/// one handler (batches of 64); the lane is filled off the clock before each iteration.
+void breaker_drain(benchmark::State& state, bool breaker) {
+  pinned_scope pin;
+  tachyon::bus<Events> bus{{.workers = 0,
+                            .lane_capacity = drain_lane,
+                            .batch = 64,
+                            .overflow = tachyon::overflow::fail,
+                            .producers = 1}};
+  std::uint64_t sink = 0;
+  auto s = bus.subscribe<Ping>([&sink](const Ping& p) { work(p, sink); }, breaker_options(breaker));
+  std::uint64_t seq = 0, refused = 0, ran = 0;
+  auto fill = [&] {
+    for (std::uint32_t i = 0; i < drain_lane; ++i)
+      refused += bus.publish(Ping{++seq}) != tachyon::result::ok;
+  };
+  fill();  // warm-up, untimed
+  ran += bus.poll();
+  for (auto _ : state) {
+    state.PauseTiming();
+    fill();
+    state.ResumeTiming();
+    ran += bus.poll();
+  }
+  if (refused != 0 || ran != seq) state.SkipWithError("a publish was refused or did not run");
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(drain_lane));
+  state.counters["events_per_iteration"] = drain_lane;
+}
+
 // ---- registration --------------------------------------------------------------------------
 
 /// Adds the suite's common settings: `repetitions` (0: whatever --benchmark_repetitions says),
@@ -787,6 +950,23 @@ void register_all(int reps) {
     common(RegisterBenchmark((figure + "direct_call").c_str(), dispatch_direct, h), reps);
     common(RegisterBenchmark((figure + "std_function").c_str(), dispatch_std_function, h), reps);
     common(RegisterBenchmark((figure + "boost_signals2").c_str(), dispatch_signals2, h), reps);
+  }
+
+  common(RegisterBenchmark("failed_delivery_retry_scheduled/tachyon", failed_delivery,
+                           on_failure::retry),
+         reps);
+  common(RegisterBenchmark("failed_delivery_retry_scheduled/plain_failure", failed_delivery,
+                           on_failure::plain),
+         reps);
+  common(RegisterBenchmark("failed_delivery_retry_scheduled/no_failure", failed_delivery,
+                           on_failure::none),
+         reps);
+
+  for (const bool drain : {false, true}) {
+    const std::string args = drain ? "/drain" : "/dispatch";
+    const auto fn = drain ? breaker_drain : breaker_dispatch;
+    common(RegisterBenchmark(("breaker_success_path/tachyon" + args).c_str(), fn, true), reps);
+    common(RegisterBenchmark(("breaker_success_path/no_breaker" + args).c_str(), fn, false), reps);
   }
 }
 

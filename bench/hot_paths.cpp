@@ -6,6 +6,9 @@
 //   op_drain            bus::poll draining 4000 events through one handler (per event: / 4000)
 //   op_drain_timed      op_drain on a second bus, of its own event type (so that no code of
 //                       the two is shared or folded), with config::latency_histograms on
+//   op_drain_breaker    op_drain on a third bus, of its own event type, whose one handler has a
+//                       circuit breaker (failure_threshold 5) and never fails: the breaker's
+//                       success path, exact (compare with op_drain)
 //   op_dispatch         bus::dispatch with one handler, metrics on (they always are)
 //   op_enqueue_mc       the peer: moodycamel try_enqueue with a producer token
 //   op_hop              one event through the whole hop, single-threaded: publish it, then
@@ -29,6 +32,10 @@ struct Pong {
   std::uint64_t seq;
 };
 using timed_bus_t = tachyon::bus<tachyon::registry<Pong>>;
+struct Guarded {
+  std::uint64_t seq;
+};
+using breaker_bus_t = tachyon::bus<tachyon::registry<Guarded>>;
 
 [[gnu::noinline]] tachyon::result op_publish(bus_t& b, std::uint64_t i) {
   return b.publish(Ping{i});
@@ -36,6 +43,7 @@ using timed_bus_t = tachyon::bus<tachyon::registry<Pong>>;
 [[gnu::noinline]] std::size_t op_drain(bus_t& b) { return b.poll(); }
 // no_icf: its machine code is op_drain's, and GCC would otherwise fold the two into one.
 [[gnu::noinline, gnu::no_icf]] std::size_t op_drain_timed(timed_bus_t& b) { return b.poll(); }
+[[gnu::noinline, gnu::no_icf]] std::size_t op_drain_breaker(breaker_bus_t& b) { return b.poll(); }
 [[gnu::noinline]] void op_dispatch(bus_t& b, std::uint64_t i) { b.dispatch(Ping{i}); }
 [[gnu::noinline]] std::size_t op_hop(bus_t& b, std::uint64_t i) {
   (void)b.publish(Ping{i});
@@ -70,6 +78,12 @@ int main(int argc, char** argv) {
                      .producers = 1,
                      .latency_histograms = true}};
   auto st = timed.subscribe<Pong>([&](const Pong& p) { sink += p.seq; });
+  breaker_bus_t guarded{
+      {.workers = 0, .lane_capacity = 4096, .overflow = tachyon::overflow::fail, .producers = 1}};
+  tachyon::subscribe_options<Guarded> with_breaker;
+  with_breaker.breaker.failure_threshold = 5;
+  auto sg =
+      guarded.subscribe<Guarded>([&](const Guarded& p) { sink += p.seq; }, std::move(with_breaker));
   moodycamel::ConcurrentQueue<Ping> q(4096);
   moodycamel::ProducerToken ptok(q);
   moodycamel::ConsumerToken ctok(q);
@@ -82,6 +96,9 @@ int main(int argc, char** argv) {
     for (std::uint64_t i = 0; i < per_round; ++i)
       failures += timed.publish(Pong{i}) != tachyon::result::ok;
     if (op_drain_timed(timed) != per_round) ++failures;
+    for (std::uint64_t i = 0; i < per_round; ++i)
+      failures += guarded.publish(Guarded{i}) != tachyon::result::ok;
+    if (op_drain_breaker(guarded) != per_round) ++failures;
     for (std::uint64_t i = 0; i < per_round; ++i) failures += !op_enqueue_mc(q, ptok, i);
     while (q.try_dequeue_bulk(ctok, buf, 64) != 0) {
     }

@@ -1,7 +1,7 @@
 // tachyon_latency: latency distributions, every sample recorded into a tachyon::histogram of
 // tachyon::clock ticks (converted to ns when reported), threads pinned as in bench/pinning.hpp
 // (publisher on the first usable CPU, consumer or worker on the second), warm-up before every
-// measurement. Three groups:
+// measurement. Four groups:
 //
 // roundtrip  The one-hop round trip of bench/hops.hpp, every round trip timed on its own. On a
 //   shared virtual machine a burst of preemption during one implementation's turn skews any
@@ -52,6 +52,14 @@
 //   the same with half the round trip's p99 as the hop (the p99 wait includes the hop's tail):
 //   that one is the target (tools/bench_table.py's Targets table reports it).
 //
+// retry  What a retry adds to its backoff: a bus with one worker whose handler throws on attempt 0
+//   and returns on attempt 1, retry max_attempts 2 with a fixed delay D (jitter 0). One event at a
+//   time (the publisher spins until its retry has run); per event, (attempt 1's start) - (attempt
+//   0's clock read just before its throw) - D. Rows: busy_spin with D = 50 us (the mechanism:
+//   unwinding, scheduling, the timer firing into the re-entry door, the worker's next batch), and
+//   spin_then_park with D = 200 us, longer than the 50 us spin, so the worker parks until the
+//   retry is due (adds the futex wake-up and the kernel's timer slack).
+//
 // Noise. Before the groups, one pinned thread per CPU only spins on the clock (0.3 s quick, 1 s
 // full) and counts the gaps over 10 us: the time this machine takes away from a spinning thread
 // (kernel, other processes, the hypervisor). On the 2-vCPU development VM that ranged from about 1%
@@ -61,7 +69,7 @@
 // No assertion anywhere is about time: the figures are reported, never checked, except that a
 // watchdog aborts the run if no benchmark step finishes for a minute (a hang).
 //
-// Usage: tachyon_latency [--quick] [--json FILE] [--only roundtrip|open_loop|priority]
+// Usage: tachyon_latency [--quick] [--json FILE] [--only roundtrip|open_loop|priority|retry]
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -72,6 +80,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -322,6 +331,9 @@ struct settings {
   std::vector<double> handler_ns = {0, 100, 1000};
   double prio_duration_s = 0.5;
   double probe_interval_ns = 20000;
+  // retry
+  std::size_t retry_warmup = 200;
+  std::size_t retry_events = 5000;  // busy_spin; spin_then_park runs half as many
 };
 
 // ---- 1. roundtrip ----------------------------------------------------------------------------
@@ -820,6 +832,140 @@ group run_priority(const settings& s, const hop_estimate& hop) {
   return g;
 }
 
+// ---- 4. retry --------------------------------------------------------------------------------
+
+struct Flaky {
+  std::uint64_t seq;
+  std::uint64_t measure;  // 0 during warm-up
+};
+
+/// What the handler throws on attempt 0: no message to allocate.
+struct retry_failure : std::exception {
+  const char* what() const noexcept override { return "tachyon_latency: attempt 0 fails"; }
+};
+
+/// Written by the worker (the handler), read by the publisher after the bus has stopped,
+/// except `done`, which the publisher spins on.
+struct alignas(64) retry_state {
+  ticks threw = 0;  // attempt 0's clock read, just before its throw
+  tachyon::histogram added;
+  std::uint64_t early = 0;  // attempt 1 started less than the delay after the throw (clamped)
+  alignas(64) std::atomic<std::uint64_t> done{0};  // seq of the last event whose attempt 1 ran
+};
+
+struct retry_cell {
+  tachyon::histogram added;
+  std::uint64_t events = 0, early = 0, refused = 0, lost = 0, parks = 0;
+};
+
+/// One event at a time through a bus with one worker (pinned to the consumer CPU, waiting as
+/// `wait` says): its handler throws on attempt 0 and returns on attempt 1, with retry
+/// max_attempts 2 and initial_delay = max_delay = `delay` (jitter 0: exactly `delay`). Per
+/// event, records (attempt 1's start) - (attempt 0's throw) - delay: what a retry adds to its
+/// backoff (the unwinding, scheduling it, the timer's firing into the re-entry door, the
+/// worker's next look at it, and for a parked worker the futex wake-up and timer slack).
+retry_cell run_retry_cell(tachyon::wait_strategy wait, std::chrono::nanoseconds delay,
+                          std::size_t warmup, std::size_t n) {
+  tachyon::config cfg{.workers = 1,
+                      .lane_capacity = 1024,
+                      .wait = wait,
+                      .overflow = tachyon::overflow::fail,
+                      .producers = 1};
+  if (bench::consumer_cpu() >= 0) cfg.cpus = {bench::consumer_cpu()};
+  tachyon::bus<tachyon::registry<Flaky>> bus(cfg);
+  auto st = std::make_unique<retry_state>();
+  const ticks d = ns_to_ticks(static_cast<double>(delay.count()));
+  tachyon::subscribe_options<Flaky> opts;
+  opts.retry = {.max_attempts = 2, .initial_delay = delay, .max_delay = delay};
+  auto sub = bus.subscribe<Flaky>(
+      [&w = *st, d](const Flaky& e, const tachyon::meta& m) {
+        if (m.attempt == 0) {
+          w.threw = now();
+          throw retry_failure{};
+        }
+        const ticks since = now() - w.threw;
+        if (e.measure) {
+          if (since >= d) {
+            w.added.record(since - d);
+          } else {
+            ++w.early;
+            w.added.record(0);
+          }
+        }
+        w.done.store(e.seq, std::memory_order_release);
+      },
+      std::move(opts));
+  retry_cell out;
+  // A retry that never comes would hang the loop: give up on it after a second (counted lost).
+  const ticks give_up = ns_to_ticks(1e9) + d;
+  for (std::size_t i = 1; i <= warmup + n; ++i) {
+    const bool measure = i > warmup;
+    if (bus.publish(Flaky{i, measure ? 1u : 0u}) != tachyon::result::ok) {
+      ++out.refused;
+      continue;
+    }
+    const ticks t0 = now();
+    while (st->done.load(std::memory_order_acquire) != i) {
+      if (now() - t0 > give_up) {
+        ++out.lost;
+        break;
+      }
+    }
+    out.events += measure ? 1 : 0;
+  }
+  out.parks = bus.metrics().parks;
+  bus.stop();  // joins the worker: its records happen-before the reads below
+  out.added = st->added;
+  out.early = st->early;
+  return out;
+}
+
+group run_retry(const settings& s) {
+  group g{"retry", "a retry's latency beyond its backoff (ns)", {}, {}, {}, {}};
+  g.header = {text("layout", fmt("one worker on cpu %d; the publisher on cpu %d sends one event, "
+                                 "waits (spinning) until its retry has run, then sends the next",
+                                 bench::consumer_cpu(), bench::producer_cpu())),
+              num("warmup_events", static_cast<double>(s.retry_warmup))};
+  struct cell {
+    const char* wait_name;
+    tachyon::wait_strategy wait;
+    std::chrono::nanoseconds delay;
+    std::size_t n;
+  };
+  const cell cells[] = {
+      {"busy_spin", tachyon::wait_strategy::busy_spin, std::chrono::microseconds(50),
+       s.retry_events},
+      // The delay outlasts spin_before_park (50 us): the worker parks until the retry is due.
+      {"spin_then_park", tachyon::wait_strategy::spin_then_park, std::chrono::microseconds(200),
+       s.retry_events / 2},
+  };
+  for (const cell& c : cells) {
+    progress->step("retry %s delay %lld us", c.wait_name,
+                   static_cast<long long>(c.delay.count() / 1000));
+    const retry_cell r = run_retry_cell(c.wait, c.delay, s.retry_warmup, c.n);
+    g.rows.push_back(
+        {fmt("retry_added_latency/%s", c.wait_name),
+         {text("wait", c.wait_name), num("delay_ns", static_cast<double>(c.delay.count())),
+          num("events", static_cast<double>(r.events)), num("early", static_cast<double>(r.early)),
+          num("lost", static_cast<double>(r.lost)), num("refused", static_cast<double>(r.refused)),
+          num("parks", static_cast<double>(r.parks))},
+         r.added});
+  }
+  g.notes.push_back(
+      "added = (attempt 1's handler start) - (attempt 0's clock read just before its throw) - "
+      "delay, on tachyon::clock; retry max_attempts 2, initial_delay = max_delay = delay, jitter "
+      "0. "
+      "It includes the unwinding of the throw (~1 us), scheduling the retry, the timer firing it "
+      "into the re-entry door and the worker running it; with spin_then_park the worker has "
+      "parked by then (parks), and the futex wake-up and the kernel's timer slack (50 us by "
+      "default) add to it");
+  g.notes.push_back(
+      "early = retries that started less than delay after the throw (tachyon::clock and the "
+      "bus's steady_clock disagreeing slightly), recorded as 0; lost = retries not seen within "
+      "1 s (must be 0)");
+  return g;
+}
+
 // ---- main ------------------------------------------------------------------------------------
 
 /// Involuntary context switches of this process so far: a spinning thread pinned to its own CPU
@@ -896,7 +1042,7 @@ group measured(F&& run) {
 int usage() {
   std::fprintf(stderr,
                "usage: tachyon_latency [--quick] [--json FILE] "
-               "[--only roundtrip|open_loop|priority]\n");
+               "[--only roundtrip|open_loop|priority|retry]\n");
   return 2;
 }
 
@@ -913,7 +1059,8 @@ int main(int argc, char** argv) {
       json = argv[++i];
     } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
       only = argv[++i];
-      if (only != "roundtrip" && only != "open_loop" && only != "priority") return usage();
+      if (only != "roundtrip" && only != "open_loop" && only != "priority" && only != "retry")
+        return usage();
     } else {
       return usage();
     }
@@ -926,6 +1073,7 @@ int main(int argc, char** argv) {
     s.ol_duration_s = 0.15;
     s.ol_reps = 1;
     s.prio_duration_s = 0.12;
+    s.retry_events = 2000;
   }
   const int producer_cpu = bench::producer_cpu();
   const int consumer_cpu = bench::consumer_cpu();
@@ -963,6 +1111,10 @@ int main(int argc, char** argv) {
   if (only.empty() || only == "priority") {
     if (!hop.from_roundtrip) hop = measure_hop(s);
     groups.push_back(measured([&] { return run_priority(s, hop); }));
+    print_group(groups.back());
+  }
+  if (only.empty() || only == "retry") {
+    groups.push_back(measured([&] { return run_retry(s); }));
     print_group(groups.back());
   }
   progress = nullptr;

@@ -20,7 +20,8 @@ Pairing: benchmarks are named <figure>/<impl>[/<args>...], for example publish/t
 publish/moodycamel_tokens, or throughput/tachyon/2:2 and throughput/moodycamel/2:2. Every
 benchmark whose <impl> starts with "tachyon" is paired with every benchmark that has the same
 <figure> and <args> and an <impl> that does not. The value compared is the time per iteration
-(real_time unless --metric says otherwise), or items_per_second for the throughput figures.
+(real_time unless --metric says otherwise), or items_per_second for the throughput figures,
+or the time per event for figures whose iteration runs several (PER_EVENT_FIGURES).
 The ratio column is a speed ratio, the same way round for both: tachyon's rate / the peer's, or
 the peer's time / tachyon's. Above 1.00, tachyon is faster.
 
@@ -50,6 +51,10 @@ STANDARD_KEYS = {
 
 # Figures compared by rate rather than by time per iteration.
 RATE_FIGURES = {"publish_batch", "throughput_1p1w", "throughput", "drain_blocked"}
+
+# Figures whose iteration runs several events (the user counter events_per_iteration, 1 when
+# absent): compared by time per event, the iteration's time divided by it.
+PER_EVENT_FIGURES = {"breaker_success_path"}
 
 # The handler work of the drain_blocked figure that carries the target (bench_main.cpp's
 # drain_work); the work:0 pair is shown without one.
@@ -279,6 +284,9 @@ class GbReport:
             v = run.value("items_per_second")
             return v, with_cv(format_rate(v), run.cv("items_per_second"))
         v = run.value(self.metric)
+        if figure in PER_EVENT_FIGURES and v is not None:
+            v /= run.value("events_per_iteration") or 1.0
+            return v, with_cv(f"{format_time(v)}/event", run.cv(self.metric))
         return v, with_cv(format_time(v), run.cv(self.metric))
 
     @staticmethod
@@ -425,6 +433,11 @@ def latency_group(data, name):
 # dispatch() had one (30) before; its count is still shown, without a target.
 CALLGRIND_TARGETS = [("publish()", "publish()", 60.0),
                      ("drained event", "drained event", 60.0)]
+# The plain drained event, and the same with a breaker (shown without a target, though the
+# drained event's prefix matches it; failure_extras() sets the two side by side).
+CALLGRIND_DRAINED = "drained event (poll"
+CALLGRIND_BREAKER = "drained event, 1 handler with a breaker"
+CALLGRIND_NO_TARGET = {CALLGRIND_BREAKER}
 
 
 def callgrind_count(counts, prefix):
@@ -442,7 +455,7 @@ def render_callgrind(counts, out):
     for label, value in counts.items():
         target, verdict = "", ""
         for prefix, _, limit in CALLGRIND_TARGETS:
-            if label.startswith(prefix):
+            if label.startswith(prefix) and label not in CALLGRIND_NO_TARGET:
                 target, verdict = f"≤ {limit:g}", status(value <= limit)
         out.append(f"| {cell(label)} | {value:.1f} | {target} | {verdict} |")
     out.append("")
@@ -605,7 +618,48 @@ def summarize(gb, latency, counts):
     v = callgrind_count(counts, "dispatch()")
     extra("instructions per dispatch(), 1 handler (earlier target: ≤ 30)",
           "not run" if v is None else f"{v:.1f}", "—", "—")
+    failure_extras(pair, extra, latency, counts)
     return rows, extras
+
+
+def failure_extras(pair, extra, latency, counts):
+    """The failure handling's costs (no targets): a retry scheduled vs a plain failure, the
+    breaker's success path, a retry's latency beyond its backoff, the breaker in instructions."""
+    figure = "failed_delivery_retry_scheduled"
+    t, t_text, _, p, p_text, _ = pair(figure, "tachyon", "plain_failure")
+    _, _, _, n, n_text, _ = pair(figure, "tachyon", "no_failure")
+    parts = []
+    if t is not None and p is not None:
+        parts.append(f"the retry adds {format_time(t - p)}")
+    if p is not None and n is not None:
+        parts.append(f"the throw ≈ {format_time(p - n)}")
+    extra("a failed delivery with its retry scheduled (retry max_attempts 2, 1-hour delay) vs "
+          "a plain failure, publish + run_once, manual bus; both include one throw + catch "
+          "(~1 µs)", t_text, f"plain failure {p_text}; no failure {n_text}",
+          "; ".join(parts) or "—")
+    for op in ("dispatch", "drain"):
+        t, t_text, _, p, p_text, _ = pair("breaker_success_path", "tachyon", "no_breaker", op)
+        extra(f"a breaker's success path (failure_threshold 5, never failing), {op}, per event, "
+              "vs no breaker", t_text, p_text,
+              "—" if t is None or p is None or p == 0 else
+              f"{t / p:.2f}× the time ({'+' if t >= p else '−'}{format_time(abs(t - p))})")
+    retry = latency_group(latency, "retry")
+    for row in (retry or {}).get("rows", []):
+        if not row.get("samples"):
+            continue
+        extra(f"a retry's latency beyond its backoff, {row.get('wait', '?')} worker, delay "
+              f"{format_time(row.get('delay_ns'))} (tachyon_latency, {row['name']})",
+              f"p50 {format_time(row.get('p50_ns'))}, p99 {format_time(row.get('p99_ns'))}",
+              "—", "—")
+    if retry is None:
+        extra("a retry's latency beyond its backoff (tachyon_latency retry group)", "not run",
+              "—", "—")
+    v = callgrind_count(counts, CALLGRIND_BREAKER)
+    base = callgrind_count(counts, CALLGRIND_DRAINED)
+    extra("instructions per drained event, 1 handler with a breaker (perf/callgrind)",
+          "not run" if v is None else f"{v:.1f}",
+          "—" if base is None else f"without a breaker {base:.1f}",
+          "—" if v is None or base is None else f"+{v - base:.1f}")
 
 
 def aggregate_throughput(gb):
