@@ -116,8 +116,8 @@ void bus_core::park_dead_letter(parked_event* pe, subscription_state* s, std::ui
   dead_letters_.push(std::move(e));
 }
 
-void bus_core::handle_failures(thread_context& ctx, parked_event* pe, std::uint8_t attempt,
-                               bool front) noexcept {
+void bus_core::handle_failures(thread_context& ctx, parked_event* pe,
+                               std::uint8_t attempt) noexcept {
   if (ctx.failed_plain) pe->add_mark(mark::failed);
   const auto l = static_cast<unsigned>(pe->env.header.lane);
   const std::uint16_t t = pe->env.header.type_index;
@@ -150,12 +150,10 @@ void bus_core::handle_failures(thread_context& ctx, parked_event* pe, std::uint8
                                     : backoff_ns(s->retry, runs, pe->env.header.sequence));
         pe->acquire();
         pe->pending.fetch_add(1, std::memory_order_relaxed);
-        if (!pe->waited.exchange(true, std::memory_order_relaxed)) {
-          if (front)
-            ++ctx.batch_tally[c_parked];
-          else
-            bump(ctx.lane_row(l).v[c_parked]);
-        }
+        // Counted at once, even from a batch that still holds the event: a snapshot in
+        // between counts it twice (in hand and waiting), never not at all.
+        if (!pe->waited.exchange(true, std::memory_order_relaxed))
+          bump(ctx.lane_row(l).v[c_parked]);
         bool scheduled = false;
         try {
           scheduled = timers_.push(d, discarding_);
@@ -204,7 +202,7 @@ void bus_core::settle_run(thread_context& ctx, parked_event* pe, bool front) noe
       ++ctx.batch_failed;
       ++ctx.batch_tally[kind];
     }
-    if (waited) ++ctx.batch_tally[c_unparked];
+    if (waited) bump(ctx.lane_row(l).v[c_unparked]);
   } else {
     // The outcome before the way out of the timer: a snapshot in between counts the event
     // twice, never not at all.
@@ -233,7 +231,7 @@ void bus_core::resolve_failed(thread_context& ctx, envelope& env, release_fn rel
   }
   // From here `pe` owns the payload (the envelope's bytes were copied, a box's pointer with
   // them); its `pending` starts at 1 for this run.
-  handle_failures(ctx, pe, env.header.attempt, true);
+  handle_failures(ctx, pe, env.header.attempt);
   settle_run(ctx, pe, true);
   pe->release_ref();
 }
@@ -242,8 +240,7 @@ void bus_core::finish_delivery(thread_context& ctx, delivery* d, run_status stat
   parked_event* pe = d->event;
   if (status == run_status::gone) pe->add_mark(mark::failed);
   if (status == run_status::failed && ctx.failures.empty()) ctx.failed_plain = true;
-  if (status != run_status::ok || !ctx.failures.empty())
-    handle_failures(ctx, pe, d->attempt, d->front);
+  if (status != run_status::ok || !ctx.failures.empty()) handle_failures(ctx, pe, d->attempt);
   const bool front = d->front;
   if (d->target != nullptr) d->target->release();
   delete d;  // its reference to the event goes with the one below
@@ -281,8 +278,10 @@ void bus_core::expire_delivery(thread_context& ctx, delivery* d) noexcept {
 
 std::size_t bus_core::fire_due(thread_context& ctx, bool all) {
   constexpr std::size_t per_look = 64;
+  const std::uint64_t now = all ? 0 : now_ns();
+  if (!all && now < timers_.next_due_hint()) return 0;  // nothing due: no lock taken
   delivery* due[per_look];
-  const std::size_t n = timers_.pop_due(all ? 0 : now_ns(), all, due, per_look);
+  const std::size_t n = timers_.pop_due(now, all, due, per_look);
   std::size_t moved = 0;
   for (std::size_t i = 0; i < n; ++i) {
     delivery* d = due[i];

@@ -387,9 +387,8 @@ class alignas(cache_line) bus_core {
   /// A replay ran: its last failure, if any, becomes the entry's error; the rest are dropped.
   static void take_replay_error(thread_context& ctx, dead_letter_entry& e) noexcept;
   /// Decides each kept failure of a run of `pe` (attempt `attempt`): a retry scheduled, a dead
-  /// letter, or the event marked failed. `front`: the run is the event's first, in a batch.
-  void handle_failures(thread_context& ctx, parked_event* pe, std::uint8_t attempt,
-                       bool front) noexcept;
+  /// letter, or the event marked failed.
+  void handle_failures(thread_context& ctx, parked_event* pe, std::uint8_t attempt) noexcept;
   /// A run of `pe` ended: the event settles if it was its last pending delivery.
   void settle_run(thread_context& ctx, parked_event* pe, bool front) noexcept;
   /// Parks a delivery in the dead letters (takes the reference to `s`, which may be null).

@@ -115,13 +115,13 @@ class timer_queue {
     if (stopping.load(std::memory_order_seq_cst)) return admission::stopped;
     if (heap_.size() + reserved_ >= capacity_) return admission::full;
     ++reserved_;
-    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+    changed();
     return admission::ok;
   }
   void unreserve() noexcept {
     std::lock_guard lock(mutex_);
     --reserved_;
-    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+    changed();
   }
   /// Fills a slot taken by reserve(). Never fails: the heap's memory is reserved up front.
   void push_reserved(delivery* d) noexcept {
@@ -135,7 +135,7 @@ class timer_queue {
     std::lock_guard lock(mutex_);
     heap_.push_back(d);  // within the capacity reserved up front: never reallocates
     std::push_heap(heap_.begin(), heap_.end(), later);
-    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+    changed();
   }
   /// Pops up to `max` deliveries due at `now_ns` (every one, due or not, if `all`), earliest
   /// first, into `out`. Returns how many.
@@ -147,7 +147,7 @@ class timer_queue {
       out[n++] = heap_.back();
       heap_.pop_back();
     }
-    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+    changed();
     return n;
   }
   /// The earliest due time, or UINT64_MAX when empty.
@@ -155,16 +155,23 @@ class timer_queue {
     std::lock_guard lock(mutex_);
     return heap_.empty() ? UINT64_MAX : heap_.front()->due_ns;
   }
+  /// next_due() without the lock, as of the last change: a drainer that is not yet due skips
+  /// the lock (an idle worker with a retry pending polls this, not the mutex).
+  std::uint64_t next_due_hint() const noexcept { return next_due_.load(std::memory_order_relaxed); }
   /// Reserves the heap's memory for `capacity` entries (the bus's constructor), so that no
   /// scheduling allocates and put_back cannot fail.
   void reserve_memory() { heap_.reserve(capacity_); }
 
  private:
+  void changed() noexcept {  // under the lock
+    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+    next_due_.store(heap_.empty() ? UINT64_MAX : heap_.front()->due_ns, std::memory_order_relaxed);
+  }
   void insert(delivery* d) noexcept {
     d->order = next_order_++;
     heap_.push_back(d);  // within the reserved capacity: never reallocates
     std::push_heap(heap_.begin(), heap_.end(), later);
-    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+    changed();
   }
   static bool later(const delivery* a, const delivery* b) noexcept {
     return a->due_ns != b->due_ns ? a->due_ns > b->due_ns : a->order > b->order;
@@ -175,7 +182,8 @@ class timer_queue {
   std::uint32_t capacity_;
   std::uint32_t reserved_ = 0;
   alignas(cache_line) std::atomic<std::size_t> size_{0};  // read by the drain, once per batch
-  char pad_[cache_line - sizeof(std::atomic<std::size_t>)];
+  std::atomic<std::uint64_t> next_due_{UINT64_MAX};
+  char pad_[cache_line - sizeof(std::atomic<std::size_t>) - sizeof(std::atomic<std::uint64_t>)];
 };
 
 /// One entry of the dead letters. Holds a reference to the event and to the subscription.
