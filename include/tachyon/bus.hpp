@@ -237,7 +237,6 @@ class bus {
     if (ok) [[likely]] {
       detail::bump(ctx.sync_ok(index));
     } else {
-      detail::bus_core::clear_failures(ctx);  // dispatch() neither retries nor dead-letters
       ctx.count(l, index, detail::c_accepted);
       ctx.count(l, index, detail::c_failed);
     }
@@ -420,12 +419,16 @@ class bus {
     m.attempt = static_cast<std::uint8_t>(std::min<std::uint32_t>(e.attempts, UINT8_MAX));
     m.flags = static_cast<std::uint8_t>(m.flags | meta_flags::replayed);
     const T& ev = detail::payload_of<T>(e.event->env);
+    // A replay may run inside a handler whose event's failures are kept in ctx: its own are
+    // those kept from here on.
+    const std::size_t kept = ctx.failures.size();
+    const bool failed_plain = ctx.failed_plain;
     tables.core().enter_dispatch(ctx);
     const bool ok = e.target == nullptr ? tables.template run<T, I>(ev, m, ctx)
                                         : tables.template replay_one<T>(ev, m, ctx, e.target) ==
                                               detail::run_status::ok;
     tables.core().exit_dispatch(ctx);
-    detail::bus_core::take_replay_error(ctx, e);  // no retry, no breaker's dead letter
+    detail::bus_core::take_replay_error(ctx, e, kept, failed_plain);  // no retry, no dead letter
     return ok;
   }
 

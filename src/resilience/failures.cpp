@@ -35,25 +35,27 @@ counter outcome_of(std::uint8_t marks) noexcept {
 
 }  // namespace
 
-void bus_core::clear_failures(thread_context& ctx) noexcept {
-  for (auto& f : ctx.failures) f.sub->release();
-  ctx.failures.clear();
-  ctx.failed_plain = false;
+void bus_core::clear_failures(thread_context& ctx, std::size_t from) noexcept {
+  for (std::size_t i = from; i < ctx.failures.size(); ++i) ctx.failures[i].sub->release();
+  ctx.failures.resize(from);
+  if (from == 0) ctx.failed_plain = false;
 }
 
-void bus_core::take_replay_error(thread_context& ctx, dead_letter_entry& e) noexcept {
-  if (!ctx.failures.empty() && ctx.failures.back().error) {
+void bus_core::take_replay_error(thread_context& ctx, dead_letter_entry& e, std::size_t from,
+                                 bool failed_plain) noexcept {
+  if (ctx.failures.size() > from && ctx.failures.back().error) {
     e.error = ctx.failures.back().error;
     try {
       e.what = describe(e.error);
     } catch (...) {
     }
   }
-  clear_failures(ctx);
+  clear_failures(ctx, from);
+  ctx.failed_plain = failed_plain;  // as it was before the replay (a handler may replay)
 }
 
 void bus_core::handler_failed(thread_context& ctx, const meta& m, subscription_state* s,
-                              std::exception_ptr e, const void* payload) noexcept {
+                              std::exception_ptr e, const void* payload, bool keep) noexcept {
   ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_handler_errors);
   s->errors.fetch_add(1, std::memory_order_relaxed);
   if (s->breaker.failure_threshold != 0) {
@@ -76,6 +78,7 @@ void bus_core::handler_failed(thread_context& ctx, const meta& m, subscription_s
     } catch (...) {  // the hook must not throw; if it does, nothing else may suffer for it
     }
   }
+  if (!keep) return;
   if (s->resilient || dead_letters_.enabled()) {
     try {
       ctx.failures.push_back(failure_record{s, std::move(e), false});
@@ -87,9 +90,11 @@ void bus_core::handler_failed(thread_context& ctx, const meta& m, subscription_s
   ctx.failed_plain = true;
 }
 
-void bus_core::short_circuited(thread_context& ctx, const meta& m, subscription_state* s) noexcept {
+void bus_core::short_circuited(thread_context& ctx, const meta& m, subscription_state* s,
+                               bool keep) noexcept {
   ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_short_circuited);
   s->short_circuited.fetch_add(1, std::memory_order_relaxed);
+  if (!keep) return;
   try {
     ctx.failures.push_back(failure_record{s, nullptr, true});
     s->acquire();

@@ -355,3 +355,38 @@ TEST(Policies, InvalidOptionsAreRefusedByName) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Nesting, DispatchAndReplayInsideAHandlerKeepTheOuterEventsFailures) {
+  vbus bus{manual_dl()};
+  int outer_runs = 0;
+  // The first handler of Quote throws (kept for a retry); the second calls dispatch() of an
+  // Order whose handler throws, and replays the dead letters: neither may touch the Quote's
+  // kept failure.
+  auto a = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote&) {
+        if (++outer_runs == 1) throw std::runtime_error("first run fails");
+      },
+      {.order = 0, .retry = retries(2, 1ms)});
+  auto b = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote&) {
+        bus.dispatch(tt::Order{1, 1});
+        (void)bus.replay_dead_letters();
+      },
+      {.order = 1});
+  auto o = bus.subscribe<tt::Order>([](const tt::Order&) { throw std::runtime_error("inner"); });
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  bus.poll();
+  auto m = bus.metrics();
+  EXPECT_EQ(m.types[2].counts.retried, 1u);  // the Quote's retry was scheduled
+  EXPECT_EQ(m.types[1].counts.failed, 1u);   // the dispatched Order only failed
+  bus.time_source().advance(1ms);
+  bus.poll();
+  EXPECT_EQ(outer_runs, 2);
+  m = bus.metrics();
+  EXPECT_EQ(m.types[2].counts.dispatched, 1u);
+  expect_settled(m);
+}
+
+}  // namespace

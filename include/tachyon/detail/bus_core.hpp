@@ -369,10 +369,12 @@ class alignas(cache_line) bus_core {
   /// A handler threw: counts it, feeds its subscription's breaker, calls the error hook, and
   /// keeps the failure for the end of the event's run when the subscription (or the dead
   /// letters) can do more than count it.
+  /// `keep` false (dispatch()): only counted, nothing kept.
   void handler_failed(thread_context& ctx, const meta& m, subscription_state* s,
-                      std::exception_ptr e, const void* payload) noexcept;
+                      std::exception_ptr e, const void* payload, bool keep = true) noexcept;
   /// A breaker's guard did not call its handler (short_circuit_signal).
-  void short_circuited(thread_context& ctx, const meta& m, subscription_state* s) noexcept;
+  void short_circuited(thread_context& ctx, const meta& m, subscription_state* s,
+                       bool keep = true) noexcept;
   /// The end of a drained event's run when a handler failed: settles it as failed, or parks
   /// it (retries scheduled, dead letters) and takes its payload (the envelope must not be
   /// released after this).
@@ -382,10 +384,12 @@ class alignas(cache_line) bus_core {
   void finish_delivery(thread_context& ctx, delivery* d, run_status status) noexcept;
   /// A delivery whose event's deadline passed before it started: not run.
   void expire_delivery(thread_context& ctx, delivery* d) noexcept;
-  /// Drops every failure kept for the running event (dispatch()).
-  static void clear_failures(thread_context& ctx) noexcept;
-  /// A replay ran: its last failure, if any, becomes the entry's error; the rest are dropped.
-  static void take_replay_error(thread_context& ctx, dead_letter_entry& e) noexcept;
+  /// Drops the failures kept from index `from` on (a replay's own, or every one).
+  static void clear_failures(thread_context& ctx, std::size_t from = 0) noexcept;
+  /// A replay ran: its last failure (those kept from `from` on), if any, becomes the entry's
+  /// error; they are dropped, and the failures kept before the replay began stay.
+  static void take_replay_error(thread_context& ctx, dead_letter_entry& e, std::size_t from,
+                                bool failed_plain) noexcept;
   /// Decides each kept failure of a run of `pe` (attempt `attempt`): a retry scheduled, a dead
   /// letter, or the event marked failed.
   void handle_failures(thread_context& ctx, parked_event* pe, std::uint8_t attempt) noexcept;

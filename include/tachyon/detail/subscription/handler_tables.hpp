@@ -215,24 +215,26 @@ class handler_tables {
 
   /// Runs T's handlers (type index I) in order; a throw is reported and the others still run.
   /// Returns whether none threw. The caller has entered a dispatch (bus_core::enter_dispatch).
-  /// `watched`: note each subscription called in ctx.calling, for health() (the drain's runs;
-  /// dispatch() is not a worker's and skips it).
-  template <class T, std::size_t I, bool watched = true>
+  /// `drained`: a run of the drain (or a replay), whose failures the failure path resolves
+  /// (kept in ctx.failures) and whose subscription calls health() watches (ctx.calling).
+  /// dispatch() runs with it false: its failures are only counted, and it leaves ctx.failures
+  /// alone, which may hold the failures of a drained event whose handler called dispatch().
+  template <class T, std::size_t I, bool drained = true>
   bool run(const T& ev, const meta& m, thread_context& ctx) noexcept {
     const auto* list = list_of<T, I>();
     if (list == nullptr) return true;
     bool ok = true;
     for (const auto& e : list->entries) {
       if (!e.state->live.load(std::memory_order_relaxed)) continue;  // unsubscribed meanwhile
-      if constexpr (watched) ctx.calling.store(e.state, std::memory_order_relaxed);
+      if constexpr (drained) ctx.calling.store(e.state, std::memory_order_relaxed);
       try {
         e.call(e.state, ev, m);
       } catch (const short_circuit_signal&) {
         ok = false;
-        core_->short_circuited(ctx, m, e.state);
+        core_->short_circuited(ctx, m, e.state, drained);
       } catch (...) {
         ok = false;
-        core_->handler_failed(ctx, m, e.state, std::current_exception(), &ev);
+        core_->handler_failed(ctx, m, e.state, std::current_exception(), &ev, drained);
       }
     }
     return ok;
