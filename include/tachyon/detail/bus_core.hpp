@@ -370,11 +370,12 @@ class alignas(cache_line) bus_core {
   /// keeps the failure for the end of the event's run when the subscription (or the dead
   /// letters) can do more than count it.
   /// `keep` false (dispatch()): only counted, nothing kept.
-  void handler_failed(thread_context& ctx, const meta& m, subscription_state* s,
-                      std::exception_ptr e, const void* payload, bool keep = true) noexcept;
+  [[gnu::cold]] void handler_failed(thread_context& ctx, const meta& m, subscription_state* s,
+                                    std::exception_ptr e, const void* payload,
+                                    bool keep = true) noexcept;
   /// A breaker's guard did not call its handler (short_circuit_signal).
-  void short_circuited(thread_context& ctx, const meta& m, subscription_state* s,
-                       bool keep = true) noexcept;
+  [[gnu::cold]] void short_circuited(thread_context& ctx, const meta& m, subscription_state* s,
+                                     bool keep = true) noexcept;
   /// The end of a drained event's run when a handler failed: settles it as failed, or parks
   /// it (retries scheduled, dead letters) and takes its payload (the envelope must not be
   /// released after this).
