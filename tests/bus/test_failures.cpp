@@ -201,6 +201,52 @@ TEST(Breaker, OpenBreakerDeadLettersWithCircuitOpen) {
   expect_settled(m);
 }
 
+// subscribe_options::filter: the handler runs only for events the filter passes; an event it
+// rejects is none of the breaker's business: not short-circuited while it is open (the event
+// reads dispatched: none matched), no probe spent on it, no streak ended by it.
+TEST(Breaker, AnEventTheFilterRejectsIsNotShortCircuitedNorTakenAsTheProbe) {
+  vbus bus{manual_dl()};
+  int calls = 0;
+  auto s = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote&) {
+        ++calls;
+        throw std::runtime_error("down");
+      },
+      {.filter = [](const tt::Quote& q) { return q.instrument != 0; },
+       .breaker = {.failure_threshold = 1, .open_for = 10us}});
+  const auto wanted = tt::Quote{1, 0, 0}, unwanted = tt::Quote{0, 0, 0};
+  ASSERT_EQ(bus.publish(wanted), result::ok);  // fails: the breaker opens
+  ASSERT_EQ(bus.publish(unwanted), result::ok);
+  bus.poll();
+  auto m = bus.metrics();
+  EXPECT_EQ(m.subscriptions[0].breaker, tachyon::breaker_state::open);
+  EXPECT_EQ(m.total.short_circuited, 0u);
+  EXPECT_EQ(m.total.dispatched, 1u);
+  EXPECT_EQ(bus.dead_letter_count(), 1u);
+  bus.time_source().advance(10us + 1024ns);
+  ASSERT_EQ(bus.publish(unwanted), result::ok);  // the window is over: not the probe
+  bus.poll();
+  EXPECT_EQ(bus.metrics().subscriptions[0].breaker, tachyon::breaker_state::open);
+  ASSERT_EQ(bus.publish(wanted), result::ok);  // the probe: it fails, the breaker opens again
+  bus.poll();
+  EXPECT_EQ(calls, 2);
+  m = bus.metrics();
+  EXPECT_EQ(m.subscriptions[0].breaker, tachyon::breaker_state::open);
+  EXPECT_EQ(m.total.dispatched, 2u);
+  EXPECT_EQ(m.total.short_circuited, 0u);
+  expect_settled(m);
+}
+
+TEST(Breaker, AnEventTheFilterRejectsDoesNotEndAFailureStreak) {
+  vbus bus{tt::manual()};
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote&) { throw std::runtime_error("down"); },
+                                    {.filter = [](const tt::Quote& q) { return q.instrument != 0; },
+                                     .breaker = {.failure_threshold = 2, .open_for = 1s}});
+  for (std::uint32_t i : {1u, 0u, 1u}) ASSERT_EQ(bus.publish(tt::Quote{i, 0, 0}), result::ok);
+  bus.poll();
+  EXPECT_EQ(bus.metrics().subscriptions[0].breaker, tachyon::breaker_state::open);
+}
+
 TEST(Deadline, AnEventPastItsDeadlineIsNotRun) {
   vbus bus{manual_dl()};
   int ran = 0;

@@ -43,6 +43,20 @@ struct handler_list {
   std::vector<entry> entries;  // immutable once published; sorted by subscription_state::before
 };
 
+/// The breaker around a subscription's handler: asks the breaker first (one relaxed load while
+/// it is closed and quiet), throws short_circuit_signal instead of calling `body` when it is
+/// open, and tells it about a success. Failures reach it through bus_core::handler_failed.
+template <class Body>
+void guarded_call(const subscription_state* s, Body&& body) {
+  auto* st = const_cast<subscription_state*>(s);
+  if (!breaker::quiet(st->breaker_word)) [[unlikely]] {
+    if (!breaker::admit(st->breaker_word, st->owner.load(std::memory_order_acquire)->now_ns()))
+      throw short_circuit_signal{};
+  }
+  body();
+  breaker::succeeded(st->breaker_word);
+}
+
 template <class T, class F>
 struct handler_node final : subscription_state {
   handler_node(F&& f, std::function<bool(const T&)>&& flt)
@@ -50,13 +64,20 @@ struct handler_node final : subscription_state {
   handler_node(const F& f, std::function<bool(const T&)>&& flt)
       : fn(std::in_place, f), filter(std::move(flt)) {}
 
+  /// A plain subscription's call (and every subscription's, for a replay): the filter, then
+  /// the handler.
   static void call(const subscription_state* s, const T& ev, const meta& m) {
     const auto* self = static_cast<const handler_node*>(s);
     if (self->filter && !self->filter(ev)) return;
-    if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
-      (*self->fn)(ev, m);
-    else
-      (*self->fn)(ev);
+    run(self, ev, m);
+  }
+  /// The call of a subscription with a breaker: the filter first, so that an event it rejects
+  /// is no call of the handler: the breaker neither admits nor short-circuits it, and hears
+  /// nothing of it (no probe spent, no streak ended). Then the breaker, then the handler.
+  static void call_guarded(const subscription_state* s, const T& ev, const meta& m) {
+    const auto* self = static_cast<const handler_node*>(s);
+    if (self->filter && !self->filter(ev)) return;
+    guarded_call(s, [&] { run(self, ev, m); });
   }
   void drop_callable() noexcept override {
     fn.reset();
@@ -65,22 +86,15 @@ struct handler_node final : subscription_state {
 
   mutable std::optional<F> fn;  // may run on several workers at once: its state is the user's
   std::function<bool(const T&)> filter;
-};
 
-/// The call a table entry makes for a subscription with a breaker: asks the breaker first
-/// (one relaxed load while it is closed and quiet), throws short_circuit_signal instead of
-/// calling when it is open, and tells it about a success. Failures reach it through
-/// bus_core::handler_failed. Plain subscriptions' entries call the handler directly.
-template <class T>
-void guarded_call(const subscription_state* s, const T& ev, const meta& m) {
-  auto* st = const_cast<subscription_state*>(s);
-  if (!breaker::quiet(st->breaker_word)) [[unlikely]] {
-    if (!breaker::admit(st->breaker_word, st->owner.load(std::memory_order_acquire)->now_ns()))
-      throw short_circuit_signal{};
+ private:
+  static void run(const handler_node* self, const T& ev, const meta& m) {
+    if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
+      (*self->fn)(ev, m);
+    else
+      (*self->fn)(ev);
   }
-  reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(st->invoke))(st, ev, m);
-  breaker::succeeded(st->breaker_word);
-}
+};
 
 template <class Registry>
 class handler_tables {
@@ -133,6 +147,7 @@ class handler_tables {
     node->order = order;
     node->type_index = static_cast<std::uint16_t>(index);
     node->invoke = reinterpret_cast<const void*>(&node_t::call);
+    node->invoke_guarded = reinterpret_cast<const void*>(&node_t::call_guarded);
     epoch_domain::garbage garbage;
     {
       std::lock_guard lock(core_->epochs().mutex());
@@ -142,7 +157,7 @@ class handler_tables {
       auto next = std::make_unique<list_t>();
       if (old) next->entries = old->entries;
       const typename list_t::entry e{
-          node->breaker.failure_threshold != 0 ? &guarded_call<T> : &node_t::call, node.get()};
+          node->breaker.failure_threshold != 0 ? &node_t::call_guarded : &node_t::call, node.get()};
       next->entries.insert(
           std::upper_bound(next->entries.begin(), next->entries.end(), e,
                            [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
@@ -164,10 +179,8 @@ class handler_tables {
                      subscription_state* s) noexcept {
     if (!s->live.load(std::memory_order_relaxed)) return run_status::gone;
     try {
-      if (s->breaker.failure_threshold != 0)
-        guarded_call<T>(s, ev, m);
-      else
-        reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(s->invoke))(s, ev, m);
+      const void* f = s->breaker.failure_threshold != 0 ? s->invoke_guarded : s->invoke;
+      reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(f))(s, ev, m);
       return run_status::ok;
     } catch (const short_circuit_signal&) {
       core_->short_circuited(ctx, m, s);
