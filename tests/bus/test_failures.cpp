@@ -247,6 +247,34 @@ TEST(Breaker, AnEventTheFilterRejectsDoesNotEndAFailureStreak) {
   EXPECT_EQ(bus.metrics().subscriptions[0].breaker, tachyon::breaker_state::open);
 }
 
+TEST(Breaker, AnExceptionCountsDoesNotCountLeavesTheStreakAsItWas) {
+  // breaker_policy::counts: "One it does not count leaves the failure streak as it was".
+  vbus bus{tt::manual()};
+  auto s = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote& q) {
+        if (q.instrument == 0) throw std::logic_error("the caller's fault");
+        throw std::runtime_error("the dependency is down");
+      },
+      {.breaker = {.failure_threshold = 2,
+                   .open_for = 1s,
+                   .action = tachyon::when_open::skip,
+                   .counts = [](const std::exception_ptr& e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::logic_error&) {
+                       return false;
+                     } catch (...) {
+                       return true;
+                     }
+                   }}});
+  for (std::uint32_t i : {1u, 0u, 1u}) ASSERT_EQ(bus.publish(tt::Quote{i, 0, 0}), result::ok);
+  bus.poll();
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.subscriptions[0].breaker, tachyon::breaker_state::open);  // two counted in a row
+  EXPECT_EQ(m.total.handler_errors, 3u);
+  expect_settled(m);
+}
+
 TEST(Deadline, AnEventPastItsDeadlineIsNotRun) {
   vbus bus{manual_dl()};
   int ran = 0;
