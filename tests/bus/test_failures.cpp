@@ -134,6 +134,27 @@ TEST(Retry, ExhaustedRetriesGoToTheDeadLettersAndReplayRunsOnlyThatSubscription)
   EXPECT_EQ(tt::Note::live.load(), live_before);  // the payload went with the last entry
 }
 
+TEST(Replay, ASelectiveReplayLeavesTheEntriesItDidNotPickAsTheyWere) {
+  vbus bus{manual_dl()};
+  auto s = bus.subscribe<tt::Quote>([](const tt::Quote& q) {
+    throw std::runtime_error("failed " + std::to_string(q.instrument));
+  });
+  for (std::uint32_t i : {1u, 2u, 3u}) ASSERT_EQ(bus.publish(tt::Quote{i, 0, 0}), result::ok);
+  bus.poll();
+  ASSERT_EQ(bus.dead_letter_count(), 3u);
+  const auto r = bus.replay_dead_letters([](const auto& dl) { return dl.what == "failed 2"; });
+  EXPECT_EQ(r.replayed, 1u);
+  EXPECT_EQ(r.failed, 1u);
+  std::vector<std::string> what;
+  std::vector<std::uint32_t> attempts;
+  bus.visit_dead_letters([&](const auto& dl) {
+    what.emplace_back(dl.what);
+    attempts.push_back(dl.attempts);
+  });
+  EXPECT_EQ(what, (std::vector<std::string>{"failed 1", "failed 2", "failed 3"}));
+  EXPECT_EQ(attempts, (std::vector<std::uint32_t>{1, 2, 1}));
+}
+
 TEST(Retry, WithoutDeadLettersAnExhaustedDeliveryFails) {
   vbus bus{tt::manual()};
   auto s = bus.subscribe<tt::Quote>([](const tt::Quote&) { throw std::runtime_error("x"); },
