@@ -397,6 +397,23 @@ TEST(Stop, DiscardDiscardsPendingRetriesAndDelayedEvents) {
   EXPECT_EQ(tt::Note::live.load(), live_before);
 }
 
+TEST(Stop, DiscardCountsADelayedEventThatFellDueAndWaitsInItsLane) {
+  vbus bus{tt::manual()};
+  int ran = 0;
+  auto q = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++ran; });
+  ASSERT_EQ(bus.publish(tt::Quote{}, tachyon::publish_options{.not_before = bus.now() + 1ms}),
+            result::ok);
+  bus.time_source().advance(1ms);
+  ASSERT_EQ(bus.publish(tt::Halt{}), result::ok);
+  // Fires the delayed Quote into the normal lane's re-entry door, then runs the critical lane.
+  EXPECT_EQ(bus.run_once(), 1u);
+  EXPECT_EQ(ran, 0);
+  EXPECT_EQ(bus.stop(tachyon::stop_mode::discard), 1u);  // as it would in the timer
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.total.discarded, 1u);
+  expect_settled(m);
+}
+
 TEST(Unsubscribe, APendingRetryOfARemovedSubscriptionFailsAndFreesItsHandler) {
   vbus bus{tt::manual()};
   std::atomic<int> destroyed{0};
