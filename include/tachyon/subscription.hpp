@@ -50,9 +50,12 @@ struct subscription_state {
   int order = 0;                                                      // subscribe_options::order
   std::uint64_t sequence = 0;  // subscription order within the bus
   std::uint16_t type_index = 0;
-  /// The typed call (handler_list<T>::call_fn), erased: what a retry, a replay and the
-  /// breaker's guard call.
+  /// The typed call (handler_list<T>::call_fn), erased: the filter, then the handler; what a
+  /// replay, and a retry of a subscription without a breaker, call.
   const void* invoke = nullptr;
+  /// The same through the breaker (the filter, then the breaker, then the handler): what a
+  /// retry of a subscription with a breaker calls.
+  const void* invoke_guarded = nullptr;
 
   // Failure handling (subscribe_options), fixed at subscribe.
   std::string name;

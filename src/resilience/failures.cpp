@@ -70,7 +70,7 @@ void bus_core::handler_failed(thread_context& ctx, const meta& m, subscription_s
       breaker::failed(s->breaker_word, s->breaker.failure_threshold, now_ns(),
                       static_cast<std::uint64_t>(s->breaker.open_for.count()));
     else
-      breaker::succeeded(s->breaker_word);
+      breaker::not_counted(s->breaker_word);
   }
   if (cfg_.on_error) {
     try {

@@ -393,8 +393,11 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
         for (std::size_t i = 0; i < n; ++i) {
           envelope& env = ctx.drain_buffer[i];
           const std::uint16_t t = env.header.type_index;
-          if (t == delivery_type()) {  // counts itself; a front-door one is one event
-            total += delivery_of(env)->front;
+          if (t == delivery_type()) {
+            // Counts itself. A delivery of all the handlers is an event that never ran (one
+            // with a deadline, or a delayed one that fell due): one event, as it would be in
+            // the timer; a retry is not.
+            total += delivery_of(env)->target == nullptr;
             discard_delivery(ctx, env);
             continue;
           }

@@ -134,6 +134,27 @@ TEST(Retry, ExhaustedRetriesGoToTheDeadLettersAndReplayRunsOnlyThatSubscription)
   EXPECT_EQ(tt::Note::live.load(), live_before);  // the payload went with the last entry
 }
 
+TEST(Replay, ASelectiveReplayLeavesTheEntriesItDidNotPickAsTheyWere) {
+  vbus bus{manual_dl()};
+  auto s = bus.subscribe<tt::Quote>([](const tt::Quote& q) {
+    throw std::runtime_error("failed " + std::to_string(q.instrument));
+  });
+  for (std::uint32_t i : {1u, 2u, 3u}) ASSERT_EQ(bus.publish(tt::Quote{i, 0, 0}), result::ok);
+  bus.poll();
+  ASSERT_EQ(bus.dead_letter_count(), 3u);
+  const auto r = bus.replay_dead_letters([](const auto& dl) { return dl.what == "failed 2"; });
+  EXPECT_EQ(r.replayed, 1u);
+  EXPECT_EQ(r.failed, 1u);
+  std::vector<std::string> what;
+  std::vector<std::uint32_t> attempts;
+  bus.visit_dead_letters([&](const auto& dl) {
+    what.emplace_back(dl.what);
+    attempts.push_back(dl.attempts);
+  });
+  EXPECT_EQ(what, (std::vector<std::string>{"failed 1", "failed 2", "failed 3"}));
+  EXPECT_EQ(attempts, (std::vector<std::uint32_t>{1, 2, 1}));
+}
+
 TEST(Retry, WithoutDeadLettersAnExhaustedDeliveryFails) {
   vbus bus{tt::manual()};
   auto s = bus.subscribe<tt::Quote>([](const tt::Quote&) { throw std::runtime_error("x"); },
@@ -198,6 +219,80 @@ TEST(Breaker, OpenBreakerDeadLettersWithCircuitOpen) {
   const auto m = bus.metrics();
   EXPECT_EQ(m.total.dead_lettered, 3u);
   EXPECT_EQ(m.total.short_circuited, 2u);
+  expect_settled(m);
+}
+
+// subscribe_options::filter: the handler runs only for events the filter passes; an event it
+// rejects is none of the breaker's business: not short-circuited while it is open (the event
+// reads dispatched: none matched), no probe spent on it, no streak ended by it.
+TEST(Breaker, AnEventTheFilterRejectsIsNotShortCircuitedNorTakenAsTheProbe) {
+  vbus bus{manual_dl()};
+  int calls = 0;
+  auto s = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote&) {
+        ++calls;
+        throw std::runtime_error("down");
+      },
+      {.filter = [](const tt::Quote& q) { return q.instrument != 0; },
+       .breaker = {.failure_threshold = 1, .open_for = 10us}});
+  const auto wanted = tt::Quote{1, 0, 0}, unwanted = tt::Quote{0, 0, 0};
+  ASSERT_EQ(bus.publish(wanted), result::ok);  // fails: the breaker opens
+  ASSERT_EQ(bus.publish(unwanted), result::ok);
+  bus.poll();
+  auto m = bus.metrics();
+  EXPECT_EQ(m.subscriptions[0].breaker, tachyon::breaker_state::open);
+  EXPECT_EQ(m.total.short_circuited, 0u);
+  EXPECT_EQ(m.total.dispatched, 1u);
+  EXPECT_EQ(bus.dead_letter_count(), 1u);
+  bus.time_source().advance(10us + 1024ns);
+  ASSERT_EQ(bus.publish(unwanted), result::ok);  // the window is over: not the probe
+  bus.poll();
+  EXPECT_EQ(bus.metrics().subscriptions[0].breaker, tachyon::breaker_state::open);
+  ASSERT_EQ(bus.publish(wanted), result::ok);  // the probe: it fails, the breaker opens again
+  bus.poll();
+  EXPECT_EQ(calls, 2);
+  m = bus.metrics();
+  EXPECT_EQ(m.subscriptions[0].breaker, tachyon::breaker_state::open);
+  EXPECT_EQ(m.total.dispatched, 2u);
+  EXPECT_EQ(m.total.short_circuited, 0u);
+  expect_settled(m);
+}
+
+TEST(Breaker, AnEventTheFilterRejectsDoesNotEndAFailureStreak) {
+  vbus bus{tt::manual()};
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote&) { throw std::runtime_error("down"); },
+                                    {.filter = [](const tt::Quote& q) { return q.instrument != 0; },
+                                     .breaker = {.failure_threshold = 2, .open_for = 1s}});
+  for (std::uint32_t i : {1u, 0u, 1u}) ASSERT_EQ(bus.publish(tt::Quote{i, 0, 0}), result::ok);
+  bus.poll();
+  EXPECT_EQ(bus.metrics().subscriptions[0].breaker, tachyon::breaker_state::open);
+}
+
+TEST(Breaker, AnExceptionCountsDoesNotCountLeavesTheStreakAsItWas) {
+  // breaker_policy::counts: "One it does not count leaves the failure streak as it was".
+  vbus bus{tt::manual()};
+  auto s = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote& q) {
+        if (q.instrument == 0) throw std::logic_error("the caller's fault");
+        throw std::runtime_error("the dependency is down");
+      },
+      {.breaker = {.failure_threshold = 2,
+                   .open_for = 1s,
+                   .action = tachyon::when_open::skip,
+                   .counts = [](const std::exception_ptr& e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::logic_error&) {
+                       return false;
+                     } catch (...) {
+                       return true;
+                     }
+                   }}});
+  for (std::uint32_t i : {1u, 0u, 1u}) ASSERT_EQ(bus.publish(tt::Quote{i, 0, 0}), result::ok);
+  bus.poll();
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.subscriptions[0].breaker, tachyon::breaker_state::open);  // two counted in a row
+  EXPECT_EQ(m.total.handler_errors, 3u);
   expect_settled(m);
 }
 
@@ -300,6 +395,23 @@ TEST(Stop, DiscardDiscardsPendingRetriesAndDelayedEvents) {
   EXPECT_EQ(m.total.discarded, 3u);
   expect_settled(m);
   EXPECT_EQ(tt::Note::live.load(), live_before);
+}
+
+TEST(Stop, DiscardCountsADelayedEventThatFellDueAndWaitsInItsLane) {
+  vbus bus{tt::manual()};
+  int ran = 0;
+  auto q = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++ran; });
+  ASSERT_EQ(bus.publish(tt::Quote{}, tachyon::publish_options{.not_before = bus.now() + 1ms}),
+            result::ok);
+  bus.time_source().advance(1ms);
+  ASSERT_EQ(bus.publish(tt::Halt{}), result::ok);
+  // Fires the delayed Quote into the normal lane's re-entry door, then runs the critical lane.
+  EXPECT_EQ(bus.run_once(), 1u);
+  EXPECT_EQ(ran, 0);
+  EXPECT_EQ(bus.stop(tachyon::stop_mode::discard), 1u);  // as it would in the timer
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.total.discarded, 1u);
+  expect_settled(m);
 }
 
 TEST(Unsubscribe, APendingRetryOfARemovedSubscriptionFailsAndFreesItsHandler) {

@@ -44,11 +44,21 @@ inline bool quiet(const std::atomic<std::uint64_t>& word) noexcept {
   return word.load(std::memory_order_relaxed) == make_closed(0);
 }
 
-/// A call returned, or threw something the policy does not count: a streak ends, a probe
-/// closes the breaker. Ignored while open (a call admitted before it opened).
+/// A call returned: a streak ends, a probe closes the breaker. Ignored while open (a call
+/// admitted before it opened).
 inline void succeeded(std::atomic<std::uint64_t>& word) noexcept {
   std::uint64_t w = word.load(std::memory_order_acquire);
   while (w != make_closed(0) && state(w) != open)
+    if (word.compare_exchange_weak(w, make_closed(0), std::memory_order_acq_rel,
+                                   std::memory_order_acquire))
+      return;
+}
+
+/// A call threw something the policy does not count (breaker_policy::counts): the streak
+/// stays as it was, but a probe closes the breaker (the handler was reached and answered).
+inline void not_counted(std::atomic<std::uint64_t>& word) noexcept {
+  std::uint64_t w = word.load(std::memory_order_acquire);
+  while (state(w) == half_open)
     if (word.compare_exchange_weak(w, make_closed(0), std::memory_order_acq_rel,
                                    std::memory_order_acquire))
       return;

@@ -285,10 +285,14 @@ class dead_letter_store {
     out.reserve(ids.size());
     auto keep = entries_.begin();
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (std::binary_search(ids.begin(), ids.end(), it->id))
+      if (std::binary_search(ids.begin(), ids.end(), it->id)) {
         out.push_back(std::move(*it));
-      else
-        *keep++ = std::move(*it);
+      } else {
+        // Not onto itself: a self-move-assigned std::string may come out empty (libstdc++'s
+        // does), which lost the `what` of every entry older than the first one taken.
+        if (keep != it) *keep = std::move(*it);
+        ++keep;
+      }
     }
     entries_.erase(keep, entries_.end());
     size_.store(entries_.size(), std::memory_order_relaxed);

@@ -50,6 +50,21 @@ struct handler_list {
     throw short_circuit_signal{};
 }
 
+/// The breaker around a subscription's handler: asks the breaker first, throws
+/// short_circuit_signal instead of calling `body` when it is open, and tells it about a
+/// success. A closed breaker with no failure streak costs one relaxed load and one compare
+/// before the call and after it, and writes nothing. Failures reach it through
+/// bus_core::handler_failed.
+template <class Body>
+void guarded_call(const subscription_state* s, Body&& body) {
+  auto* st = const_cast<subscription_state*>(s);
+  if (!breaker::quiet(st->breaker_word)) [[unlikely]]
+    admit_or_throw(st);
+  body();
+  if (!breaker::quiet(st->breaker_word)) [[unlikely]]
+    breaker::succeeded(st->breaker_word);
+}
+
 template <class T, class F>
 struct handler_node final : subscription_state {
   handler_node(F&& f, std::function<bool(const T&)>&& flt)
@@ -57,24 +72,20 @@ struct handler_node final : subscription_state {
   handler_node(const F& f, std::function<bool(const T&)>&& flt)
       : fn(std::in_place, f), filter(std::move(flt)) {}
 
+  /// A plain subscription's call (and every subscription's, for a replay): the filter, then
+  /// the handler.
   static void call(const subscription_state* s, const T& ev, const meta& m) {
     const auto* self = static_cast<const handler_node*>(s);
     if (self->filter && !self->filter(ev)) return;
-    if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
-      (*self->fn)(ev, m);
-    else
-      (*self->fn)(ev);
+    run(self, ev, m);
   }
-  /// The table entry's call for a subscription with a breaker: the guard of guarded_call()
-  /// below around this node's own call, inlined (a closed, quiet breaker costs one load and
-  /// one compare before the call and after it).
-  static void guarded(const subscription_state* s, const T& ev, const meta& m) {
-    auto* st = const_cast<subscription_state*>(s);
-    if (!breaker::quiet(st->breaker_word)) [[unlikely]]
-      admit_or_throw(st);
-    call(s, ev, m);
-    if (!breaker::quiet(st->breaker_word)) [[unlikely]]
-      breaker::succeeded(st->breaker_word);
+  /// The call of a subscription with a breaker: the filter first, so that an event it rejects
+  /// is no call of the handler: the breaker neither admits nor short-circuits it, and hears
+  /// nothing of it (no probe spent, no streak ended). Then the breaker, then the handler.
+  static void call_guarded(const subscription_state* s, const T& ev, const meta& m) {
+    const auto* self = static_cast<const handler_node*>(s);
+    if (self->filter && !self->filter(ev)) return;
+    guarded_call(s, [&] { run(self, ev, m); });
   }
   void drop_callable() noexcept override {
     fn.reset();
@@ -83,22 +94,15 @@ struct handler_node final : subscription_state {
 
   mutable std::optional<F> fn;  // may run on several workers at once: its state is the user's
   std::function<bool(const T&)> filter;
-};
 
-/// A subscription with a breaker is called through a guard (handler_node::guarded for the
-/// table's entries, guarded_call for retries): it asks the breaker first (one relaxed load
-/// while it is closed and quiet), throws short_circuit_signal instead of calling when it is
-/// open, and tells it about a success. Failures reach the breaker through
-/// bus_core::handler_failed. Plain subscriptions' entries call the handler directly.
-template <class T>
-void guarded_call(const subscription_state* s, const T& ev, const meta& m) {
-  auto* st = const_cast<subscription_state*>(s);
-  if (!breaker::quiet(st->breaker_word)) [[unlikely]]
-    admit_or_throw(st);
-  reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(st->invoke))(st, ev, m);
-  if (!breaker::quiet(st->breaker_word)) [[unlikely]]
-    breaker::succeeded(st->breaker_word);
-}
+ private:
+  static void run(const handler_node* self, const T& ev, const meta& m) {
+    if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
+      (*self->fn)(ev, m);
+    else
+      (*self->fn)(ev);
+  }
+};
 
 template <class Registry>
 class handler_tables {
@@ -151,6 +155,7 @@ class handler_tables {
     node->order = order;
     node->type_index = static_cast<std::uint16_t>(index);
     node->invoke = reinterpret_cast<const void*>(&node_t::call);
+    node->invoke_guarded = reinterpret_cast<const void*>(&node_t::call_guarded);
     epoch_domain::garbage garbage;
     {
       std::lock_guard lock(core_->epochs().mutex());
@@ -160,7 +165,7 @@ class handler_tables {
       auto next = std::make_unique<list_t>();
       if (old) next->entries = old->entries;
       const typename list_t::entry e{
-          node->breaker.failure_threshold != 0 ? &node_t::guarded : &node_t::call, node.get()};
+          node->breaker.failure_threshold != 0 ? &node_t::call_guarded : &node_t::call, node.get()};
       next->entries.insert(
           std::upper_bound(next->entries.begin(), next->entries.end(), e,
                            [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
@@ -183,10 +188,8 @@ class handler_tables {
     if (!s->live.load(std::memory_order_relaxed)) return run_status::gone;
     ctx.calling.store(s, std::memory_order_relaxed);
     try {
-      if (s->breaker.failure_threshold != 0)
-        guarded_call<T>(s, ev, m);
-      else
-        reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(s->invoke))(s, ev, m);
+      const void* f = s->breaker.failure_threshold != 0 ? s->invoke_guarded : s->invoke;
+      reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(f))(s, ev, m);
       return run_status::ok;
     } catch (const short_circuit_signal&) {
       core_->short_circuited(ctx, m, s);
