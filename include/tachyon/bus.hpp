@@ -310,12 +310,13 @@ class bus {
 
   /// Runs again, on this thread, the subscription that failed each dead letter `pick` chooses
   /// (`pick(const tachyon::dead_letter<T>&)` -> bool, over every registered type), and never a
-  /// handler that already succeeded; an expired event's entry runs all its type's handlers. A
-  /// replay bypasses the subscription's breaker and retries, keeps the event's meta
-  /// (correlation id, sequence; meta::flags has meta_flags::replayed) and counts in `replayed`,
-  /// not `accepted`. An entry whose replay succeeds leaves the dead letters; one that throws
-  /// again stays, its attempts + 1 and its error the new one. Not from inside a handler of a
-  /// bus whose handlers it would run? It may be: it waits for nothing.
+  /// handler that already succeeded; an expired event's entry runs all its type's handlers, as
+  /// a dispatch would (through their breakers). A subscription's entry bypasses its breaker (it
+  /// is not asked, and a success does not end a failure streak; a throw counts toward it like
+  /// any failure) and its retries. A replay keeps the event's meta (correlation id, sequence;
+  /// meta::flags has meta_flags::replayed) and counts in `replayed`, not `accepted`. An entry
+  /// whose replay succeeds leaves the dead letters; one that throws again stays, its attempts
+  /// + 1 and its error the new one. It waits for nothing, so it may run inside a handler.
   template <class Pick>
   replay_result replay_dead_letters(Pick&& pick) {
     auto entries = core_.dead_letters().copy();

@@ -19,8 +19,8 @@ namespace tachyon {
 /// How a subscription's failed delivery is retried. Only the subscription that threw runs
 /// again, never the event's other handlers. Attempt k (k = 1 for the first retry) waits
 ///   min(max_delay, initial_delay x multiplier^(k-1)) x (1 - jitter x u)
-/// where u in [0, 1) is a hash of the event's sequence, the subscription and k: spread like
-/// random jitter across events, yet the same on every run (the reference model relies on it).
+/// where u in [0, 1) is a hash of the event's sequence and k: spread like random jitter across
+/// events, yet the same on every run (the reference model relies on it).
 struct retry_policy {
   /// Runs of one delivery in all, the first included: 1 = no retry (the default). 1 .. 255.
   std::uint32_t max_attempts = 1;
