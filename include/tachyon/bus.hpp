@@ -230,13 +230,15 @@ class bus {
     m.sequence = ctx.take_sequence();
     m.type_index = static_cast<std::uint16_t>(index);
     m.lane = static_cast<priority>(l);
+    // Inside a handler, the failures kept so far are the running event's: left as they are.
+    const auto kept = detail::bus_core::mark_failures(ctx);
     core_.enter_dispatch(ctx);
     const bool ok = handlers_.template run<T, index>(ev, m, ctx);
     core_.exit_dispatch(ctx);
     if (ok) [[likely]] {
       detail::bump(ctx.sync_ok(index));
     } else {
-      detail::bus_core::clear_failures(ctx);  // dispatch() neither retries nor dead-letters
+      detail::bus_core::clear_failures(ctx, kept);  // dispatch() neither retries nor parks
       ctx.count(l, index, detail::c_accepted);
       ctx.count(l, index, detail::c_failed);
     }
@@ -403,12 +405,13 @@ class bus {
     m.attempt = static_cast<std::uint8_t>(std::min<std::uint32_t>(e.attempts, UINT8_MAX));
     m.flags = static_cast<std::uint8_t>(m.flags | meta_flags::replayed);
     const T& ev = detail::payload_of<T>(e.event->env);
+    const auto kept = detail::bus_core::mark_failures(ctx);  // a replay inside a handler
     tables.core().enter_dispatch(ctx);
     const bool ok = e.target == nullptr ? tables.template run<T, I>(ev, m, ctx)
                                         : tables.template replay_one<T>(ev, m, ctx, e.target) ==
                                               detail::run_status::ok;
     tables.core().exit_dispatch(ctx);
-    detail::bus_core::take_replay_error(ctx, e);  // no retry, no breaker's dead letter
+    detail::bus_core::take_replay_error(ctx, e, kept);  // no retry, no breaker's dead letter
     return ok;
   }
 

@@ -35,21 +35,23 @@ counter outcome_of(std::uint8_t marks) noexcept {
 
 }  // namespace
 
-void bus_core::clear_failures(thread_context& ctx) noexcept {
-  for (auto& f : ctx.failures) f.sub->release();
-  ctx.failures.clear();
-  ctx.failed_plain = false;
+void bus_core::clear_failures(thread_context& ctx, failure_mark from) noexcept {
+  const auto first = ctx.failures.begin() + static_cast<std::ptrdiff_t>(from.kept);
+  for (auto it = first; it != ctx.failures.end(); ++it) it->sub->release();
+  ctx.failures.erase(first, ctx.failures.end());
+  ctx.failed_plain = from.plain;
 }
 
-void bus_core::take_replay_error(thread_context& ctx, dead_letter_entry& e) noexcept {
-  if (!ctx.failures.empty() && ctx.failures.back().error) {
+void bus_core::take_replay_error(thread_context& ctx, dead_letter_entry& e,
+                                 failure_mark from) noexcept {
+  if (ctx.failures.size() > from.kept && ctx.failures.back().error) {
     e.error = ctx.failures.back().error;
     try {
       e.what = describe(e.error);
     } catch (...) {
     }
   }
-  clear_failures(ctx);
+  clear_failures(ctx, from);
 }
 
 void bus_core::handler_failed(thread_context& ctx, const meta& m, subscription_state* s,

@@ -85,6 +85,14 @@ struct time_ref {
 /// How one run of a delivery ended.
 enum class run_status : std::uint8_t { ok, failed, gone /* its subscription was removed */ };
 
+/// Where a run that settles nothing itself (dispatch(), a replay) begins in the thread's
+/// failure list (thread_context::failures, failed_plain): inside a handler, the list already
+/// holds the running event's failures, which the nested run must leave as they are.
+struct failure_mark {
+  std::size_t kept = 0;
+  bool plain = false;
+};
+
 /// Declared, never defined by the library: a test may define it to reach a bus's core (the
 /// re-entry door, injected sequence values) without widening the public API.
 struct bus_access;
@@ -381,10 +389,17 @@ class alignas(cache_line) bus_core {
   void finish_delivery(thread_context& ctx, delivery* d, run_status status) noexcept;
   /// A delivery whose event's deadline passed before it started: not run.
   void expire_delivery(thread_context& ctx, delivery* d) noexcept;
-  /// Drops every failure kept for the running event (dispatch()).
-  static void clear_failures(thread_context& ctx) noexcept;
-  /// A replay ran: its last failure, if any, becomes the entry's error; the rest are dropped.
-  static void take_replay_error(thread_context& ctx, dead_letter_entry& e) noexcept;
+  /// The thread's failure list as it is now, before a nested run (failure_mark).
+  static failure_mark mark_failures(const thread_context& ctx) noexcept {
+    return {ctx.failures.size(), ctx.failed_plain};
+  }
+  /// Drops the failures kept since `from` (all of them by default) and restores the plain
+  /// flag as it was then (dispatch(), an event that could not be parked).
+  static void clear_failures(thread_context& ctx, failure_mark from = {}) noexcept;
+  /// A replay ran: its last failure, if any, becomes the entry's error; the failures it kept
+  /// since `from` are dropped.
+  static void take_replay_error(thread_context& ctx, dead_letter_entry& e,
+                                failure_mark from) noexcept;
   /// Decides each kept failure of a run of `pe` (attempt `attempt`): a retry scheduled, a dead
   /// letter, or the event marked failed. `front`: the run is the event's first, in a batch.
   void handle_failures(thread_context& ctx, parked_event* pe, std::uint8_t attempt,
