@@ -482,7 +482,7 @@ class alignas(cache_line) bus_core {
   std::uint64_t stop(stop_mode mode);
   metrics_snapshot metrics() const;
   /// stop(drain)'s work on this thread: fires every timer entry, due or not, and drains the
-  /// lanes, until both are empty.
+  /// lanes, until both are empty or a discard begins (stop() then discards the rest).
   void drain_everything(thread_context& ctx);
   const config& cfg() const noexcept { return cfg_; }
   void* tables() const noexcept { return tables_; }
