@@ -354,7 +354,14 @@ void bus_core::park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexc
   pe->waited.store(true, std::memory_order_relaxed);
   ctx.count(l, pe->env.header.type_index, c_accepted);
   bump(ctx.lane_row(l).v[c_parked]);
-  timers_.push_reserved(d);
+  if (!timers_.push_reserved(d, discarding_)) {
+    // A stop(discard) emptied the timer while this publish held its slot: the event, moved in
+    // already, is accepted and discarded, as if the discard had found it waiting.
+    ctx.count(l, pe->env.header.type_index, c_discarded);
+    bump(ctx.lane_row(l).v[c_unparked]);
+    d->dispose();
+    return;
+  }
   // A parked worker's sleep was bounded by the earliest due time it saw: let one look again.
   work_.notify_one();
 }

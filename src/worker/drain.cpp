@@ -334,7 +334,10 @@ void bus_core::drain_everything(thread_context& ctx) {
       if (discarding_.load(std::memory_order_seq_cst)) return;
       if (drain_batch(ctx, cfg_.batch) == 0) std::this_thread::yield();
     }
-    if (discarding_.load(std::memory_order_seq_cst) || !timers_.armed()) return;
+    if (discarding_.load(std::memory_order_seq_cst)) return;
+    // Under the timer's lock: a delayed publish that took its slot before stopping_ was set
+    // (timer_queue::reserve reads it under the same lock) is seen here until it is parked.
+    if (timers_.empty_now()) return;
     fire_due(ctx, true);
   }
 }

@@ -123,11 +123,24 @@ class timer_queue {
     --reserved_;
     size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
   }
-  /// Fills a slot taken by reserve(). Never fails: the heap's memory is reserved up front.
-  void push_reserved(delivery* d) noexcept {
+  /// Fills a slot taken by reserve() (never allocates: the heap's memory is reserved up front).
+  /// False, with the slot given up and `d` untouched, when `refuse` is set: a discard that
+  /// emptied the timer while the slot was held (read under the lock, as push() does).
+  bool push_reserved(delivery* d, const std::atomic<bool>& refuse) noexcept {
     std::lock_guard lock(mutex_);
     --reserved_;
+    if (refuse.load(std::memory_order_seq_cst)) {
+      size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+      return false;
+    }
     insert(d);
+    return true;
+  }
+  /// Nothing waits and no slot is held, read under the lock: exact against reserve() for a
+  /// caller that set the stop flag reserve() reads before calling this.
+  bool empty_now() {
+    std::lock_guard lock(mutex_);
+    return heap_.empty() && reserved_ == 0;
   }
   /// Puts back a delivery that fell due but could not move on (its lane's door was full),
   /// keeping its place. Never fails: its slot was freed by the pop that took it.
