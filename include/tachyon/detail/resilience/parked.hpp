@@ -253,16 +253,12 @@ class dead_letter_store {
     if (old.event != nullptr) old.dispose();
   }
   /// Puts back an entry taken out for a replay that failed; it keeps its id and its place by
-  /// id (oldest first). Drops the oldest when full, as push() does.
+  /// id (oldest first). Drops the oldest when full, as push() does: that may be the entry put
+  /// back itself, when newer ones filled the queue while it was out.
   void put_back(dead_letter_entry e) noexcept {
     dead_letter_entry old;
     {
       std::lock_guard lock(mutex_);
-      if (entries_.size() >= capacity_) {
-        old = std::move(entries_.front());
-        entries_.pop_front();
-        evicted_.fetch_add(1, std::memory_order_relaxed);
-      }
       auto at =
           std::lower_bound(entries_.begin(), entries_.end(), e.id,
                            [](const dead_letter_entry& x, std::uint64_t id) { return x.id < id; });
@@ -271,6 +267,11 @@ class dead_letter_store {
       } catch (...) {
         evicted_.fetch_add(1, std::memory_order_relaxed);
         e.dispose();
+      }
+      if (entries_.size() > capacity_) {
+        old = std::move(entries_.front());
+        entries_.pop_front();
+        evicted_.fetch_add(1, std::memory_order_relaxed);
       }
       size_.store(entries_.size(), std::memory_order_relaxed);
     }
