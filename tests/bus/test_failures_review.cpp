@@ -399,6 +399,39 @@ TEST(Review, ReplayBesideClearLosesNoEntry) {
   tt::expect_books_balance(m);
 }
 
+// A replay's pick or a visitor that throws: the copies of the entries it was handed hold
+// references to their events and subscriptions, and must let go of every one of them (a
+// boxed payload would otherwise outlive the bus); the dead letters stay as they were.
+TEST(Review, APickOrVisitorThatThrowsLeaksNoDeadLetter) {
+  const int live_before = tt::Note::live.load();
+  {
+    vbus bus{manual_dl()};
+    bool heal = false;
+    auto s = bus.subscribe<tt::Note>(
+        [&](const tt::Note&) {
+          if (!heal) throw std::runtime_error("down");
+        },
+        {.name = "x"});
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(bus.publish(tt::Note{std::to_string(i)}), result::ok);
+    bus.poll();
+    ASSERT_EQ(bus.dead_letter_count(), 3u);
+    int picked = 0;
+    EXPECT_THROW((void)bus.replay_dead_letters([&](const auto&) -> bool {
+      if (++picked == 2) throw std::runtime_error("pick");
+      return true;
+    }),
+                 std::runtime_error);
+    EXPECT_THROW(bus.visit_dead_letters([](const auto&) { throw 1; }), int);
+    EXPECT_EQ(bus.dead_letter_count(), 3u);  // nothing was taken
+    heal = true;
+    const auto r = bus.replay_dead_letters();
+    EXPECT_EQ(r.succeeded, 3u);
+    EXPECT_EQ(bus.dead_letter_count(), 0u);
+    tt::expect_books_balance(bus.metrics());
+  }
+  EXPECT_EQ(tt::Note::live.load(), live_before);
+}
+
 // The bus goes with dead letters and pending retries holding boxed events and subscriptions:
 // every payload and every handler is freed once.
 TEST(Review, ABusDestroyedWithBoxedDeadLettersFreesThem) {
