@@ -285,12 +285,7 @@ class bus {
   template <class Visitor>
   void visit_dead_letters(Visitor&& visitor) const {
     auto entries = core_.dead_letters().copy();
-    struct release_all {
-      decltype(entries)& es;
-      ~release_all() {
-        for (auto& e : es) e.dispose();
-      }
-    } guard{entries};
+    const release_all guard{entries};
     for (auto& e : entries) with_view(e, visitor);
   }
 
@@ -304,11 +299,12 @@ class bus {
   /// bus whose handlers it would run? It may be: it waits for nothing.
   template <class Pick>
   replay_result replay_dead_letters(Pick&& pick) {
-    auto entries = core_.dead_letters().copy();
     std::vector<std::uint64_t> ids;
-    for (auto& e : entries) {
-      if (with_view(e, pick)) ids.push_back(e.id);
-      e.dispose();
+    {
+      auto entries = core_.dead_letters().copy();
+      const release_all guard{entries};  // also when `pick` throws
+      for (auto& e : entries)
+        if (with_view(e, pick)) ids.push_back(e.id);
     }
     return replay(ids);
   }
@@ -468,6 +464,14 @@ class bus {
     });
   }
 
+  /// Lets go of the references that copies of dead-letter entries hold, however the scope ends.
+  struct release_all {
+    std::vector<detail::dead_letter_entry>& entries;
+    ~release_all() {
+      for (auto& e : entries) e.dispose();
+    }
+  };
+
   /// Calls f(const dead_letter<T>&) for entry e with T its event's type; returns what f does.
   template <class F>
   static auto with_view(detail::dead_letter_entry& e, F& f) {
@@ -502,8 +506,8 @@ class bus {
     replay_result out;
     if (ids.empty()) return out;
     std::sort(ids.begin(), ids.end());
+    detail::thread_context& ctx = core_.context();  // may allocate: before anything is taken
     auto taken = core_.dead_letters().take(ids);
-    detail::thread_context& ctx = core_.context();
     for (auto& e : taken) {
       if (e.target != nullptr && !e.target->live.load(std::memory_order_acquire)) {
         ++out.skipped;
