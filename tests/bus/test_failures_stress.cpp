@@ -340,7 +340,7 @@ enum class ending { quiet_then_drain, drain_racing, discard_racing };
 
 struct sizes {
   std::uint64_t producers = 3;
-  std::uint64_t per_producer = tt::sanitized() ? 1500 : 4000;
+  std::uint64_t per_producer = tt::sanitized() ? 1500 : 10000;
   std::uint32_t workers = 3;
 };
 
