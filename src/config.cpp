@@ -32,7 +32,7 @@ void validate(const config& cfg) {
   check_range<std::uint32_t>("lane_capacity", cfg.lane_capacity, 1, 1u << 24);
   check_range<std::uint32_t>("batch", cfg.batch, 1, 4096);
   check_range<std::uint32_t>("producers", cfg.producers, 1, 1024);
-  check_range<std::uint32_t>("reentry_capacity", cfg.reentry_capacity, 0, 1u << 24);
+  check_range<std::uint32_t>("reentry_capacity", cfg.reentry_capacity, 1, 1u << 24);
   check_range<std::uint32_t>("timer_capacity", cfg.timer_capacity, 1, 1u << 24);
   check_range<std::uint32_t>("dead_letter_capacity", cfg.dead_letter_capacity, 0, 1u << 24);
   if (cfg.stall_threshold < std::chrono::milliseconds(1) ||

@@ -299,12 +299,7 @@ class bus {
   template <class Visitor>
   void visit_dead_letters(Visitor&& visitor) const {
     auto entries = core_.dead_letters().copy();
-    struct release_all {
-      decltype(entries)& es;
-      ~release_all() {
-        for (auto& e : es) e.dispose();
-      }
-    } guard{entries};
+    const release_all guard{entries};
     for (auto& e : entries) with_view(e, visitor);
   }
 
@@ -319,11 +314,12 @@ class bus {
   /// + 1 and its error the new one. It waits for nothing, so it may run inside a handler.
   template <class Pick>
   replay_result replay_dead_letters(Pick&& pick) {
-    auto entries = core_.dead_letters().copy();
     std::vector<std::uint64_t> ids;
-    for (auto& e : entries) {
-      if (with_view(e, pick)) ids.push_back(e.id);
-      e.dispose();
+    {
+      auto entries = core_.dead_letters().copy();
+      const release_all guard{entries};  // also when `pick` throws
+      for (auto& e : entries)
+        if (with_view(e, pick)) ids.push_back(e.id);
     }
     return replay(ids);
   }
@@ -420,16 +416,13 @@ class bus {
     m.attempt = static_cast<std::uint8_t>(std::min<std::uint32_t>(e.attempts, UINT8_MAX));
     m.flags = static_cast<std::uint8_t>(m.flags | meta_flags::replayed);
     const T& ev = detail::payload_of<T>(e.event->env);
-    // A replay may run inside a handler whose event's failures are kept in ctx: its own are
-    // those kept from here on.
-    const std::size_t kept = ctx.failures.size();
-    const bool failed_plain = ctx.failed_plain;
+    const auto kept = detail::bus_core::mark_failures(ctx);  // a replay inside a handler
     tables.core().enter_dispatch(ctx);
     const bool ok = e.target == nullptr ? tables.template run<T, I>(ev, m, ctx)
                                         : tables.template replay_one<T>(ev, m, ctx, e.target) ==
                                               detail::run_status::ok;
     tables.core().exit_dispatch(ctx);
-    detail::bus_core::take_replay_error(ctx, e, kept, failed_plain);  // no retry, no dead letter
+    detail::bus_core::take_replay_error(ctx, e, kept);  // no retry, no breaker's dead letter
     return ok;
   }
 
@@ -486,6 +479,14 @@ class bus {
     });
   }
 
+  /// Lets go of the references that copies of dead-letter entries hold, however the scope ends.
+  struct release_all {
+    std::vector<detail::dead_letter_entry>& entries;
+    ~release_all() {
+      for (auto& e : entries) e.dispose();
+    }
+  };
+
   /// Calls f(const dead_letter<T>&) for entry e with T its event's type; returns what f does.
   template <class F>
   static auto with_view(detail::dead_letter_entry& e, F& f) {
@@ -520,8 +521,8 @@ class bus {
     replay_result out;
     if (ids.empty()) return out;
     std::sort(ids.begin(), ids.end());
+    detail::thread_context& ctx = core_.context();  // may allocate: before anything is taken
     auto taken = core_.dead_letters().take(ids);
-    detail::thread_context& ctx = core_.context();
     for (auto& e : taken) {
       if (e.target != nullptr && !e.target->live.load(std::memory_order_acquire)) {
         ++out.skipped;

@@ -74,8 +74,8 @@ struct config {
   /// Deliveries per lane that may be queued through the re-entry door at once: the door through
   /// which a due retry, or a delayed event that fell due, enters its lane. They do not take the
   /// room of `lane_capacity`, so a publisher never waits behind them; a due one that finds the
-  /// door full waits in the timer until a batch has made room. Allowed: 0 .. 2^24 (0: nothing
-  /// re-enters; retries and delayed events then need stop(drain) to run).
+  /// door full waits in the timer until a batch has made room (so a full door always means
+  /// work queued in that lane: a worker never spins on it). Allowed: 1 .. 2^24.
   std::uint32_t reentry_capacity = 1024;
 
   /// Retries and delayed events (publish_options::not_before) that may wait in the bus's

@@ -35,15 +35,16 @@ counter outcome_of(std::uint8_t marks) noexcept {
 
 }  // namespace
 
-void bus_core::clear_failures(thread_context& ctx, std::size_t from) noexcept {
-  for (std::size_t i = from; i < ctx.failures.size(); ++i) ctx.failures[i].sub->release();
-  ctx.failures.resize(from);
-  if (from == 0) ctx.failed_plain = false;
+void bus_core::clear_failures(thread_context& ctx, failure_mark from) noexcept {
+  const auto first = ctx.failures.begin() + static_cast<std::ptrdiff_t>(from.kept);
+  for (auto it = first; it != ctx.failures.end(); ++it) it->sub->release();
+  ctx.failures.erase(first, ctx.failures.end());
+  ctx.failed_plain = from.plain;
 }
 
-void bus_core::take_replay_error(thread_context& ctx, dead_letter_entry& e, std::size_t from,
-                                 bool failed_plain) noexcept {
-  if (ctx.failures.size() > from && ctx.failures.back().error) {
+void bus_core::take_replay_error(thread_context& ctx, dead_letter_entry& e,
+                                 failure_mark from) noexcept {
+  if (ctx.failures.size() > from.kept && ctx.failures.back().error) {
     e.error = ctx.failures.back().error;
     try {
       e.what = describe(e.error);
@@ -51,7 +52,6 @@ void bus_core::take_replay_error(thread_context& ctx, dead_letter_entry& e, std:
     }
   }
   clear_failures(ctx, from);
-  ctx.failed_plain = failed_plain;  // as it was before the replay (a handler may replay)
 }
 
 void bus_core::handler_failed(thread_context& ctx, const meta& m, subscription_state* s,
@@ -296,9 +296,11 @@ std::size_t bus_core::fire_due(thread_context& ctx, bool all) {
     env.header.attempt = d->attempt;
     carry(env, d);
     if (reenter(env)) {
+      timers_.moved(1);
       ++moved;
     } else if (all && !discarding_.load(std::memory_order_relaxed)) {
-      // stop(drain) with the door full (or of capacity 0): run it here rather than wait.
+      // stop(drain) with the door full: run it here rather than wait.
+      timers_.moved(1);  // before the run, which may schedule a retry into this slot
       enter_dispatch(ctx);
       types_.ops[d->event->env.header.type_index].run_delivery(tables_, *d, ctx);
       exit_dispatch(ctx);
@@ -356,7 +358,14 @@ void bus_core::park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexc
   pe->waited.store(true, std::memory_order_relaxed);
   ctx.count(l, pe->env.header.type_index, c_accepted);
   bump(ctx.lane_row(l).v[c_parked]);
-  timers_.push_reserved(d);
+  if (!timers_.push_reserved(d, discarding_)) {
+    // A stop(discard) emptied the timer while this publish held its slot: the event, moved in
+    // already, is accepted and discarded, as if the discard had found it waiting.
+    ctx.count(l, pe->env.header.type_index, c_discarded);
+    bump(ctx.lane_row(l).v[c_unparked]);
+    d->dispose();
+    return;
+  }
   // A parked worker's sleep was bounded by the earliest due time it saw: let one look again.
   work_.notify_one();
 }

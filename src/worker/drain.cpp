@@ -359,11 +359,11 @@ std::uint64_t bus_core::stop(stop_mode mode) {
   workers_.join();
   ensure_buffer(ctx);
   std::uint64_t discarded = 0;
-  if (discarding_.load(std::memory_order_seq_cst)) {
-    discarded = discard_all(ctx);
-  } else {  // manual mode, or what a publisher admitted just before stopping_ was set
-    drain_everything(ctx);
-  }
+  if (!discarding_.load(std::memory_order_seq_cst))
+    drain_everything(ctx);  // manual mode, or what a publisher admitted just before stopping_
+  // A discard asked for before, or during the drain (by a handler it ran, or by a stop(discard)
+  // now waiting for the lock), wins: what the drain left is discarded.
+  if (discarding_.load(std::memory_order_seq_cst)) discarded = discard_all(ctx);
   stopped_ = true;
   return discarded;
 }
@@ -371,11 +371,18 @@ std::uint64_t bus_core::stop(stop_mode mode) {
 void bus_core::drain_everything(thread_context& ctx) {
   // Retries and delayed events run now, their delays cut short: a drain runs everything the
   // bus accepted. A retry scheduled meanwhile is due at once (bus_core::handle_failures), and
-  // each delivery is still bounded by its max_attempts, so this ends.
+  // each delivery is still bounded by its max_attempts, so this ends. It ends early when a
+  // discard begins: a discard shuts the re-entry door, and a delivery fired at it would go back
+  // into the timer, to be fired again, for ever.
   for (;;) {
-    while (!lanes_empty())
+    while (!lanes_empty()) {
+      if (discarding_.load(std::memory_order_seq_cst)) return;
       if (drain_batch(ctx, cfg_.batch) == 0) std::this_thread::yield();
-    if (!timers_.armed()) return;
+    }
+    if (discarding_.load(std::memory_order_seq_cst)) return;
+    // Under the timer's lock: a delayed publish that took its slot before stopping_ was set
+    // (timer_queue::reserve reads it under the same lock) is seen here until it is parked.
+    if (timers_.empty_now()) return;
     fire_due(ctx, true);
   }
 }
@@ -412,6 +419,7 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
       // (unless another of its deliveries settles it otherwise).
       delivery* d[64];
       while (const std::size_t n = timers_.pop_due(0, true, d, 64)) {
+        timers_.moved(n);
         for (std::size_t i = 0; i < n; ++i) {
           parked_event* pe = d[i]->event;
           total += d[i]->target == nullptr;  // a delayed event: one event discarded

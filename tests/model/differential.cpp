@@ -260,7 +260,7 @@ case_config draw_config(rng& r) {
   case_config c;
   c.lane_capacity = 1 + r.below(6);
   c.batch = 1 + r.below(4);
-  c.reentry_capacity = r.chance(10) ? 0 : 1 + r.below(4);
+  c.reentry_capacity = 1 + r.below(4);
   c.timer_capacity = 1 + r.below(8);
   c.dead_letter_capacity = r.chance(30) ? 0 : 1 + r.below(5);
   c.overflow = r.chance(50) ? tachyon::overflow::fail : tachyon::overflow::drop;

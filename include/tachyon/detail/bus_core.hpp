@@ -86,6 +86,13 @@ struct time_ref {
 /// How one run of a delivery ended.
 enum class run_status : std::uint8_t { ok, failed, gone /* its subscription was removed */ };
 
+/// Where a run that settles nothing itself (a replay) begins in the thread's failure list (thread_context::failures, failed_plain): inside a handler, the list already
+/// holds the running event's failures, which the nested run must leave as they are.
+struct failure_mark {
+  std::size_t kept = 0;
+  bool plain = false;
+};
+
 /// Declared, never defined by the library: a test may define it to reach a bus's core (the
 /// re-entry door, injected sequence values) without widening the public API.
 struct bus_access;
@@ -385,12 +392,17 @@ class alignas(cache_line) bus_core {
   void finish_delivery(thread_context& ctx, delivery* d, run_status status) noexcept;
   /// A delivery whose event's deadline passed before it started: not run.
   void expire_delivery(thread_context& ctx, delivery* d) noexcept;
-  /// Drops the failures kept from index `from` on (a replay's own, or every one).
-  static void clear_failures(thread_context& ctx, std::size_t from = 0) noexcept;
-  /// A replay ran: its last failure (those kept from `from` on), if any, becomes the entry's
-  /// error; they are dropped, and the failures kept before the replay began stay.
-  static void take_replay_error(thread_context& ctx, dead_letter_entry& e, std::size_t from,
-                                bool failed_plain) noexcept;
+  /// The thread's failure list as it is now, before a nested run (failure_mark).
+  static failure_mark mark_failures(const thread_context& ctx) noexcept {
+    return {ctx.failures.size(), ctx.failed_plain};
+  }
+  /// Drops the failures kept since `from` (all of them by default) and restores the plain
+  /// flag as it was then (a replay, an event that could not be parked).
+  static void clear_failures(thread_context& ctx, failure_mark from = {}) noexcept;
+  /// A replay ran: its last failure, if any, becomes the entry's error; the failures it kept
+  /// since `from` are dropped.
+  static void take_replay_error(thread_context& ctx, dead_letter_entry& e,
+                                failure_mark from) noexcept;
   /// Decides each kept failure of a run of `pe` (attempt `attempt`): a retry scheduled, a dead
   /// letter, or the event marked failed.
   void handle_failures(thread_context& ctx, parked_event* pe, std::uint8_t attempt) noexcept;
@@ -475,7 +487,7 @@ class alignas(cache_line) bus_core {
   metrics_snapshot metrics() const;
   health_report health();
   /// stop(drain)'s work on this thread: fires every timer entry, due or not, and drains the
-  /// lanes, until both are empty.
+  /// lanes, until both are empty or a discard begins (stop() then discards the rest).
   void drain_everything(thread_context& ctx);
   const config& cfg() const noexcept { return cfg_; }
   void* tables() const noexcept { return tables_; }

@@ -103,8 +103,7 @@ class timer_queue {
   /// flag, read under the lock so that a stop that empties the timer afterwards sees `d`) is set.
   bool push(delivery* d, const std::atomic<bool>& refuse) {
     std::lock_guard lock(mutex_);
-    if (refuse.load(std::memory_order_seq_cst) || heap_.size() + reserved_ >= capacity_)
-      return false;
+    if (refuse.load(std::memory_order_seq_cst) || taken() >= capacity_) return false;
     insert(d);
     return true;
   }
@@ -113,7 +112,7 @@ class timer_queue {
   admission reserve(const std::atomic<bool>& stopping) {
     std::lock_guard lock(mutex_);
     if (stopping.load(std::memory_order_seq_cst)) return admission::stopped;
-    if (heap_.size() + reserved_ >= capacity_) return admission::full;
+    if (taken() >= capacity_) return admission::full;
     ++reserved_;
     changed();
     return admission::ok;
@@ -123,16 +122,30 @@ class timer_queue {
     --reserved_;
     changed();
   }
-  /// Fills a slot taken by reserve(). Never fails: the heap's memory is reserved up front.
-  void push_reserved(delivery* d) noexcept {
+  /// Fills a slot taken by reserve() (never allocates: the heap's memory is reserved up front).
+  /// False, with the slot given up and `d` untouched, when `refuse` is set: a discard that
+  /// emptied the timer while the slot was held (read under the lock, as push() does).
+  bool push_reserved(delivery* d, const std::atomic<bool>& refuse) noexcept {
     std::lock_guard lock(mutex_);
     --reserved_;
+    if (refuse.load(std::memory_order_seq_cst)) {
+      size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+      return false;
+    }
     insert(d);
+    return true;
+  }
+  /// Nothing waits and no slot is held, read under the lock: exact against reserve() for a
+  /// caller that set the stop flag reserve() reads before calling this.
+  bool empty_now() {
+    std::lock_guard lock(mutex_);
+    return heap_.empty() && reserved_ == 0;
   }
   /// Puts back a delivery that fell due but could not move on (its lane's door was full),
   /// keeping its place. Never fails: its slot was freed by the pop that took it.
   void put_back(delivery* d) noexcept {
     std::lock_guard lock(mutex_);
+    --held_;
     heap_.push_back(d);  // within the capacity reserved up front: never reallocates
     std::push_heap(heap_.begin(), heap_.end(), later);
     changed();
@@ -147,8 +160,16 @@ class timer_queue {
       out[n++] = heap_.back();
       heap_.pop_back();
     }
+    held_ += n;  // their slots stay taken until they move on (moved()) or come back
     changed();
     return n;
+  }
+  /// `n` deliveries that pop_due() gave out have moved on (into a lane, run, or settled): their
+  /// slots are free again.
+  void moved(std::size_t n) noexcept {
+    if (n == 0) return;
+    std::lock_guard lock(mutex_);
+    held_ -= n;
   }
   /// The earliest due time, or UINT64_MAX when empty.
   std::uint64_t next_due() {
@@ -163,6 +184,8 @@ class timer_queue {
   void reserve_memory() { heap_.reserve(capacity_); }
 
  private:
+  /// Slots in use: waiting, reserved for a delayed publish, or popped and not yet moved on.
+  std::size_t taken() const noexcept { return heap_.size() + reserved_ + held_; }
   void changed() noexcept {  // under the lock
     size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
     next_due_.store(heap_.empty() ? UINT64_MAX : heap_.front()->due_ns, std::memory_order_relaxed);
@@ -181,6 +204,7 @@ class timer_queue {
   std::uint64_t next_order_ = 0;
   std::uint32_t capacity_;
   std::uint32_t reserved_ = 0;
+  std::size_t held_ = 0;  // popped by pop_due, not yet moved on or put back
   alignas(cache_line) std::atomic<std::size_t> size_{0};  // read by the drain, once per batch
   std::atomic<std::uint64_t> next_due_{UINT64_MAX};
   char pad_[cache_line - sizeof(std::atomic<std::size_t>) - sizeof(std::atomic<std::uint64_t>)];
@@ -248,16 +272,12 @@ class dead_letter_store {
     if (old.event != nullptr) old.dispose();
   }
   /// Puts back an entry taken out for a replay that failed; it keeps its id and its place by
-  /// id (oldest first). Drops the oldest when full, as push() does.
+  /// id (oldest first). Drops the oldest when full, as push() does: that may be the entry put
+  /// back itself, when newer ones filled the queue while it was out.
   void put_back(dead_letter_entry e) noexcept {
     dead_letter_entry old;
     {
       std::lock_guard lock(mutex_);
-      if (entries_.size() >= capacity_) {
-        old = std::move(entries_.front());
-        entries_.pop_front();
-        evicted_.fetch_add(1, std::memory_order_relaxed);
-      }
       auto at =
           std::lower_bound(entries_.begin(), entries_.end(), e.id,
                            [](const dead_letter_entry& x, std::uint64_t id) { return x.id < id; });
@@ -266,6 +286,11 @@ class dead_letter_store {
       } catch (...) {
         evicted_.fetch_add(1, std::memory_order_relaxed);
         e.dispose();
+      }
+      if (entries_.size() > capacity_) {
+        old = std::move(entries_.front());
+        entries_.pop_front();
+        evicted_.fetch_add(1, std::memory_order_relaxed);
       }
       size_.store(entries_.size(), std::memory_order_relaxed);
     }
