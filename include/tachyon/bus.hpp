@@ -257,7 +257,10 @@ class bus {
   /// joins the workers; discard: runs nothing more, releases and counts what is queued, and
   /// joins. Returns how many events it discarded. Idempotent; the second call returns 0.
   /// Called from inside a handler it only begins the stop (it cannot join its own thread);
-  /// the destructor, or a later stop() from outside, finishes it.
+  /// the destructor, or a later stop() from outside, finishes it. Retries and delayed events:
+  /// drain runs them now (no backoff, no wait; each delivery still bounded by max_attempts);
+  /// discard settles them as discarded (see the README's Failures). In manual mode it does not
+  /// wait for other threads' poll() / run_once(): stop those first.
   std::uint64_t stop(stop_mode mode = stop_mode::drain) { return core_.stop(mode); }
 
   /// stop(mode), but waits at most `timeout` (real time) for the workers to return: a handler
