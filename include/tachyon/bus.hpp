@@ -33,6 +33,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -310,10 +311,9 @@ class bus {
   /// (`pick(const tachyon::dead_letter<T>&)` -> bool, over every registered type), and never a
   /// handler that already succeeded; an expired event's entry runs all its type's handlers, as
   /// a dispatch would (through their breakers). A subscription's entry bypasses its breaker (it
-  /// is not asked, and a success does not end a failure streak; a throw counts toward it like
-  /// any failure) and its retries. A replay keeps the event's meta (correlation id, sequence;
-  /// meta::flags has meta_flags::replayed) and counts in `replayed`, not `accepted`. An entry
-  /// whose replay succeeds leaves the dead letters; one that throws again stays, its attempts
+  /// is neither asked nor told) and its retries. A replay keeps the event's meta (correlation id,
+  /// sequence; meta::flags has meta_flags::replayed) and counts in `replayed`, not `accepted`. An
+  /// entry whose replay succeeds leaves the dead letters; one that throws again stays, its attempts
   /// + 1 and its error the new one. It waits for nothing, so it may run inside a handler.
   template <class Pick>
   replay_result replay_dead_letters(Pick&& pick) {
@@ -331,7 +331,8 @@ class bus {
   }
   /// Removes every dead letter; returns how many.
   std::size_t clear_dead_letters() {
-    auto all = core_.dead_letters().take_all();
+    std::deque<detail::dead_letter_entry> all;
+    core_.dead_letters().take_all(all);
     for (auto& e : all) e.dispose();
     return all.size();
   }

@@ -58,20 +58,6 @@ void bus_core::handler_failed(thread_context& ctx, const meta& m, subscription_s
                               std::exception_ptr e, const void* payload, bool keep) noexcept {
   ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_handler_errors);
   s->errors.fetch_add(1, std::memory_order_relaxed);
-  if (s->breaker.failure_threshold != 0) {
-    bool counts = true;
-    if (s->breaker.counts) {
-      try {
-        counts = s->breaker.counts(e);
-      } catch (...) {  // the predicate must not throw; if it does, the failure counts
-      }
-    }
-    if (counts)
-      breaker::failed(s->breaker_word, s->breaker.failure_threshold, now_ns(),
-                      static_cast<std::uint64_t>(s->breaker.open_for.count()));
-    else
-      breaker::not_counted(s->breaker_word);
-  }
   if (cfg_.on_error) {
     try {
       cfg_.on_error(handler_error{m, types_.ops[m.type_index].name, e, s->name, payload});
@@ -159,12 +145,14 @@ void bus_core::handle_failures(thread_context& ctx, parked_event* pe,
         // between counts it twice (in hand and waiting), never not at all.
         if (!pe->waited.exchange(true, std::memory_order_relaxed))
           bump(ctx.lane_row(l).v[c_parked]);
-        bool scheduled = false;
+        bool scheduled = false, earliest = false;
         try {
-          scheduled = timers_.push(d, discarding_);
+          scheduled = timers_.push(d, discarding_, earliest);
         } catch (...) {
         }
         if (scheduled) {
+          // A parked worker's sleep was bounded by the earliest due time it saw.
+          if (earliest) work_.notify_one();
           s->retried.fetch_add(1, std::memory_order_relaxed);
           ctx.count(l, t, c_retried);
           continue;

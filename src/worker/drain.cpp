@@ -27,6 +27,20 @@ void bus_core::ensure_buffer(thread_context& ctx) {
   ctx.drain_buffer_size = cfg_.batch;
 }
 
+namespace {
+
+/// steady_clock::now() + d, saturating at time_point::max() (a due time or a timeout near the
+/// end of the representable range must not wrap into the past).
+std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds d) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  using tp = std::chrono::steady_clock::time_point;
+  if (d <= std::chrono::nanoseconds::zero()) return now;
+  const auto room = std::chrono::duration_cast<std::chrono::nanoseconds>(tp::max() - now);
+  return d >= room ? tp::max() : now + std::chrono::duration_cast<tp::duration>(d);
+}
+
+}  // namespace
+
 void bus_core::worker_main(std::uint32_t index) {
   thread_context& ctx = context();
   ensure_buffer(ctx);
@@ -43,9 +57,11 @@ void bus_core::worker_main(std::uint32_t index) {
   idle_period period;
   for (;;) {
     if (discarding_.load(std::memory_order_acquire)) return;
-    // The timer, once per batch: one relaxed load while nothing waits in it.
+    // The timer, once per batch: one relaxed load while nothing waits in it. Once a drain stop
+    // has begun, everything in it is due: the workers run it, within stop(mode, timeout)'s
+    // bound and in health()'s view, rather than leave it to the stopping thread.
     if (timers_.armed()) [[unlikely]]
-      fire_due(ctx, false);
+      fire_due(ctx, stopping_.load(std::memory_order_relaxed));
     const std::size_t n = drain_batch(ctx, cfg_.batch);
     if (n != 0) {
       if (n == cfg_.batch) work_.notify_one();  // more may be waiting: wake a sleeping peer
@@ -53,7 +69,7 @@ void bus_core::worker_main(std::uint32_t index) {
       continue;
     }
     // Not exact for admissions still in a publisher's store buffer; stop() drains those.
-    if (stopping_.load(std::memory_order_seq_cst) && lanes_empty()) return;
+    if (stopping_.load(std::memory_order_seq_cst) && lanes_empty() && !timers_.armed()) return;
     idle(ctx, period);
   }
 }
@@ -108,8 +124,12 @@ void bus_core::idle(thread_context& ctx, idle_period& p) {
       work_.cancel_wait();
       return;
     }
-    if (due != UINT64_MAX)
-      until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(due - now);
+    if (due != UINT64_MAX) {
+      const std::uint64_t gap = due - now;
+      until = deadline_after(gap > static_cast<std::uint64_t>(INT64_MAX)
+                                 ? std::chrono::nanoseconds::max()
+                                 : std::chrono::nanoseconds(static_cast<std::int64_t>(gap)));
+    }
   }
   bump(ctx.misc_row().v[m_parks]);
   ctx.parked.store(true, std::memory_order_relaxed);
@@ -325,7 +345,7 @@ bool bus_core::begin_stop(stop_mode mode) {
 stop_report bus_core::stop(stop_mode mode, std::chrono::nanoseconds timeout) {
   stop_report r;
   if (!begin_stop(mode)) return r;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = deadline_after(timeout);
   while (workers_running_.load(std::memory_order_seq_cst) != 0) {
     const auto key = workers_exited_.prepare_wait();
     if (workers_running_.load(std::memory_order_seq_cst) == 0) {

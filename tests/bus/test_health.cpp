@@ -151,3 +151,93 @@ TEST(Workers, RetriesRunOnWorkersWithARealClock) {
 }
 
 }  // namespace
+
+namespace {
+
+// A retry scheduled by a thread that is not a worker (run_once beside workers) must wake a
+// worker parked with nothing in the timer: its sleep was bounded by nothing.
+TEST(Workers, ARetryScheduledByAPollerWakesAParkedWorker) {
+  tachyon::config cfg = one_worker();
+  cfg.spin_before_park = 0ns;
+  tachyon::bus<tt::Events> bus{cfg};
+  std::atomic<int> runs{0};
+  auto s = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote&) {
+        if (runs.fetch_add(1) == 0) throw std::runtime_error("first run fails");
+      },
+      {.retry = {.max_attempts = 2, .initial_delay = 200us, .max_delay = 200us}});
+  ASSERT_TRUE(
+      tt::eventually([&] { return bus.health().workers[0].state == worker_state::parked; }));
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  bus.run_once();  // may find the event gone to the worker: either way one run fails
+  ASSERT_TRUE(tt::eventually([&] { return runs.load() == 2; }));
+  ASSERT_TRUE(tt::eventually([&] { return bus.metrics().in_flight == 0; }));
+  EXPECT_EQ(bus.metrics().total.dispatched, 1u);
+}
+
+// stop(mode, timeout) bounds what the timer holds too: a retry with an hour's backoff whose
+// handler then never returns is reported stuck, not hung on.
+TEST(TimedStop, BoundsARetryThatHangsAfterTheStopBegan) {
+  vbus bus{one_worker()};
+  gate g;
+  auto s = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote&, const tachyon::meta& m) {
+        if (m.attempt == 0) throw std::runtime_error("first run fails");
+        g.pass();
+      },
+      {.name = "retried", .retry = {.max_attempts = 2, .initial_delay = 1h, .max_delay = 1h}});
+  ASSERT_EQ(bus.publish(tt::Quote{}), result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return bus.metrics().lanes[2].waiting == 1; }));
+  const auto r = bus.stop(tachyon::stop_mode::drain, 20ms);
+  EXPECT_FALSE(r.complete);
+  ASSERT_EQ(r.stuck.size(), 1u);
+  EXPECT_EQ(r.stuck[0].subscription, "retried");
+  EXPECT_EQ(r.unsettled, 1u);
+  g.open.store(true);
+  bus.stop();
+  EXPECT_EQ(bus.metrics().total.dispatched, 1u);
+}
+
+TEST(TimedStop, ATimeoutAtTheEndOfTheRangeDoesNotWrap) {
+  tachyon::bus<tt::Events> bus{one_worker()};
+  const auto r = bus.stop(tachyon::stop_mode::drain, std::chrono::nanoseconds::max());
+  EXPECT_TRUE(r.complete);
+  EXPECT_TRUE(r.stuck.empty());
+}
+
+// Only the half-open probe decides the probe: a call admitted before the breaker opened, that
+// fails after the probe went out, neither reopens it nor spoils the probe's success.
+TEST(Breaker, ALateCallFromBeforeTheOpeningDoesNotDecideTheProbe) {
+  tachyon::config cfg = one_worker();
+  cfg.workers = 2;
+  vbus bus{cfg};
+  gate late, probe;
+  auto s = bus.subscribe<tt::Quote>(
+      [&](const tt::Quote& q) {
+        if (q.instrument == 1) {  // admitted while closed; fails once the probe is out
+          late.pass();
+          throw std::runtime_error("late failure");
+        }
+        if (q.instrument == 2) throw std::runtime_error("opens the breaker");
+        if (q.instrument == 3) probe.pass();  // the probe: succeeds
+      },
+      {.name = "guarded",
+       .breaker = {.failure_threshold = 1, .open_for = 1ms, .action = tachyon::when_open::skip}});
+  ASSERT_EQ(bus.publish(tt::Quote{1, 0, 0}), result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return late.entered.load(); }));
+  ASSERT_EQ(bus.publish(tt::Quote{2, 0, 0}), result::ok);  // the other worker: opens it
+  auto state = [&] { return bus.metrics().subscriptions[0].breaker; };
+  ASSERT_TRUE(tt::eventually([&] { return state() == tachyon::breaker_state::open; }));
+  bus.time_source().advance(2ms);
+  ASSERT_EQ(bus.publish(tt::Quote{3, 0, 0}), result::ok);  // the probe
+  ASSERT_TRUE(tt::eventually([&] { return probe.entered.load(); }));
+  EXPECT_EQ(state(), tachyon::breaker_state::half_open);
+  late.open.store(true);  // the late call fails now
+  ASSERT_TRUE(tt::eventually([&] { return bus.metrics().total.failed == 2; }));
+  EXPECT_EQ(state(), tachyon::breaker_state::half_open);  // not reopened by it
+  probe.open.store(true);
+  ASSERT_TRUE(tt::eventually([&] { return bus.metrics().total.dispatched == 1; }));
+  EXPECT_EQ(state(), tachyon::breaker_state::closed);
+}
+
+}  // namespace

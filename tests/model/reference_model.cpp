@@ -289,7 +289,8 @@ bool model::run_all(const event& e, const meta_view& m) {
 }
 
 // A retry runs only its subscription (retry_policy), through its breaker; a replay runs it
-// bypassing the breaker (bus::replay_dead_letters). A removed subscription is gone.
+// bypassing the breaker, which it neither asks nor tells (bus::replay_dead_letters). A removed
+// subscription is gone.
 model::run_status model::run_one(int si, const event& e, const meta_view& m, bool replay) {
   sub& s = subs_[static_cast<std::size_t>(si)];
   if (!s.live) return run_status::gone;
@@ -297,19 +298,20 @@ model::run_status model::run_one(int si, const event& e, const meta_view& m, boo
   if (s.spec.filter && !s.spec.filter(e.id)) return run_status::ok;
   log('H', s, e, m);
   const handler_fate f = s.spec.body(e.id, m.attempt);
-  if (!f.threw) return run_status::ok;  // mirrors: a replay's success is not told to the breaker
-  handler_failed(si, e, m, f);          // mirrors: its failure is
+  if (!f.threw) return run_status::ok;  // a replay neither asks the breaker nor tells it
+  handler_failed(si, e, m, f, false);
   return run_status::failed;
 }
 
 // A handler threw: handler_errors (its event's lane and type), the subscription's errors, its
-// breaker fed (breaker_policy::counts), the error hook (config::on_error) called; the failure
-// is decided at the end of the event's run.
-void model::handler_failed(int si, const event& e, const meta_view& m, const handler_fate& f) {
+// breaker fed (breaker_policy::counts) when the call went through it (not a replay's), the error
+// hook (config::on_error) called; the failure is decided at the end of the event's run.
+void model::handler_failed(int si, const event& e, const meta_view& m, const handler_fate& f,
+                           bool through_breaker) {
   sub& s = subs_[static_cast<std::size_t>(si)];
   count(e.lane, e.type, &event_counts::handler_errors);
   ++s.errors;
-  if (s.spec.breaker_threshold != 0) {
+  if (through_breaker && s.spec.breaker_threshold != 0) {
     if (!s.spec.breaker_has_counts || f.counts) {
       breaker_failed(s);
     } else {

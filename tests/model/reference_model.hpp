@@ -262,7 +262,8 @@ class model {
   bool call_guarded(int si, const event& e, const meta_view& m);
   bool run_all(const event& e, const meta_view& m);
   run_status run_one(int si, const event& e, const meta_view& m, bool replay);
-  void handler_failed(int si, const event& e, const meta_view& m, const handler_fate& f);
+  void handler_failed(int si, const event& e, const meta_view& m, const handler_fate& f,
+                      bool through_breaker = true);
   void short_circuited(int si, const event& e);
 
   void run_entry(const lane_entry& en);

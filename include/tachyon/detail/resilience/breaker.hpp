@@ -24,18 +24,21 @@ constexpr std::uint64_t make_open(std::uint64_t until_ns) noexcept {
   return (((until_ns + 1023) >> 10) << 12) | open;
 }
 
-/// Whether a call may go ahead now. Closed: yes. Open and its window not over: no. Open and
-/// over: yes for the one caller whose CAS moves it to half-open (the probe), no for the rest.
+/// Whether a call may go ahead now: 0 no; otherwise a token the call hands back to succeeded()
+/// or failed(). Closed: yes (token `admitted`). Open and its window not over: no. Open and
+/// over: yes for the one caller whose CAS moves it to half-open (the probe: its token is the
+/// half-open word, unique to this opening because it keeps the window's end), no for the rest.
 /// Half-open: no (the probe is out).
-inline bool admit(std::atomic<std::uint64_t>& word, std::uint64_t now_ns) noexcept {
+inline constexpr std::uint64_t admitted = 1;
+inline std::uint64_t admit(std::atomic<std::uint64_t>& word, std::uint64_t now_ns) noexcept {
   std::uint64_t w = word.load(std::memory_order_acquire);
   for (;;) {
     const std::uint64_t s = state(w);
-    if (s == closed) return true;
-    if (s == half_open || now_ns < until_ns(w)) return false;
-    if (word.compare_exchange_weak(w, half_open, std::memory_order_acq_rel,
-                                   std::memory_order_acquire))
-      return true;
+    if (s == closed) return admitted;
+    if (s == half_open || now_ns < until_ns(w)) return 0;
+    const std::uint64_t probe = (w & ~std::uint64_t{3}) | half_open;
+    if (word.compare_exchange_weak(w, probe, std::memory_order_acq_rel, std::memory_order_acquire))
+      return probe;
   }
 }
 
@@ -44,30 +47,36 @@ inline bool quiet(const std::atomic<std::uint64_t>& word) noexcept {
   return word.load(std::memory_order_relaxed) == make_closed(0);
 }
 
-/// A call returned: a streak ends, a probe closes the breaker. Ignored while open (a call
-/// admitted before it opened).
-inline void succeeded(std::atomic<std::uint64_t>& word) noexcept {
+/// A call returned, or threw something the policy does not count: a streak ends; the probe
+/// (`token` is the half-open word it installed) closes the breaker. Ignored while open, and
+/// while half-open from any call but the probe: those were admitted before the breaker opened
+/// and say nothing about the dependency now.
+inline void succeeded(std::atomic<std::uint64_t>& word, std::uint64_t token) noexcept {
   std::uint64_t w = word.load(std::memory_order_acquire);
-  while (w != make_closed(0) && state(w) != open)
+  for (;;) {
+    if (w == make_closed(0) || state(w) == open) return;
+    if (state(w) == half_open && w != token) return;
+    if (word.compare_exchange_weak(w, make_closed(0), std::memory_order_acq_rel,
+                                   std::memory_order_acquire))
+      return;
+  }
+}
+
+/// A throw that breaker_policy::counts does not count: the streak stays as it was; the probe
+/// closes the breaker (the handler was reached and answered).
+inline void not_counted(std::atomic<std::uint64_t>& word, std::uint64_t token) noexcept {
+  std::uint64_t w = word.load(std::memory_order_acquire);
+  while (state(w) == half_open && w == token)
     if (word.compare_exchange_weak(w, make_closed(0), std::memory_order_acq_rel,
                                    std::memory_order_acquire))
       return;
 }
 
-/// A call threw something the policy does not count (breaker_policy::counts): the streak
-/// stays as it was, but a probe closes the breaker (the handler was reached and answered).
-inline void not_counted(std::atomic<std::uint64_t>& word) noexcept {
-  std::uint64_t w = word.load(std::memory_order_acquire);
-  while (state(w) == half_open)
-    if (word.compare_exchange_weak(w, make_closed(0), std::memory_order_acq_rel,
-                                   std::memory_order_acquire))
-      return;
-}
-
-/// A counted failure: the streak grows; at `threshold` (or on a failed probe) the breaker opens
-/// until now + open_for. Returns true if this call opened it.
-inline bool failed(std::atomic<std::uint64_t>& word, std::uint64_t threshold, std::uint64_t now_ns,
-                   std::uint64_t open_for_ns) noexcept {
+/// A counted failure: the streak grows; at `threshold`, or when the probe fails, the breaker
+/// opens until now + open_for. Ignored while open, and while half-open from any call but the
+/// probe. Returns true if this call opened it.
+inline bool failed(std::atomic<std::uint64_t>& word, std::uint64_t token, std::uint64_t threshold,
+                   std::uint64_t now_ns, std::uint64_t open_for_ns) noexcept {
   std::uint64_t w = word.load(std::memory_order_acquire);
   for (;;) {
     std::uint64_t next;
@@ -75,6 +84,7 @@ inline bool failed(std::atomic<std::uint64_t>& word, std::uint64_t threshold, st
       case open:
         return false;  // a call admitted before it opened
       case half_open:
+        if (w != token) return false;  // not the probe
         next = make_open(now_ns + open_for_ns);
         break;
       default: {

@@ -101,10 +101,14 @@ class timer_queue {
 
   /// Schedules `d` (takes it). False, with `d` untouched, when full or when `refuse` (a stop
   /// flag, read under the lock so that a stop that empties the timer afterwards sees `d`) is set.
-  bool push(delivery* d, const std::atomic<bool>& refuse) {
+  /// The size is stored seq_cst: a worker about to park reads it after its prepare_wait, so it
+  /// sees this delivery or its waker (park_delayed, handle_failures) sees it waiting.
+  /// `earliest`: set when `d` is now the first due.
+  bool push(delivery* d, const std::atomic<bool>& refuse, bool& earliest) {
     std::lock_guard lock(mutex_);
     if (refuse.load(std::memory_order_seq_cst) || taken() >= capacity_) return false;
     insert(d);
+    earliest = heap_.front() == d;
     return true;
   }
   enum class admission { ok, full, stopped };
@@ -187,7 +191,7 @@ class timer_queue {
   /// Slots in use: waiting, reserved for a delayed publish, or popped and not yet moved on.
   std::size_t taken() const noexcept { return heap_.size() + reserved_ + held_; }
   void changed() noexcept {  // under the lock
-    size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
+    size_.store(heap_.size() + reserved_, std::memory_order_seq_cst);
     next_due_.store(heap_.empty() ? UINT64_MAX : heap_.front()->due_ns, std::memory_order_relaxed);
   }
   void insert(delivery* d) noexcept {
@@ -249,7 +253,7 @@ class dead_letter_store {
 
   /// Adds `e` (takes its references), dropping the oldest entry when full. Gives an id.
   void push(dead_letter_entry e) noexcept {
-    dead_letter_entry old;
+    dead_letter_entry old, lost;
     {
       std::lock_guard lock(mutex_);
       e.id = next_id_++;
@@ -262,20 +266,19 @@ class dead_letter_store {
         entries_.push_back(std::move(e));
       } catch (...) {  // out of memory: the entry is lost, and counted as evicted
         evicted_.fetch_add(1, std::memory_order_relaxed);
-        old.event == nullptr ? void() : old.dispose();
-        e.dispose();
-        size_.store(entries_.size(), std::memory_order_relaxed);
-        return;
+        lost = e;
       }
       size_.store(entries_.size(), std::memory_order_relaxed);
     }
+    // Outside the lock: a payload's destructor is the user's code.
     if (old.event != nullptr) old.dispose();
+    if (lost.event != nullptr) lost.dispose();
   }
   /// Puts back an entry taken out for a replay that failed; it keeps its id and its place by
   /// id (oldest first). Drops the oldest when full, as push() does: that may be the entry put
   /// back itself, when newer ones filled the queue while it was out.
   void put_back(dead_letter_entry e) noexcept {
-    dead_letter_entry old;
+    dead_letter_entry old, lost;
     {
       std::lock_guard lock(mutex_);
       auto at =
@@ -283,9 +286,9 @@ class dead_letter_store {
                            [](const dead_letter_entry& x, std::uint64_t id) { return x.id < id; });
       try {
         entries_.insert(at, std::move(e));
-      } catch (...) {
+      } catch (...) {  // out of memory: lost, counted as evicted, released below
         evicted_.fetch_add(1, std::memory_order_relaxed);
-        e.dispose();
+        lost = e;
       }
       if (entries_.size() > capacity_) {
         old = std::move(entries_.front());
@@ -295,6 +298,7 @@ class dead_letter_store {
       size_.store(entries_.size(), std::memory_order_relaxed);
     }
     if (old.event != nullptr) old.dispose();
+    if (lost.event != nullptr) lost.dispose();
   }
   /// Copies of every entry, each holding its own references (release with dispose()).
   std::vector<dead_letter_entry> copy() const {
@@ -323,12 +327,11 @@ class dead_letter_store {
     size_.store(entries_.size(), std::memory_order_relaxed);
     return out;
   }
-  std::deque<dead_letter_entry> take_all() noexcept {
+  /// Moves every entry into `out` (empty; swapping allocates nothing).
+  void take_all(std::deque<dead_letter_entry>& out) noexcept {
     std::lock_guard lock(mutex_);
-    std::deque<dead_letter_entry> out;
     out.swap(entries_);
     size_.store(0, std::memory_order_relaxed);
-    return out;
   }
 
  private:

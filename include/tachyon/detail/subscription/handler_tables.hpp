@@ -44,25 +44,54 @@ struct handler_list {
 };
 
 /// The breaker of `s` is not closed and quiet: lets the call through if it admits one (closed
-/// with a streak, or the half-open probe), else throws short_circuit_signal.
-[[gnu::cold]] inline void admit_or_throw(subscription_state* s) {
-  if (!breaker::admit(s->breaker_word, s->owner.load(std::memory_order_acquire)->now_ns()))
-    throw short_circuit_signal{};
+/// with a streak, or the half-open probe), returning its token, else throws
+/// short_circuit_signal.
+[[gnu::cold]] inline std::uint64_t admit_or_throw(subscription_state* s) {
+  const std::uint64_t token =
+      breaker::admit(s->breaker_word, s->owner.load(std::memory_order_acquire)->now_ns());
+  if (token == 0) throw short_circuit_signal{};
+  return token;
+}
+
+/// A call through the breaker threw: it counts (breaker_policy::counts decides) as a failure,
+/// or as an answer of the dependency.
+[[gnu::cold]] inline void breaker_threw(subscription_state* s, std::uint64_t token,
+                                        const std::exception_ptr& e) noexcept {
+  bool counts = true;
+  if (s->breaker.counts) {
+    try {
+      counts = s->breaker.counts(e);
+    } catch (...) {  // the predicate must not throw; if it does, the failure counts
+    }
+  }
+  if (counts)
+    breaker::failed(s->breaker_word, token, s->breaker.failure_threshold,
+                    s->owner.load(std::memory_order_acquire)->now_ns(),
+                    static_cast<std::uint64_t>(s->breaker.open_for.count()));
+  else
+    breaker::not_counted(s->breaker_word, token);
 }
 
 /// The breaker around a subscription's handler: asks the breaker first, throws
-/// short_circuit_signal instead of calling `body` when it is open, and tells it about a
-/// success. A closed breaker with no failure streak costs one relaxed load and one compare
-/// before the call and after it, and writes nothing. Failures reach it through
-/// bus_core::handler_failed.
+/// short_circuit_signal instead of calling `body` when it is open, and tells it how the call
+/// went, with the call's token, so that only the half-open probe decides the probe's outcome.
+/// A closed breaker with no failure streak costs one relaxed load and one compare before the
+/// call and after it, and writes nothing. A throw is reported to the breaker here and thrown
+/// on (a second throw, on the failure path of subscriptions with a breaker only).
 template <class Body>
 void guarded_call(const subscription_state* s, Body&& body) {
   auto* st = const_cast<subscription_state*>(s);
+  std::uint64_t token = breaker::admitted;
   if (!breaker::quiet(st->breaker_word)) [[unlikely]]
-    admit_or_throw(st);
-  body();
+    token = admit_or_throw(st);
+  try {
+    body();
+  } catch (...) {
+    breaker_threw(st, token, std::current_exception());
+    throw;
+  }
   if (!breaker::quiet(st->breaker_word)) [[unlikely]]
-    breaker::succeeded(st->breaker_word);
+    breaker::succeeded(st->breaker_word, token);
 }
 
 template <class T, class F>
