@@ -4,6 +4,10 @@
 // (src/worker/worker_pool.cpp).
 #include <tachyon/detail/bus_core.hpp>
 
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
 #include <stdexcept>
 #include <thread>
 
@@ -42,6 +46,11 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::nanoseconds d)
 }  // namespace
 
 void bus_core::worker_main(std::uint32_t index) {
+#if defined(__linux__)
+  // A worker's timed sleeps (until a retry or a delayed event is due) wake on time, not up to
+  // the default 50 us of timer slack later.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
   thread_context& ctx = context();
   ensure_buffer(ctx);
   worker_ctx_[index].store(&ctx, std::memory_order_release);
@@ -125,10 +134,19 @@ void bus_core::idle(thread_context& ctx, idle_period& p) {
       return;
     }
     if (due != UINT64_MAX) {
+      // Wake spin_before_park early and poll the rest of the way (the idle period starts
+      // again): a futex time-out lands late by the wake-up's latency, which a due retry or
+      // delayed event would pay. Due sooner than that: do not park.
       const std::uint64_t gap = due - now;
-      until = deadline_after(gap > static_cast<std::uint64_t>(INT64_MAX)
+      const auto spin = static_cast<std::uint64_t>(cfg_.spin_before_park.count());
+      if (gap <= spin) {
+        work_.cancel_wait();
+        return;
+      }
+      const std::uint64_t sleep = gap - spin;
+      until = deadline_after(sleep > static_cast<std::uint64_t>(INT64_MAX)
                                  ? std::chrono::nanoseconds::max()
-                                 : std::chrono::nanoseconds(static_cast<std::int64_t>(gap)));
+                                 : std::chrono::nanoseconds(static_cast<std::int64_t>(sleep)));
     }
   }
   bump(ctx.misc_row().v[m_parks]);
