@@ -189,32 +189,24 @@ void bus_core::settle_run(thread_context& ctx, parked_event* pe, bool front) noe
   const auto l = static_cast<unsigned>(pe->env.header.lane);
   const counter kind = outcome_of(pe->outcome_marks());
   bump(ctx.type_row(pe->env.header.type_index).v[kind]);
-  const bool waited = pe->waited.load(std::memory_order_relaxed);
   if (front) {  // counted with the batch (end_batch), as the lane's in-flight mark moves
     if (kind != c_dispatched) {
       ++ctx.batch_failed;
       ++ctx.batch_tally[kind];
     }
-    if (waited) bump(ctx.lane_row(l).v[c_unparked]);
   } else {
-    // The outcome before the way out of the timer: a snapshot in between counts the event
-    // twice, never not at all.
     bump(ctx.lane_row(l).v[kind]);
-    if (waited) bump(ctx.lane_row(l).v[c_unparked]);
   }
+  // The outcome before the way out of the timer: a snapshot in between counts the event
+  // twice, never not at all.
+  if (pe->waited.load(std::memory_order_relaxed)) bump(ctx.lane_row(l).v[c_unparked]);
 }
 
 void bus_core::resolve_failed(thread_context& ctx, envelope& env, release_fn release) noexcept {
-  if (ctx.failures.empty()) {  // nothing to do but count it: the plain failure of old
-    ctx.failed_plain = false;
-    bump(ctx.type_row(env.header.type_index).v[c_failed]);
-    ++ctx.batch_failed;
-    ++ctx.batch_tally[c_failed];
-    release(env);
-    return;
-  }
-  auto* pe = new (std::nothrow) parked_event(env, release, 0);
-  if (pe == nullptr) {  // out of memory: no retry, no dead letter; counted failed
+  // Nothing kept (the plain failure of old), or no memory to park it: counted failed, with the
+  // batch. Out of memory there is no retry and no dead letter.
+  auto* pe = ctx.failures.empty() ? nullptr : new (std::nothrow) parked_event(env, release, 0);
+  if (pe == nullptr) {
     clear_failures(ctx);
     bump(ctx.type_row(env.header.type_index).v[c_failed]);
     ++ctx.batch_failed;

@@ -25,37 +25,9 @@ constexpr std::size_t order_index = tt::Events::index_of<tt::Order>();
 constexpr std::size_t quote_index = tt::Events::index_of<tt::Quote>();
 constexpr std::size_t note_index = tt::Events::index_of<tt::Note>();
 
-tachyon::config manual_dl(std::uint32_t dead_letters = 16) {
-  auto cfg = tt::manual();
-  cfg.dead_letter_capacity = dead_letters;
-  return cfg;
-}
-
-tachyon::retry_policy retries(std::uint32_t attempts, std::chrono::nanoseconds first = 1ms) {
-  return {.max_attempts = attempts,
-          .initial_delay = first,
-          .max_delay = std::max<std::chrono::nanoseconds>(first, 1s),
-          .multiplier = 2.0};
-}
-
-/// Runs f on a thread of its own and waits for it at most as long as tt::eventually does. A
-/// call that does not return fails the test; the stuck thread still uses the bus, so nothing
-/// can be cleaned up and the process ends rather than hangs.
-template <class F>
-void finishes(const char* what, F&& f) {
-  std::atomic<bool> done{false};
-  std::thread t([&] {
-    f();
-    done.store(true);
-  });
-  if (!tt::eventually([&] { return done.load(); })) {
-    ADD_FAILURE() << what << " did not return: stuck";
-    std::fflush(stdout);
-    std::fprintf(stderr, "%s did not return: stuck; aborting\n", what);
-    std::abort();
-  }
-  t.join();
-}
+using tt::finishes;
+using tt::manual_dl;
+using tt::retries;
 
 // ---- nested calls inside a handler ----------------------------------------------------------
 

@@ -291,15 +291,7 @@ std::vector<tachyon::subscription> subscribe_stable(world& w, const char* tname)
        .breaker = {.failure_threshold = ti == 0 ? 1u : 3u,
                    .open_for = 50us,
                    .action = tachyon::when_open::dead_letter,
-                   .counts = [](const std::exception_ptr& e) {
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::logic_error&) {
-                       return false;
-                     } catch (...) {
-                       return true;
-                     }
-                   }}}));
+                   .counts = tt::counts_all_but_logic_error}}));
   // F: plain, no dead letters: its failures read `failed`.
   subs.push_back(w.bus->subscribe<T>(
       [&w](const T& ev, const tachyon::meta& m) {
@@ -374,23 +366,7 @@ const tachyon::subscription_metrics* find_sub(const tachyon::metrics_snapshot& m
   return nullptr;
 }
 
-/// Runs f on its own thread, bounded like tt::eventually; a call that does not return fails
-/// the test and ends the process (the stuck thread still holds the bus).
-template <class F>
-void finishes(const char* what, F&& f) {
-  std::atomic<bool> done{false};
-  std::thread t([&] {
-    f();
-    done.store(true);
-  });
-  if (!tt::eventually([&] { return done.load(); })) {
-    ADD_FAILURE() << what << " did not return: stuck";
-    std::fflush(stdout);
-    std::fprintf(stderr, "%s did not return: stuck; aborting\n", what);
-    std::abort();
-  }
-  t.join();
-}
+using tt::finishes;
 
 struct tally {
   std::uint64_t n = 0, sum = 0;

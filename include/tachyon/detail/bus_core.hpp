@@ -86,8 +86,9 @@ struct time_ref {
 /// How one run of a delivery ended.
 enum class run_status : std::uint8_t { ok, failed, gone /* its subscription was removed */ };
 
-/// Where a run that settles nothing itself (a replay) begins in the thread's failure list (thread_context::failures, failed_plain): inside a handler, the list already
-/// holds the running event's failures, which the nested run must leave as they are.
+/// Where a run that settles nothing itself (a replay) begins in the thread's failure list
+/// (thread_context::failures, failed_plain): inside a handler, the list already holds the running
+/// event's failures, which the nested run must leave as they are.
 struct failure_mark {
   std::size_t kept = 0;
   bool plain = false;
@@ -438,11 +439,9 @@ class alignas(cache_line) bus_core {
   /// accepted and waiting.
   void park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexcept;
   std::uint64_t now_ns() const noexcept { return time_.now(time_.source); }
-  bool virtual_time() const noexcept { return time_.is_virtual; }
   dead_letter_store& dead_letters() noexcept { return dead_letters_; }
   const dead_letter_store& dead_letters() const noexcept { return dead_letters_; }
   timer_queue& timers() noexcept { return timers_; }
-  const type_table& types() const noexcept { return types_; }
   /// The index that marks an envelope carrying a delivery.
   std::uint16_t delivery_type() const noexcept { return static_cast<std::uint16_t>(types_.count); }
   /// The live subscriptions (for metrics and health). Called under the subscription lock.
