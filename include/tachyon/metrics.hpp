@@ -6,7 +6,8 @@
 // its terms were read at slightly different moments. Once the bus is quiet (no publish in
 // progress and nothing queued or running), the accounting equation holds exactly:
 //
-//   accepted = dispatched + failed + dead_lettered + expired + dropped + discarded + in_flight
+//   accepted = dispatched + failed + dead_lettered + expired + dropped + discarded
+//              + conflated + displaced + in_flight
 //
 // where in_flight is measured independently (lane occupancy + events a dispatcher holds +
 // events waiting in the timer). See event_counts for which outcome an event ends in.
@@ -30,10 +31,14 @@ namespace tachyon {
 ///                  open under when_open::skip, its subscription removed before its retry);
 ///   discarded      else, if stop(discard) took it, or a retry of it, before it finished;
 ///   dispatched     else: every handler eventually ran without throwing (or none matched);
-///   dropped        it never entered a lane (overflow::drop).
+///   dropped        it never entered a lane (overflow::drop);
+///   conflated      a newer event of its type with the same key (conflate_by) replaced it
+///                  while it waited in its lane, and the handlers saw the newer one;
+///   displaced      a newer event took its place in a full lane (overflow::drop_oldest).
 /// Until then it is in flight: in a lane, in a dispatcher's hands, or waiting in the timer (a
 /// pending retry, a delayed event). `retried`, `short_circuited`, `replayed` and
-/// `handler_errors` count deliveries, not events.
+/// `handler_errors` count deliveries, not events. `rejected_full`, `rejected_stopped` and
+/// `vetoed` count publishes that were refused: those events were never accepted.
 struct event_counts {
   std::uint64_t accepted = 0;          ///< taken by the bus: publish() returned ok or dropped,
                                        ///< plus every dispatch() call
@@ -49,14 +54,18 @@ struct event_counts {
   std::uint64_t retried = 0;           ///< retries scheduled (deliveries, not events)
   std::uint64_t short_circuited = 0;   ///< deliveries an open breaker did not call
   std::uint64_t replayed = 0;          ///< dead letters replayed (not counted as accepted)
+  std::uint64_t conflated = 0;         ///< replaced in its lane by a newer event with the same key
+  std::uint64_t displaced = 0;         ///< pushed out of a full lane by a newer event (drop_oldest)
+  std::uint64_t vetoed = 0;  ///< refused by an interceptor with result::vetoed (not accepted)
 
-  /// accepted - (dispatched + failed + dead_lettered + expired + dropped + discarded): what
+  /// accepted - (dispatched + failed + dead_lettered + expired + dropped + discarded +
+  /// conflated + displaced): what
   /// the counters say is still in the bus. Compare with metrics_snapshot::in_flight, which is
   /// measured, not derived.
   std::int64_t unsettled() const noexcept {
     return static_cast<std::int64_t>(accepted) -
            static_cast<std::int64_t>(dispatched + failed + dead_lettered + expired + dropped +
-                                     discarded);
+                                     discarded + conflated + displaced);
   }
   event_counts& operator+=(const event_counts& o) noexcept;
 };

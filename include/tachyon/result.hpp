@@ -19,9 +19,10 @@ enum class [[nodiscard]] result : std::uint8_t{
               ///< passed, or a worker would have had to block on its own pool (see bus.hpp)
     dropped,  ///< taken and discarded at once: the lane is full and the policy is `drop`
     stopped,  ///< refused: stop() has begun
+    vetoed,   ///< refused: an interceptor's before_publish said no (counted in `vetoed`)
 };
 
-/// "ok", "full", "dropped" or "stopped".
+/// "ok", "full", "dropped", "stopped" or "vetoed".
 constexpr std::string_view to_string(result r) noexcept {
   switch (r) {
     case result::ok:
@@ -32,6 +33,8 @@ constexpr std::string_view to_string(result r) noexcept {
       return "dropped";
     case result::stopped:
       return "stopped";
+    case result::vetoed:
+      return "vetoed";
   }
   return "unknown";
 }

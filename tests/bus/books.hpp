@@ -69,11 +69,11 @@ void finishes(const char* what, F&& f) {
   t.join();
 }
 
-/// accepted = dispatched + failed + dead_lettered + expired + dropped + discarded, with
-/// in_flight 0: true when `c` balances with nothing unsettled.
+/// accepted = dispatched + failed + dead_lettered + expired + dropped + discarded + conflated
+/// + displaced, with in_flight 0: true when `c` balances with nothing unsettled.
 inline bool balanced(const tachyon::event_counts& c) {
-  return c.accepted ==
-         c.dispatched + c.failed + c.dead_lettered + c.expired + c.dropped + c.discarded;
+  return c.accepted == c.dispatched + c.failed + c.dead_lettered + c.expired + c.dropped +
+                           c.discarded + c.conflated + c.displaced;
 }
 
 /// The books of a quiet bus: the equation exact in total, per lane and per type; nothing in

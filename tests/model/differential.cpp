@@ -698,6 +698,9 @@ constexpr std::pair<const char*, u64 tachyon::event_counts::*> count_fields[] = 
     {"retried", &tachyon::event_counts::retried},
     {"short_circuited", &tachyon::event_counts::short_circuited},
     {"replayed", &tachyon::event_counts::replayed},
+    {"conflated", &tachyon::event_counts::conflated},
+    {"displaced", &tachyon::event_counts::displaced},
+    {"vetoed", &tachyon::event_counts::vetoed},
 };
 static_assert(std::size(count_fields) * sizeof(u64) == sizeof(tachyon::event_counts),
               "every field of event_counts is compared");

@@ -24,12 +24,12 @@
 
 namespace tachyon::detail {
 
-/// One row of counters, indexed by counter kind (metrics/outcomes.hpp): two cache lines. The
+/// One row of counters, indexed by counter kind (metrics/outcomes.hpp): four cache lines. The
 /// hot paths' counters (accepted, dispatched) are in the first.
 struct alignas(cache_line) counter_row {
   std::atomic<std::uint64_t> v[row_slots];
 };
-static_assert(sizeof(counter_row) == 2 * cache_line, "tachyon: a counter row is two lines");
+static_assert(sizeof(counter_row) == row_slots * 8, "tachyon: a counter row is row_slots words");
 
 /// Written by one thread only: a relaxed load and store, no locked instruction.
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
@@ -70,7 +70,7 @@ struct thread_context {
   counter_row& lane_row(unsigned l) noexcept { return rows[l]; }
   counter_row& type_row(std::size_t t) noexcept { return rows[priority_count + t]; }
   counter_row& misc_row() noexcept { return rows[priority_count + types]; }
-  /// dispatch() calls that ran every handler without a throw, per type, 8 types to a row.
+  /// dispatch() calls that ran every handler without a throw, per type, row_slots types to a row.
   /// Counted once here instead of accepted + dispatched in both the lane and the type row
   /// (dispatch() always uses the type's default lane); metrics() adds them back to all four.
   std::atomic<std::uint64_t>& sync_ok(std::size_t t) noexcept {

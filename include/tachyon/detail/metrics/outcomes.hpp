@@ -16,7 +16,7 @@
 
 namespace tachyon::detail {
 
-/// Counter kinds: the slots of one counter row (one cache line, 8 counters).
+/// Counter kinds: the slots of one counter row.
 enum counter : std::uint8_t {
   c_accepted,
   c_dispatched,
@@ -31,14 +31,18 @@ enum counter : std::uint8_t {
   c_retried,
   c_short_circuited,
   c_replayed,
+  c_conflated,
+  c_displaced,
+  c_vetoed,
   // Not in event_counts: events that left the lanes for the timer (a retry pending, or a
   // delayed event), and those of them that settled since. Their difference is in flight.
   c_parked,
   c_unparked,
   counter_kinds
 };
-/// The slots of a counter row (two cache lines): counter_kinds, rounded up.
-inline constexpr std::size_t row_slots = 16;
+/// The slots of a counter row (four cache lines): counter_kinds, rounded up to a power of two
+/// (sync_ok() divides by it).
+inline constexpr std::size_t row_slots = 32;
 static_assert(counter_kinds <= row_slots, "tachyon: the counter kinds fit a row");
 
 /// The misc row's slots: per-thread counts that are not event outcomes.
@@ -66,6 +70,9 @@ inline constexpr std::array<outcome, c_parked> outcomes = {{
     {c_retried, "retried", &event_counts::retried},
     {c_short_circuited, "short_circuited", &event_counts::short_circuited},
     {c_replayed, "replayed", &event_counts::replayed},
+    {c_conflated, "conflated", &event_counts::conflated},
+    {c_displaced, "displaced", &event_counts::displaced},
+    {c_vetoed, "vetoed", &event_counts::vetoed},
 }};
 
 /// Row i of the table is counter kind i: the counting code indexes rows by kind.
