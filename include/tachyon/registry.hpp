@@ -2,7 +2,11 @@
 //
 //   using Events = tachyon::registry<
 //       tachyon::event<Halt, tachyon::priority::critical>,   // with a default priority
-//       Quote>;                                              // `normal` unless told
+//       tachyon::event<UserCreated, tachyon::priority::normal,
+//                      tachyon::tags<user, audit>>,          // with tags (subscribe_tagged)
+//       tachyon::event<Quote, tachyon::priority::normal,
+//                      tachyon::conflate_by<&Quote::instrument>>,  // latest per key only
+//       Fill>;                                               // `normal` unless told
 //
 // Each type gets a dense index (its position in the list) at compile time, so dispatch is an
 // array lookup: no RTTI, no hashing. Publishing or subscribing a type that is not listed fails
@@ -38,22 +42,94 @@ constexpr std::string_view to_string(priority p) noexcept {
   return "unknown";
 }
 
-/// A registry entry with a default priority: `event<Halt, priority::critical>`.
-template <class T, priority P = priority::normal>
+/// An event option: the tags of a type, any types (usually empty structs) that name a group
+/// of events: `subscribe_tagged<audit>(visitor)` subscribes to every registered type tagged
+/// `audit`. Resolved at compile time.
+template <class... Tags>
+struct tags {};
+
+/// An event option: conflation. While an event of this type waits in its lane, a newer one
+/// with the same key (`ev.*Member`) replaces it instead of queueing behind it; its handlers see
+/// the latest. `Keys`: the most distinct keys the bus tracks for the type (see the README's
+/// Conflation for what happens beyond).
+template <auto Member, std::size_t Keys = 1024>
+struct conflate_by {
+  static constexpr auto member = Member;
+  static constexpr std::size_t keys = Keys;
+};
+
+/// A registry entry with a default priority and options (tags<...>, conflate_by<...>):
+/// `event<Halt, priority::critical>`.
+template <class T, priority P = priority::normal, class... Options>
 struct event {
   using type = T;
   static constexpr priority default_priority = P;
+  using options = std::tuple<Options...>;
 };
 
 namespace detail {
 
 template <class E>
-struct entry_of {  // a bare type: normal priority
+struct entry_of {  // a bare type: normal priority, no options
   using type = E;
   static constexpr priority default_priority = priority::normal;
+  using options = std::tuple<>;
 };
-template <class T, priority P>
-struct entry_of<event<T, P>> : event<T, P> {};
+template <class T, priority P, class... Options>
+struct entry_of<event<T, P, Options...>> : event<T, P, Options...> {};
+
+template <class O>
+struct is_tags : std::false_type {};
+template <class... Tags>
+struct is_tags<tags<Tags...>> : std::true_type {};
+
+template <class O>
+struct is_conflate_by : std::false_type {};
+template <auto M, std::size_t K>
+struct is_conflate_by<conflate_by<M, K>> : std::true_type {};
+
+/// The options of a tuple that satisfy Pred, as a tuple.
+template <template <class> class Pred, class Tuple>
+struct options_where;
+template <template <class> class Pred, class... Os>
+struct options_where<Pred, std::tuple<Os...>> {
+  using type = decltype(std::tuple_cat(
+      std::declval<std::conditional_t<Pred<Os>::value, std::tuple<Os>, std::tuple<>>>()...));
+};
+
+template <class Tuple>
+struct tags_in {  // no tags<...> option: none
+  using type = tags<>;
+};
+template <class... Tags>
+struct tags_in<std::tuple<tags<Tags...>>> {
+  using type = tags<Tags...>;
+};
+
+template <class Tag, class Tags>
+struct has_tag;
+template <class Tag, class... Tags>
+struct has_tag<Tag, tags<Tags...>> : std::bool_constant<(std::is_same_v<Tag, Tags> || ...)> {};
+
+/// A type's conflate_by option, or void.
+template <class Tuple>
+struct conflation_in {
+  using type = void;
+};
+template <class C>
+struct conflation_in<std::tuple<C>> {
+  using type = C;
+};
+
+/// Checks an entry's options: known kinds, each at most once.
+template <class Options>
+struct options_valid;
+template <class... Os>
+struct options_valid<std::tuple<Os...>> {
+  static constexpr bool known = ((is_tags<Os>::value || is_conflate_by<Os>::value) && ...);
+  static constexpr bool once = (std::size_t{0} + ... + (is_tags<Os>::value ? 1u : 0u)) <= 1 &&
+                               (std::size_t{0} + ... + (is_conflate_by<Os>::value ? 1u : 0u)) <= 1;
+};
 
 template <class T, class... Ts>
 constexpr std::size_t count_of() noexcept {
@@ -103,6 +179,13 @@ struct registry {
     return detail::index_of<T, typename detail::entry_of<Entries>::type...>();
   }
 
+  static_assert((detail::options_valid<typename detail::entry_of<Entries>::options>::known && ...),
+                "tachyon::event<T, P, Options...>: an option is neither tachyon::tags<...> nor "
+                "tachyon::conflate_by<...>");
+  static_assert((detail::options_valid<typename detail::entry_of<Entries>::options>::once && ...),
+                "tachyon::event<T, P, Options...>: tags<...> and conflate_by<...> may each be "
+                "given once per type");
+
   /// The priority T is published with unless the call says otherwise.
   template <class T>
   static constexpr priority default_priority_of() noexcept {
@@ -110,9 +193,27 @@ struct registry {
     return prios[index_of<T>()];
   }
 
+  /// The I-th entry: its type, default priority and options.
+  template <std::size_t I>
+  using entry_at = detail::entry_of<std::tuple_element_t<I, std::tuple<Entries...>>>;
+
+  /// T's tags (tags<...>; empty without the option).
+  template <class T>
+  using tags_of = typename detail::tags_in<typename detail::options_where<
+      detail::is_tags, typename entry_at<index_of<T>()>::options>::type>::type;
+
+  /// True if T is registered with Tag among its tags.
+  template <class T, class Tag>
+  static constexpr bool has_tag = detail::has_tag<Tag, tags_of<T>>::value;
+
+  /// T's conflate_by<...> option, or void.
+  template <class T>
+  using conflation_of = typename detail::conflation_in<typename detail::options_where<
+      detail::is_conflate_by, typename entry_at<index_of<T>()>::options>::type>::type;
+
   /// The I-th registered type.
   template <std::size_t I>
-  using type_at = typename detail::entry_of<std::tuple_element_t<I, std::tuple<Entries...>>>::type;
+  using type_at = typename entry_at<I>::type;
 
   /// Calls f.template operator()<T, I>() for each registered type, in order.
   template <class F>
