@@ -64,7 +64,9 @@ namespace tachyon {
 /// Per-call publish settings.
 struct publish_options {
   std::optional<priority> lane = std::nullopt;  ///< empty: the type's default priority
-  std::uint64_t correlation_id = 0;             ///< handed to handlers in meta
+  /// Handed to handlers in meta. 0: none, or, from inside a handler, the running event's
+  /// (correlation follows a chain of events from the one that started it).
+  std::uint64_t correlation_id = 0;
   /// On the bus's time source (bus::now()); 0: none. An event whose deadline has passed when
   /// its handlers would start is not run: it settles as `expired`. A retry of it that would
   /// start after the deadline is not run either: that delivery fails for good.
@@ -179,15 +181,24 @@ class bus {
 
   /// Publishes a span of events of one type, taking lane room for up to 64 at a time (one
   /// admission and one moodycamel bulk enqueue per chunk; inline events are built directly in
-  /// the queue's slots). The overflow policy applies per event. If copying an event throws,
-  /// nothing of its chunk is queued and tachyon::publish_batch_error says what was.
+  /// the queue's slots). The overflow policy applies per event. `opts` applies to every event
+  /// (lane, correlation id; with a deadline or not_before each event is published on its own,
+  /// as publish() would). If copying an event throws, nothing of its chunk is queued and
+  /// tachyon::publish_batch_error says what was.
   template <class T>
-  batch_result publish_batch(std::span<const T> evs, std::optional<priority> p = std::nullopt) {
+  batch_result publish_batch(std::span<const T> evs, const publish_options& opts = {}) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
+    const unsigned l = lane_of<T>(opts.lane);
+    if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
+      return publish_each(evs, opts);
     const auto out = core_.publish_batch(
-        lane_of<T>(p), index, evs.data(), evs.size(),
+        l, index, opts.correlation_id, evs.data(), evs.size(),
         [&](detail::envelope& env, auto i) { detail::store_payload<T>(env, evs[i]); });
     return batch_result{out.queued, out.dropped, out.status};
+  }
+  template <class T>
+  batch_result publish_batch(std::span<const T> evs, std::optional<priority> p) {
+    return publish_batch(evs, publish_options{.lane = p});
   }
 
   // ---- subscribe -------------------------------------------------------------------------------
@@ -221,26 +232,35 @@ class bus {
   // ---- dispatch --------------------------------------------------------------------------------
 
   /// Runs T's handlers now, on this thread, in order; counted like a published event (in
-  /// accepted, then dispatched or failed, in the type's default lane). Works after stop().
-  /// Allocates nothing after the thread's first call into the bus.
+  /// accepted, then dispatched or failed, in the type's default lane, or `opts.lane`). Inside
+  /// a handler it inherits the correlation id and takes the running event as its cause, as
+  /// publish() does. `opts`: lane and correlation_id; a deadline, not_before or
+  /// dead_letter_expired is refused (std::invalid_argument): dispatch() runs now. Works after
+  /// stop(). Allocates nothing after the thread's first call into the bus.
   template <class T>
   void dispatch(const T& ev) {
     constexpr std::size_t index = Registry::template index_of<T>();
-    constexpr auto l = static_cast<unsigned>(Registry::template default_priority_of<T>());
+    constexpr auto home = static_cast<unsigned>(Registry::template default_priority_of<T>());
     detail::thread_context& ctx = core_.context();
-    meta m;
-    m.sequence = ctx.take_sequence();
-    m.type_index = static_cast<std::uint16_t>(index);
-    m.lane = static_cast<priority>(l);
+    const meta m = caused_by(ctx, 0, static_cast<std::uint16_t>(index), home);
     core_.enter_dispatch(ctx);
+    // This event is now the cause of what its handlers publish. With no correlation id of its
+    // own it carries the outer one, so only the sequence changes, and m holds the outer
+    // sequence (its causation id) to restore.
+    ctx.cause.sequence = m.sequence;
     const bool ok = handlers_.template run<T, index, false>(ev, m, ctx);
+    ctx.cause.sequence = m.causation_id;
     core_.exit_dispatch(ctx);
     if (ok) [[likely]] {
       detail::bump(ctx.sync_ok(index));
     } else {
-      ctx.count(l, index, detail::c_accepted);
-      ctx.count(l, index, detail::c_failed);
+      ctx.count(home, index, detail::c_accepted);
+      ctx.count(home, index, detail::c_failed);
     }
+  }
+  template <class T>
+  void dispatch(const T& ev, const publish_options& opts) {
+    dispatch_in<T>(ev, opts);
   }
 
   // ---- manual drive, stop, metrics ---------------------------------------------------------
@@ -422,12 +442,77 @@ class bus {
     const T& ev = detail::payload_of<T>(e.event->env);
     const auto kept = detail::bus_core::mark_failures(ctx);  // a replay inside a handler
     tables.core().enter_dispatch(ctx);
+    const detail::event_cause outer = ctx.cause;
+    detail::bus_core::enter_cause(ctx, m);
     const bool ok = e.target == nullptr ? tables.template run<T, I>(ev, m, ctx)
                                         : tables.template replay_one<T>(ev, m, ctx, e.target) ==
                                               detail::run_status::ok;
+    ctx.cause = outer;
     tables.core().exit_dispatch(ctx);
     detail::bus_core::take_replay_error(ctx, e, kept);  // no retry, no breaker's dead letter
     return ok;
+  }
+
+  /// The header of a dispatch() on this thread, every field written once: its causation
+  /// and, unless `correlation` is given, its correlation id inherited from the running event.
+  static meta caused_by(detail::thread_context& ctx, std::uint64_t correlation, std::uint16_t index,
+                        unsigned lane) noexcept {
+    return meta{.sequence = ctx.take_sequence(),
+                .correlation_id = correlation != 0 ? correlation : ctx.cause.correlation,
+                .causation_id = ctx.cause.sequence,
+                .publish_ticks = 0,
+                .type_index = index,
+                .lane = static_cast<priority>(lane),
+                .attempt = 0,
+                .flags = 0};
+  }
+
+  /// dispatch() with options: a lane or a correlation id of its own.
+  template <class T>
+  [[gnu::noinline]] void dispatch_in(const T& ev, const publish_options& opts) {
+    constexpr std::size_t index = Registry::template index_of<T>();
+    if ((opts.deadline.count() | opts.not_before.count()) != 0 || opts.dead_letter_expired)
+      throw std::invalid_argument(
+          "tachyon::dispatch: publish_options::deadline, not_before and dead_letter_expired "
+          "apply to publish(); dispatch() runs the handlers now (allowed: lane, correlation_id)");
+    const unsigned l = lane_of<T>(opts.lane);
+    detail::thread_context& ctx = core_.context();
+    const detail::event_cause outer = ctx.cause;
+    const meta m{
+        .sequence = ctx.take_sequence(),
+        .correlation_id = opts.correlation_id != 0 ? opts.correlation_id : outer.correlation,
+        .causation_id = outer.sequence,
+        .publish_ticks = 0,
+        .type_index = static_cast<std::uint16_t>(index),
+        .lane = static_cast<priority>(l),
+        .attempt = 0,
+        .flags = 0};
+    core_.enter_dispatch(ctx);
+    detail::bus_core::enter_cause(ctx, m);
+    const bool ok = handlers_.template run<T, index, false>(ev, m, ctx);
+    ctx.cause = outer;
+    core_.exit_dispatch(ctx);
+    ctx.count(l, index, detail::c_accepted);
+    ctx.count(l, index, ok ? detail::c_dispatched : detail::c_failed);
+  }
+
+  /// publish_batch() with a deadline or not_before: each event through publish(), stopping at
+  /// the first refusal, as the bulk path does.
+  template <class T>
+  [[gnu::noinline]] batch_result publish_each(std::span<const T> evs, const publish_options& opts) {
+    batch_result out;
+    for (const T& ev : evs) {
+      const result r = publish(ev, opts);
+      if (r == result::ok) {
+        ++out.queued;
+      } else if (r == result::dropped) {
+        ++out.dropped;
+      } else {
+        out.status = r;
+        break;
+      }
+    }
+    return out;
   }
 
   template <class T, class E>

@@ -20,10 +20,11 @@ struct meta {
   /// starts again from the thread's id, and sequences stay unique among the events any bus
   /// could still hold.
   std::uint64_t sequence = 0;
-  /// Whatever the publisher passed in publish_options::correlation_id (0 if nothing).
+  /// What the publisher passed in publish_options::correlation_id; if it passed none (0) from
+  /// inside a handler, the correlation id of the event that handler runs for; else 0.
   std::uint64_t correlation_id = 0;
-  /// Reserved for the sequence of the event whose handler published this one; 0 in this
-  /// version.
+  /// The sequence of the event whose handler published (or dispatched) this one; 0 for an
+  /// event published from outside handlers.
   std::uint64_t causation_id = 0;
   /// When it was published, in tachyon::clock ticks (see clock.hpp); 0 for dispatch() and with
   /// config::timestamps false.

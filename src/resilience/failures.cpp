@@ -282,7 +282,10 @@ std::size_t bus_core::fire_due(thread_context& ctx, bool all) {
       // stop(drain) with the door full: run it here rather than wait.
       timers_.moved(1);  // before the run, which may schedule a retry into this slot
       enter_dispatch(ctx);
+      const event_cause outer = ctx.cause;
+      enter_cause(ctx, d->event->env.header);
       types_.ops[d->event->env.header.type_index].run_delivery(tables_, *d, ctx);
+      ctx.cause = outer;
       exit_dispatch(ctx);
       ++moved;
     } else {

@@ -246,9 +246,11 @@ std::size_t bus_core::drain_batch(thread_context& ctx, std::size_t max) {
     enter_dispatch(ctx);
     for (std::size_t i = 0; i < n; ++i) {
       envelope& env = ctx.drain_buffer[i];
+      enter_cause(ctx, env.header);  // what its handlers' publishes inherit
       types_.dispatch[env.header.type_index](tables_, env, ctx);  // settles it
     }
     exit_dispatch(ctx);
+    ctx.cause = {};
     end_batch(ctx, l, front);
     return n;
   }
@@ -288,6 +290,7 @@ std::size_t bus_core::dispatch_timed(thread_context& ctx, std::size_t n) {
     if (published != 0 && set != nullptr)
       if (histogram* h = latency_set::get(set->lane[l]))  // made on its first record only
         h->record(batch_start > published ? batch_start - published : 0);
+    enter_cause(ctx, env.header);
     types_.dispatch[t](tables_, env, ctx);  // settles it
     const std::uint64_t end = clock::now();
     if (set != nullptr && t < types_.count)  // a delivery (retry, delayed event) is not timed
@@ -295,6 +298,7 @@ std::size_t bus_core::dispatch_timed(thread_context& ctx, std::size_t n) {
     start = end;
   }
   exit_dispatch(ctx);
+  ctx.cause = {};
   end_batch(ctx, l, front);
   return n;
 }

@@ -100,12 +100,14 @@ struct bus_access;
 
 /// Writes the header of an event entering its lane for the first time, every field: what
 /// stamp() and stamped_from both do (field by field, so that the compiler stores into the
-/// slot rather than building a meta aside and copying it).
+/// slot rather than building a meta aside and copying it). `correlation` 0 inherits the
+/// running event's (cause; zero outside handlers), whose sequence becomes the causation id.
 inline void write_fresh_header(meta& m, std::uint64_t sequence, std::uint64_t correlation,
-                               std::uint64_t ticks, std::uint16_t type, priority lane) noexcept {
+                               const event_cause& cause, std::uint64_t ticks, std::uint16_t type,
+                               priority lane) noexcept {
   m.sequence = sequence;
-  m.correlation_id = correlation;
-  m.causation_id = 0;
+  m.correlation_id = correlation != 0 ? correlation : cause.correlation;
+  m.causation_id = cause.sequence;
   m.publish_ticks = ticks;
   m.type_index = type;
   m.lane = lane;
@@ -122,13 +124,15 @@ struct stamped_from {
   static_assert(stored_inline<T>);
   const T* ev;
   std::uint64_t sequence;
+  std::uint64_t correlation;
+  event_cause cause;
   std::uint64_t ticks;
   std::uint16_t type;
   priority lane;
 
   envelope operator*() const noexcept {
     envelope e;
-    write_fresh_header(e.header, sequence, 0, ticks, type, lane);
+    write_fresh_header(e.header, sequence, correlation, cause, ticks, type, lane);
     ::new (static_cast<void*>(e.payload)) T(*ev);
     return e;
   }
@@ -216,8 +220,8 @@ class alignas(cache_line) bus_core {
   /// (`fill(envelope&, i)` stores event i), and if `fill` throws, the events of that chunk are
   /// released and not queued, and publish_batch_error says how many earlier ones were.
   template <class T, class Fill>
-  bulk_outcome publish_batch(unsigned l, std::uint16_t type, const T* evs, std::size_t n,
-                             Fill&& fill) {
+  bulk_outcome publish_batch(unsigned l, std::uint16_t type, std::uint64_t correlation,
+                             const T* evs, std::size_t n, Fill&& fill) {
     constexpr std::uint32_t chunk = lane_admission::max_chunk;
     constexpr bool direct = stored_inline<T>;
     thread_context& ctx = context();
@@ -248,7 +252,8 @@ class alignas(cache_line) bus_core {
       // One clock read per chunk: the events of one call are published at one instant.
       const std::uint64_t ticks = cfg_.timestamps ? clock::now() : 0;
       if constexpr (direct) {
-        const stamped_from<T> it{evs + i, ctx.next_sequence, ticks, type, static_cast<priority>(l)};
+        const stamped_from<T> it{evs + i, ctx.next_sequence,       correlation, ctx.cause, ticks,
+                                 type,    static_cast<priority>(l)};
         if (!ln.queue.try_enqueue_bulk(token, it, k)) [[unlikely]] {
           if (!ln.queue.enqueue_bulk(token, it, k)) {  // more publishers than the reservation
             undo_admission(ctx, l, k);
@@ -261,7 +266,7 @@ class alignas(cache_line) bus_core {
         std::uint32_t j = 0;
         try {
           for (; j < k; ++j) {
-            stamp(ctx, buf[j], l, type, 0, ticks);
+            stamp(ctx, buf[j], l, type, correlation, ticks);
             fill(buf[j], i + j);
           }
         } catch (...) {
@@ -293,7 +298,7 @@ class alignas(cache_line) bus_core {
 
   void stamp(thread_context& ctx, envelope& env, unsigned l, std::uint16_t type,
              std::uint64_t correlation, std::uint64_t ticks) noexcept {
-    write_fresh_header(env.header, ctx.take_sequence(), correlation, ticks, type,
+    write_fresh_header(env.header, ctx.take_sequence(), correlation, ctx.cause, ticks, type,
                        static_cast<priority>(l));
   }
 
@@ -365,6 +370,12 @@ class alignas(cache_line) bus_core {
     }
   }
 
+  /// The event `m` is about to run its handlers on this thread: what their publishes inherit
+  /// (meta's first 16 bytes, copied whole; see event_cause).
+  static void enter_cause(thread_context& ctx, const meta& m) noexcept {
+    std::memcpy(&ctx.cause, &m, sizeof(event_cause));
+  }
+
   /// The settle point of an event whose handlers all ran without a throw (or none matched):
   /// counted dispatched in its type's row here, in its lane's row with the batch (end_batch),
   /// so that the lane's counts move with the in-flight mark. Its payload is released after.
@@ -432,8 +443,8 @@ class alignas(cache_line) bus_core {
   /// Stamps the header of a delayed event as publish() would.
   void stamp_delayed(meta& m, unsigned l, std::uint16_t type, std::uint64_t correlation) noexcept {
     thread_context& ctx = context();
-    write_fresh_header(m, ctx.take_sequence(), correlation, cfg_.timestamps ? clock::now() : 0,
-                       type, static_cast<priority>(l));
+    write_fresh_header(m, ctx.take_sequence(), correlation, ctx.cause,
+                       cfg_.timestamps ? clock::now() : 0, type, static_cast<priority>(l));
   }
   /// Parks a delayed event in the slot timer_admit() took, due at `not_before_ns`; counts it
   /// accepted and waiting.

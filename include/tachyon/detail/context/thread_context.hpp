@@ -20,6 +20,7 @@
 #include <tachyon/detail/lane/lane.hpp>
 #include <tachyon/detail/metrics/outcomes.hpp>
 #include <tachyon/detail/subscription/epoch.hpp>
+#include <tachyon/meta.hpp>
 #include <tachyon/subscription.hpp>
 
 namespace tachyon::detail {
@@ -61,6 +62,18 @@ struct failure_record {
   bool short_circuit;
 };
 
+/// The event whose handlers a thread is running: what a publish from inside them inherits
+/// (meta::causation_id is its sequence; meta::correlation_id its correlation id, unless the
+/// publish sets one). Laid out as meta's first 16 bytes, so that the drain copies it from an
+/// envelope's header with one 16-byte load and store.
+struct event_cause {
+  std::uint64_t sequence;
+  std::uint64_t correlation;
+};
+static_assert(offsetof(meta, sequence) == offsetof(event_cause, sequence) &&
+                  offsetof(meta, correlation_id) == offsetof(event_cause, correlation),
+              "tachyon: event_cause mirrors the head of meta");
+
 struct thread_context {
   thread_context(std::uint32_t id, std::array<lane, priority_count>& lanes, std::size_t types);
   ~thread_context();
@@ -96,7 +109,10 @@ struct thread_context {
   static constexpr std::uint64_t sequence_step = std::uint64_t{1} << 16;
 
   // Owner-only state.
-  std::uint64_t next_sequence;         // see take_sequence()
+  std::uint64_t next_sequence;  // see take_sequence()
+  // The running event (zero outside handlers): set by the drain before each event's handlers,
+  // by dispatch() and replays around theirs, cleared at the end of each batch.
+  alignas(16) event_cause cause{};
   std::uint32_t dispatch_nesting = 0;  // dispatches running on this thread, nested
   std::size_t types;
   counter_row* rows;  // [lanes][types][misc][sync_ok], see lane_row .. sync_ok
