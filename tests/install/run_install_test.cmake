@@ -64,7 +64,7 @@ endfunction()
 _tachyon_step("configure tachyon"
   "${CMAKE_COMMAND}" -S "${TACHYON_SOURCE_DIR}" -B "${_build}" ${_common_args}
     "-DCMAKE_INSTALL_PREFIX=${_work}/configured-prefix-never-used"
-    -DTACHYON_BUILD_TESTS=OFF -DTACHYON_BUILD_BENCH=OFF
+    -DTACHYON_BUILD_TESTS=OFF -DTACHYON_BUILD_BENCH=OFF -DTACHYON_BUILD_EXAMPLES=OFF
     "-DTACHYON_USE_MIMALLOC=${TACHYON_USE_MIMALLOC}")
 _tachyon_step("build tachyon" "${CMAKE_COMMAND}" --build "${_build}" ${_config_args} --parallel 2)
 _tachyon_step("install tachyon"
