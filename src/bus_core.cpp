@@ -34,11 +34,13 @@ const config& validated(const config& cfg) {
 
 // ---- construction ------------------------------------------------------------------------------
 
-bus_core::bus_core(const config& cfg, type_table types, void* tables, time_ref time)
+bus_core::bus_core(const config& cfg, type_table types, void* tables, time_ref time,
+                   hooks_ref hooks)
     : cfg_(validated(cfg)),
       types_(types),
       tables_(tables),
       time_(time),
+      hooks_(hooks),
       lanes_(make_lanes(cfg_)),
       contexts_(lanes_, types_.count, epochs_, &bus_core::hand_back, this) {
   // A lane whose reservation failed would allocate on publishes under the bound, and fail

@@ -50,6 +50,7 @@
 #include <tachyon/detail/subscription/handler_tables.hpp>
 #include <tachyon/detail/type_name.hpp>
 #include <tachyon/health.hpp>
+#include <tachyon/intercept.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
 #include <tachyon/registry.hpp>
@@ -102,35 +103,95 @@ struct subscribe_options {
 };
 
 /// What publish_batch() did: `queued` will be dispatched, `dropped` were taken and discarded
-/// (overflow::drop); status is ok when every event was taken, else why the rest was refused
-/// (the refused events are the last size - queued - dropped of the span).
+/// (overflow::drop), `vetoed` were refused by an interceptor (anywhere in the span; the others
+/// went on); status is ok when every event was taken or vetoed, else why the rest was refused
+/// (the refused events are the last size - queued - dropped - vetoed of the span).
 struct [[nodiscard]] batch_result {
   std::size_t queued = 0;
   std::size_t dropped = 0;
   result status = result::ok;
+  std::size_t vetoed = 0;
 };
 
 namespace detail {
 /// subscribe_options' policies, checked at subscribe(): std::invalid_argument names the field,
 /// the value and what is allowed.
 void validate_policies(const retry_policy& r, const breaker_policy& b);
+
+/// What a bus takes from its Traits (time.hpp, intercept.hpp): each member is optional.
+template <class Traits>
+struct time_source_of {
+  using type = steady_time;
+};
+template <class Traits>
+requires requires { typename Traits::time_source; }
+struct time_source_of<Traits> {
+  using type = typename Traits::time_source;
+};
+template <class Traits>
+struct interceptors_of {
+  using type = interceptors<>;
+};
+template <class Traits>
+requires requires { typename Traits::interceptors; }
+struct interceptors_of<Traits> {
+  using type = typename Traits::interceptors;
+};
+
+template <class I, class T>
+concept screens = requires(I& i, T& ev, publish_options& o) {
+  i.before_publish(ev, o);
+};
+template <class I, class T>
+concept precedes = requires(I& i, const T& ev, const meta& m) {
+  i.before_dispatch(ev, m);
+};
+template <class I, class T>
+concept follows = requires(I& i, const T& ev, const meta& m, std::exception_ptr e) {
+  i.after_dispatch(ev, m, e);
+};
+
+template <class List>
+struct interceptor_set;
+template <class... Is>
+struct interceptor_set<interceptors<Is...>> {
+  static_assert((std::is_default_constructible_v<Is> && ...),
+                "tachyon::interceptors<...>: each interceptor is default-constructed as a "
+                "member of the bus");
+  using tuple = std::tuple<Is...>;
+  template <class T>
+  static constexpr bool screens_any = (screens<Is, T> || ...);
+  template <class T>
+  static constexpr bool wraps_any = (precedes<Is, T> || ...) || (follows<Is, T> || ...);
+  template <class T>
+  static constexpr bool follows_type = (follows<Is, T> || ...);
+  template <class Registry, std::size_t... I>
+  static constexpr bool follows_any_of(std::index_sequence<I...>) {
+    return (follows_type<typename Registry::template type_at<I>> || ...);
+  }
+};
 }  // namespace detail
 
-/// `Traits` (time.hpp): compile-time choices; today the time source that retries, delays,
-/// deadlines, breakers and health read.
+/// `Traits`: compile-time choices, each optional: `time_source` (time.hpp; steady_time when
+/// absent), the clock that retries, delays, deadlines, breakers and health read, and
+/// `interceptors` (intercept.hpp; none when absent).
 template <class Registry, class Traits = default_traits>
 class bus {
+  using interceptor_set = detail::interceptor_set<typename detail::interceptors_of<Traits>::type>;
+
  public:
   using registry_type = Registry;
   using traits_type = Traits;
-  using time_source_type = typename Traits::time_source;
+  using time_source_type = typename detail::time_source_of<Traits>::type;
+  using interceptor_list = typename detail::interceptors_of<Traits>::type;
 
   /// Validates `cfg` (throws std::invalid_argument naming the field, the value and what is
   /// allowed), reserves the lanes' memory and starts the workers, pinned and named. Throws
   /// std::runtime_error if a worker cannot be pinned; nothing is left running then.
   explicit bus(const config& cfg = {})
       : core_(cfg, detail::type_table{type_ops_.data(), dispatch_column_.data(), Registry::size},
-              &handlers_, detail::time_ref{&read_time, &time_, time_source_type::is_virtual}) {
+              &handlers_, detail::time_ref{&read_time, &time_, time_source_type::is_virtual},
+              detail::hooks_ref{&interceptors_, records_run_errors}) {
     // The layout promise of the members' comment below, checked where the class is complete.
     static_assert(alignof(detail::bus_core) == detail::cache_line &&
                       alignof(detail::handler_tables<Registry>) == detail::cache_line,
@@ -170,13 +231,10 @@ class bus {
   template <class E>
   result publish(E&& ev, const publish_options& opts) {
     using T = std::remove_cvref_t<E>;
-    constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
-    const unsigned l = lane_of<T>(opts.lane);
-    if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
-      return publish_timed<T>(std::forward<E>(ev), l, index, opts);
-    return core_.template publish<detail::stored_inline<T>>(
-        l, index, opts.correlation_id,
-        [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
+    if constexpr (interceptor_set::template screens_any<T>)
+      return publish_screened<T>(std::forward<E>(ev), opts);
+    else
+      return publish_admitted<T>(std::forward<E>(ev), opts);
   }
 
   /// Publishes a span of events of one type, taking lane room for up to 64 at a time (one
@@ -189,6 +247,7 @@ class bus {
   batch_result publish_batch(std::span<const T> evs, const publish_options& opts = {}) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const unsigned l = lane_of<T>(opts.lane);
+    if constexpr (interceptor_set::template screens_any<T>) return publish_each(evs, opts);
     if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
       return publish_each(evs, opts);
     const auto out = core_.publish_batch(
@@ -201,7 +260,8 @@ class bus {
     return publish_batch(evs, publish_options{.lane = p});
   }
 
-  // ---- subscribe -------------------------------------------------------------------------------
+  // ---- subscribe
+  // -------------------------------------------------------------------------------
 
   /// Adds a handler for T: `void(const T&)` or `void(const T&, const tachyon::meta&)`. It may
   /// run on several workers at once. Takes the subscription lock and allocates; safe from any
@@ -229,7 +289,8 @@ class bus {
         }));
   }
 
-  // ---- dispatch --------------------------------------------------------------------------------
+  // ---- dispatch
+  // --------------------------------------------------------------------------------
 
   /// Runs T's handlers now, on this thread, in order; counted like a published event (in
   /// accepted, then dispatched or failed, in the type's default lane, or `opts.lane`). Inside
@@ -248,7 +309,8 @@ class bus {
     // own it carries the outer one, so only the sequence changes, and m holds the outer
     // sequence (its causation id) to restore.
     ctx.cause.sequence = m.sequence;
-    const bool ok = handlers_.template run<T, index, false>(ev, m, ctx);
+    const bool ok = run_wrapped(
+        core_, ev, m, ctx, [&] { return handlers_.template run<T, index, false>(ev, m, ctx); });
     ctx.cause.sequence = m.causation_id;
     core_.exit_dispatch(ctx);
     if (ok) [[likely]] {
@@ -314,6 +376,12 @@ class bus {
   /// The time source itself (a virtual_clock, to move it).
   time_source_type& time_source() noexcept { return time_; }
 
+  /// The bus's instance of interceptor I (intercept.hpp), to configure it.
+  template <class I>
+  I& interceptor() noexcept {
+    return std::get<I>(interceptors_);
+  }
+
   /// Entries in the dead letters now.
   std::size_t dead_letter_count() const noexcept { return core_.dead_letters().size(); }
 
@@ -333,7 +401,8 @@ class bus {
   /// a dispatch would (through their breakers). A subscription's entry bypasses its breaker (it
   /// is neither asked nor told) and its retries. A replay keeps the event's meta (correlation id,
   /// sequence; meta::flags has meta_flags::replayed) and counts in `replayed`, not `accepted`. An
-  /// entry whose replay succeeds leaves the dead letters; one that throws again stays, its attempts
+  /// entry whose replay succeeds leaves the dead letters; one that throws again stays, its
+  /// attempts
   /// + 1 and its error the new one. It waits for nothing, so it may run inside a handler.
   template <class Pick>
   replay_result replay_dead_letters(Pick&& pick) {
@@ -387,7 +456,9 @@ class bus {
   template <class T, std::size_t I>
   static void dispatch_one(void* self, detail::envelope& env, detail::thread_context& ctx) {
     auto& tables = *static_cast<detail::handler_tables<Registry>*>(self);
-    if (tables.template run<T, I>(detail::payload_of<T>(env), env.header, ctx)) [[likely]] {
+    const T& ev = detail::payload_of<T>(env);
+    if (run_wrapped(tables.core(), ev, env.header, ctx,
+                    [&] { return tables.template run<T, I>(ev, env.header, ctx); })) [[likely]] {
       detail::bus_core::settle_ok(ctx, env);
       detail::release_payload<T>(env);
     } else {
@@ -424,12 +495,12 @@ class bus {
     m.attempt = d.attempt;
     if (!d.front) m.flags = static_cast<std::uint8_t>(m.flags | meta_flags::reentered);
     const T& ev = detail::payload_of<T>(pe.env);
-    detail::run_status status;
-    if (d.target == nullptr)
-      status = tables.template run<T, I>(ev, m, ctx) ? detail::run_status::ok
+    const detail::run_status status = run_wrapped(core, ev, m, ctx, [&] {
+      if (d.target == nullptr)
+        return tables.template run<T, I>(ev, m, ctx) ? detail::run_status::ok
                                                      : detail::run_status::failed;
-    else
-      status = tables.template run_one<T>(ev, m, ctx, d.target);
+      return tables.template run_one<T>(ev, m, ctx, d.target);
+    });
     core.finish_delivery(ctx, &d, status);
   }
 
@@ -444,9 +515,11 @@ class bus {
     tables.core().enter_dispatch(ctx);
     const detail::event_cause outer = ctx.cause;
     detail::bus_core::enter_cause(ctx, m);
-    const bool ok = e.target == nullptr ? tables.template run<T, I>(ev, m, ctx)
-                                        : tables.template replay_one<T>(ev, m, ctx, e.target) ==
-                                              detail::run_status::ok;
+    const bool ok = run_wrapped(tables.core(), ev, m, ctx, [&] {
+      return e.target == nullptr
+                 ? tables.template run<T, I>(ev, m, ctx)
+                 : tables.template replay_one<T>(ev, m, ctx, e.target) == detail::run_status::ok;
+    });
     ctx.cause = outer;
     tables.core().exit_dispatch(ctx);
     detail::bus_core::take_replay_error(ctx, e, kept);  // no retry, no breaker's dead letter
@@ -489,15 +562,17 @@ class bus {
         .flags = 0};
     core_.enter_dispatch(ctx);
     detail::bus_core::enter_cause(ctx, m);
-    const bool ok = handlers_.template run<T, index, false>(ev, m, ctx);
+    const bool ok = run_wrapped(
+        core_, ev, m, ctx, [&] { return handlers_.template run<T, index, false>(ev, m, ctx); });
     ctx.cause = outer;
     core_.exit_dispatch(ctx);
     ctx.count(l, index, detail::c_accepted);
     ctx.count(l, index, ok ? detail::c_dispatched : detail::c_failed);
   }
 
-  /// publish_batch() with a deadline or not_before: each event through publish(), stopping at
-  /// the first refusal, as the bulk path does.
+  /// publish_batch() with a deadline or not_before, or of a type with before_publish
+  /// interceptors: each event through publish(), stopping at the first refusal (full,
+  /// stopped), as the bulk path does; a vetoed event is counted and the rest go on.
   template <class T>
   [[gnu::noinline]] batch_result publish_each(std::span<const T> evs, const publish_options& opts) {
     batch_result out;
@@ -507,6 +582,8 @@ class bus {
         ++out.queued;
       } else if (r == result::dropped) {
         ++out.dropped;
+      } else if (r == result::vetoed) {
+        ++out.vetoed;
       } else {
         out.status = r;
         break;
@@ -514,6 +591,107 @@ class bus {
     }
     return out;
   }
+
+  /// publish() past the interceptors: the event as it is admitted.
+  template <class T, class E>
+  result publish_admitted(E&& ev, const publish_options& opts) {
+    constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
+    const unsigned l = lane_of<T>(opts.lane);
+    if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
+      return publish_timed<T>(std::forward<E>(ev), l, index, opts);
+    return core_.template publish<detail::stored_inline<T>>(
+        l, index, opts.correlation_id,
+        [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
+  }
+
+  /// publish() through the interceptors' before_publish (intercept.hpp), in order: the first
+  /// reject refuses the event (result::vetoed, counted).
+  template <class T, class E>
+  result publish_screened(E&& ev, const publish_options& opts) {
+    publish_options o = opts;
+    if constexpr (std::is_rvalue_reference_v<E&&> && !std::is_const_v<std::remove_reference_t<E>>) {
+      if (!screen(ev, o)) return vetoed<T>(o);
+      return publish_admitted<T>(std::move(ev), o);
+    } else {
+      T copy(ev);
+      if (!screen(copy, o)) return vetoed<T>(o);
+      return publish_admitted<T>(std::move(copy), o);
+    }
+  }
+  template <class T>
+  bool screen(T& ev, publish_options& o) {
+    return std::apply([&](auto&... is) { return (screen_one(is, ev, o) && ...); }, interceptors_);
+  }
+  template <class I, class T>
+  static bool screen_one(I& i, T& ev, publish_options& o) {
+    if constexpr (detail::screens<I, T>) {
+      using R = decltype(i.before_publish(ev, o));
+      static_assert(std::is_same_v<R, verdict> || std::is_same_v<R, bool>,
+                    "tachyon: an interceptor's before_publish(T&, publish_options&) returns "
+                    "tachyon::verdict (or bool: true allows)");
+      if constexpr (std::is_same_v<R, bool>)
+        return i.before_publish(ev, o);
+      else
+        return i.before_publish(ev, o) == verdict::allow;
+    } else {
+      return true;
+    }
+  }
+  template <class T>
+  result vetoed(const publish_options& o) {
+    constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
+    core_.count_refusal(lane_of<T>(o.lane), index, detail::c_vetoed);
+    return result::vetoed;
+  }
+
+  /// Runs T's handlers for one run of an event: between the interceptors' before_dispatch and
+  /// after_dispatch when there are any for T (intercept.hpp), else exactly `run()`.
+  template <class T, class Run>
+  static auto run_wrapped(detail::bus_core& core, const T& ev, const meta& m,
+                          detail::thread_context& ctx, Run&& run) noexcept {
+    if constexpr (!interceptor_set::template wraps_any<T>) {
+      return run();
+    } else {
+      auto& is = *static_cast<typename interceptor_set::tuple*>(core.hooks().interceptors);
+      std::apply([&](auto&... i) { (before_one(core, i, ev, m, ctx), ...); }, is);
+      std::exception_ptr outer = std::exchange(ctx.run_error, nullptr);  // a nested run's own
+      const auto out = run();
+      const std::exception_ptr error = std::exchange(ctx.run_error, std::move(outer));
+      std::apply([&](auto&... i) { after_all(core, ev, m, error, ctx, i...); }, is);
+      return out;
+    }
+  }
+  template <class I, class T>
+  static void before_one(detail::bus_core& core, I& i, const T& ev, const meta& m,
+                         detail::thread_context& ctx) noexcept {
+    if constexpr (detail::precedes<I, T>) {
+      try {
+        i.before_dispatch(ev, m);
+      } catch (...) {
+        core.interceptor_failed(ctx, m, detail::type_name<I>(), std::current_exception(), &ev);
+      }
+    }
+  }
+  template <class T, class I, class... Rest>
+  static void after_all(detail::bus_core& core, const T& ev, const meta& m,
+                        const std::exception_ptr& error, detail::thread_context& ctx, I& i,
+                        Rest&... rest) noexcept {
+    if constexpr (sizeof...(Rest) != 0) after_all(core, ev, m, error, ctx, rest...);  // reversed
+    if constexpr (detail::follows<I, T>) {
+      try {
+        i.after_dispatch(ev, m, error);
+      } catch (...) {
+        core.interceptor_failed(ctx, m, detail::type_name<I>(), std::current_exception(), &ev);
+      }
+    }
+  }
+  template <class T>
+  static void after_all(detail::bus_core&, const T&, const meta&, const std::exception_ptr&,
+                        detail::thread_context&) noexcept {}
+
+  /// Whether a handler's throw must be kept for after_dispatch (bus_core::hooks_ref).
+  static constexpr bool records_run_errors = interceptor_set::template follows_any_of<Registry>(
+      std::make_index_sequence<Registry::size>{});
 
   template <class T, class E>
   [[gnu::noinline]] result publish_timed(E&& ev, unsigned l, std::uint16_t index,
@@ -673,7 +851,8 @@ class bus {
   // the development VM the round trip went from 1.2-1.3x bare moodycamel to 0.95-1.08x when this
   // was fixed (the paired round trip, now in bench/latency.cpp; same run for both).
   time_source_type time_;  // read by the core (time_ref): constructed before it, gone after
-  detail::bus_core core_;  // destroyed after the tables
+  [[no_unique_address]] typename interceptor_set::tuple interceptors_;  // likewise (hooks_ref)
+  detail::bus_core core_;                             // destroyed after the tables
   detail::handler_tables<Registry> handlers_{core_};  // its tables start a line
 };
 

@@ -5,6 +5,7 @@
 #include <tachyon/detail/bus_core.hpp>
 #include <tachyon/detail/resilience/backoff.hpp>
 #include <tachyon/detail/resilience/breaker.hpp>
+#include <tachyon/resilience.hpp>
 
 #include <new>
 #include <string>
@@ -58,6 +59,7 @@ void bus_core::handler_failed(thread_context& ctx, const meta& m, subscription_s
                               std::exception_ptr e, const void* payload, bool keep) noexcept {
   ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_handler_errors);
   s->errors.fetch_add(1, std::memory_order_relaxed);
+  if (hooks_.records_run_errors) ctx.run_error = e;
   if (cfg_.on_error) {
     try {
       cfg_.on_error(handler_error{m, types_.ops[m.type_index].name, e, s->name, payload});
@@ -80,12 +82,29 @@ void bus_core::short_circuited(thread_context& ctx, const meta& m, subscription_
                                bool keep) noexcept {
   ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_short_circuited);
   s->short_circuited.fetch_add(1, std::memory_order_relaxed);
+  if (hooks_.records_run_errors) {
+    try {
+      ctx.run_error = std::make_exception_ptr(circuit_open(s->name));
+    } catch (...) {  // out of memory for the exception: the run reads as failed without one
+    }
+  }
   if (!keep) return;
   try {
     ctx.failures.push_back(failure_record{s, nullptr, true});
     s->acquire();
   } catch (...) {
     ctx.failed_plain = true;
+  }
+}
+
+void bus_core::interceptor_failed(thread_context& ctx, const meta& m, std::string_view name,
+                                  std::exception_ptr e, const void* payload) noexcept {
+  ctx.count(static_cast<unsigned>(m.lane), m.type_index, c_handler_errors);
+  if (!cfg_.on_error) return;
+  try {
+    const std::string who = "interceptor:" + std::string(name);
+    cfg_.on_error(handler_error{m, types_.ops[m.type_index].name, std::move(e), who, payload});
+  } catch (...) {  // the hook must not throw (and the name may not fit in memory)
   }
 }
 

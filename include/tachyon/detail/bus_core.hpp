@@ -83,6 +83,13 @@ struct time_ref {
   bool is_virtual;
 };
 
+/// The typed bus's interceptors (intercept.hpp), erased: their tuple, and whether a handler's
+/// throw must be kept in thread_context::run_error for an after_dispatch.
+struct hooks_ref {
+  void* interceptors;
+  bool records_run_errors;
+};
+
 /// How one run of a delivery ended.
 enum class run_status : std::uint8_t { ok, failed, gone /* its subscription was removed */ };
 
@@ -152,7 +159,7 @@ class alignas(cache_line) bus_core {
  public:
   /// `tables`: what the types' dispatch functions receive (the typed bus's
   /// handler_tables); `types`: the typed bus's per-type rows.
-  bus_core(const config& cfg, type_table types, void* tables, time_ref time);
+  bus_core(const config& cfg, type_table types, void* tables, time_ref time, hooks_ref hooks);
   ~bus_core();
   bus_core(const bus_core&) = delete;
   bus_core& operator=(const bus_core&) = delete;
@@ -392,6 +399,15 @@ class alignas(cache_line) bus_core {
   [[gnu::cold]] void handler_failed(thread_context& ctx, const meta& m, subscription_state* s,
                                     std::exception_ptr e, const void* payload,
                                     bool keep = true) noexcept;
+  /// An interceptor's before_dispatch or after_dispatch threw: counted in handler_errors and
+  /// reported to the error hook under "interceptor:<name>".
+  [[gnu::cold]] void interceptor_failed(thread_context& ctx, const meta& m, std::string_view name,
+                                        std::exception_ptr e, const void* payload) noexcept;
+  /// A publish refused before admission (an interceptor's veto): counted as `kind`.
+  void count_refusal(unsigned l, std::uint16_t type, counter kind) {
+    context().count(l, type, kind);
+  }
+  const hooks_ref& hooks() const noexcept { return hooks_; }
   /// A breaker's guard did not call its handler (short_circuit_signal).
   [[gnu::cold]] void short_circuited(thread_context& ctx, const meta& m, subscription_state* s,
                                      bool keep = true) noexcept;
@@ -560,6 +576,7 @@ class alignas(cache_line) bus_core {
   type_table types_;
   void* tables_;  // the typed bus's handler_tables<Registry>
   time_ref time_;
+  hooks_ref hooks_;
 
   // Declared before the contexts, which hold moodycamel tokens of its queues: destroyed after.
   std::array<lane, priority_count> lanes_;

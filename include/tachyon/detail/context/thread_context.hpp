@@ -125,7 +125,10 @@ struct thread_context {
   std::array<std::uint32_t, counter_kinds> batch_tally{};
   std::vector<failure_record> failures;  // the running event's (see failure_record)
   bool failed_plain = false;             // the running event had a failure that was only counted
-  std::uint32_t empty_drains = 0;        // run_once()/poll() calls in a row that ran nothing
+  // With an after_dispatch interceptor (hooks_ref::records_run_errors): the last exception a
+  // handler of the running run threw, handed to it.
+  std::exception_ptr run_error;
+  std::uint32_t empty_drains = 0;  // run_once()/poll() calls in a row that ran nothing
   // Hot lane (consumers): the lane last drained, polled without its hint for a while; see
   // bus_core::drain_batch. hot_lane == priority_count: none.
   unsigned hot_lane = priority_count;
