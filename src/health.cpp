@@ -56,7 +56,7 @@ worker_health bus_core::observe_worker(std::uint32_t i, std::uint64_t now) {
   for_each_subscription([&](const subscription_state& st) {
     if (&st != calling) return;
     w.subscription = st.name;
-    w.type = std::string(types_.ops[st.type_index].name);
+    w.type = st.type_label;
   });
   return w;
 }
@@ -83,7 +83,7 @@ health_report bus_core::health() {
     const breaker_state b = breaker::report(st.breaker_word.load(std::memory_order_relaxed),
                                             st.breaker.failure_threshold != 0);
     if (b == breaker_state::open || b == breaker_state::half_open)
-      r.breakers.push_back({st.name, std::string(types_.ops[st.type_index].name), b});
+      r.breakers.push_back({st.name, st.type_label, b});
   });
   if (!r.breakers.empty()) r.healthy = false;
   r.dead_letters = dead_letters_.size();

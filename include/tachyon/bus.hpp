@@ -81,8 +81,9 @@ struct publish_options {
   bool dead_letter_expired = false;
 };
 
-/// Per-subscription settings.
-template <class T>
+/// Per-subscription settings. subscribe_options<> (void): those of a subscription to several
+/// types (subscribe_all, subscribe<A, B, C>, subscribe_tagged), which has no typed filter.
+template <class T = void>
 struct subscribe_options {
   /// Handlers of one type run in ascending `order`, then in subscription order.
   int order = 0;
@@ -100,6 +101,15 @@ struct subscribe_options {
   /// when_open::dead_letter) goes to the bus's dead letters, when it has any
   /// (config::dead_letter_capacity); false: it is counted `failed` instead.
   bool dead_letters = true;
+};
+
+template <>
+struct subscribe_options<void> {
+  int order = 0;                ///< as subscribe_options<T>::order, in each type's list
+  std::string name = {};        ///< empty: the types' names and the subscription's number
+  retry_policy retry = {};      ///< as subscribe_options<T>::retry
+  breaker_policy breaker = {};  ///< one breaker for all its types
+  bool dead_letters = true;     ///< as subscribe_options<T>::dead_letters
 };
 
 /// What publish_batch() did: `queued` will be dispatched, `dropped` were taken and discarded
@@ -136,6 +146,34 @@ template <class Traits>
 requires requires { typename Traits::interceptors; }
 struct interceptors_of<Traits> {
   using type = typename Traits::interceptors;
+};
+
+/// A visitor of several types takes each as v(const T&, const meta&) or v(const T&).
+template <class V, class T>
+inline constexpr bool visits =
+    std::is_invocable_v<V&, const T&, const meta&> || std::is_invocable_v<V&, const T&>;
+/// Instantiated per type: its failure names the type it cannot take in the compiler's
+/// "required from" line.
+template <class V, class T>
+struct visitor_takes {
+  static_assert(visits<V, T>,
+                "tachyon: subscribe_all / subscribe<A, B, ...> / subscribe_tagged: the visitor "
+                "cannot be called as v(const T&, const tachyon::meta&) or v(const T&) for the "
+                "event type T of this instantiation (visitor_takes<Visitor, T>); give it an "
+                "overload or make it generic");
+  static constexpr bool value = true;
+};
+
+/// The registered types with any of Tags, as a tuple.
+template <class Registry, class T, class... Tags>
+inline constexpr bool has_any_tag = (Registry::template has_tag<T, Tags> || ...);
+template <class Registry, class Tuple, class... Tags>
+struct tagged_types;
+template <class Registry, class... Ts, class... Tags>
+struct tagged_types<Registry, std::tuple<Ts...>, Tags...> {
+  using type =
+      decltype(std::tuple_cat(std::declval<std::conditional_t<has_any_tag<Registry, Ts, Tags...>,
+                                                              std::tuple<Ts>, std::tuple<>>>()...));
 };
 
 template <class I, class T>
@@ -260,8 +298,7 @@ class bus {
     return publish_batch(evs, publish_options{.lane = p});
   }
 
-  // ---- subscribe
-  // -------------------------------------------------------------------------------
+  // ---- subscribe -----------------------------------------------------------------------
 
   /// Adds a handler for T: `void(const T&)` or `void(const T&, const tachyon::meta&)`. It may
   /// run on several workers at once. Takes the subscription lock and allocates; safe from any
@@ -279,6 +316,7 @@ class bus {
     return subscription(handlers_.template add<T>(
         std::forward<F>(handler), opts.order, std::move(opts.filter),
         [&](detail::subscription_state& s) {
+          s.type_label = detail::type_name<T>();
           s.name = opts.name.empty()
                        ? std::string(detail::type_name<T>()) + "#" + std::to_string(s.sequence)
                        : std::move(opts.name);
@@ -289,8 +327,45 @@ class bus {
         }));
   }
 
-  // ---- dispatch
-  // --------------------------------------------------------------------------------
+  /// One visitor for every registered type: called as v(const T&, const meta&) (or
+  /// v(const T&)) for each event of any type; a type it cannot take fails to compile, naming
+  /// the type. One entry in each type's handler table, so dispatch pays for it what it pays
+  /// for any handler; its handle removes it from all of them at once. Audit logs, tracing,
+  /// metrics taps.
+  template <class V>
+  [[nodiscard]] subscription subscribe_all(V&& visitor, subscribe_options<> opts = {}) {
+    return subscribe_set(std::forward<V>(visitor), std::move(opts),
+                         static_cast<all_types*>(nullptr), "*");
+  }
+
+  /// One visitor for the listed types (two or more; subscribe<T>(handler) for one).
+  template <class T1, class T2, class... Ts, class V>
+  [[nodiscard]] subscription subscribe(V&& visitor, subscribe_options<> opts = {}) {
+    static_assert(Registry::template contains<T1> && Registry::template contains<T2> &&
+                      (Registry::template contains<Ts> && ...),
+                  "tachyon: subscribe<A, B, ...>: every type must be in the bus's registry");
+    static_assert(detail::count_of<T1, T1, T2, Ts...>() == 1 &&
+                      detail::count_of<T2, T1, T2, Ts...>() == 1 &&
+                      ((detail::count_of<Ts, T1, T2, Ts...>() == 1) && ...),
+                  "tachyon: subscribe<A, B, ...>: a type is listed twice");
+    return subscribe_set(std::forward<V>(visitor), std::move(opts),
+                         static_cast<std::tuple<T1, T2, Ts...>*>(nullptr), {});
+  }
+
+  /// One visitor for every registered type tagged with any of Tags
+  /// (event<T, P, tachyon::tags<...>>): the "user.*" and "*.error" subscriptions of other
+  /// buses, resolved at compile time. At least one registered type must carry one of them.
+  template <class... Tags, class V>
+  [[nodiscard]] subscription subscribe_tagged(V&& visitor, subscribe_options<> opts = {}) {
+    static_assert(sizeof...(Tags) > 0, "tachyon: subscribe_tagged<Tag...>: name a tag");
+    using set = typename detail::tagged_types<Registry, all_types, Tags...>::type;
+    static_assert(std::tuple_size_v<set> > 0,
+                  "tachyon: subscribe_tagged<Tag...>: no registered type carries any of these "
+                  "tags (event<T, P, tachyon::tags<...>>)");
+    return subscribe_set(std::forward<V>(visitor), std::move(opts), static_cast<set*>(nullptr), {});
+  }
+
+  // ---- dispatch ------------------------------------------------------------------------
 
   /// Runs T's handlers now, on this thread, in order; counted like a published event (in
   /// accepted, then dispatched or failed, in the type's default lane, or `opts.lane`). Inside
@@ -538,6 +613,32 @@ class bus {
                 .lane = static_cast<priority>(lane),
                 .attempt = 0,
                 .flags = 0};
+  }
+
+  template <std::size_t... I>
+  static std::tuple<typename Registry::template type_at<I>...> all_types_of(
+      std::index_sequence<I...>);
+  using all_types = decltype(all_types_of(std::make_index_sequence<Registry::size>{}));
+
+  /// subscribe_all / subscribe<A, B, ...> / subscribe_tagged: the visitor in each table of Ts.
+  template <class V, class... Ts>
+  subscription subscribe_set(V&& visitor, subscribe_options<>&& opts, std::tuple<Ts...>*,
+                             std::string_view label) {
+    static_assert((detail::visitor_takes<std::decay_t<V>, Ts>::value && ...));
+    detail::validate_policies(opts.retry, opts.breaker);
+    std::string types(label);
+    if (types.empty())
+      ((types += (types.empty() ? "" : "|") + std::string(detail::type_name<Ts>())), ...);
+    return subscription(handlers_.template add_multi<Ts...>(
+        std::forward<V>(visitor), opts.order, [&](detail::subscription_state& s) {
+          s.type_label = types;
+          s.name =
+              opts.name.empty() ? types + "#" + std::to_string(s.sequence) : std::move(opts.name);
+          s.retry = opts.retry;
+          s.breaker = std::move(opts.breaker);
+          s.dead_letters = opts.dead_letters;
+          s.resilient = s.retry.max_attempts > 1 || s.breaker.failure_threshold != 0;
+        }));
   }
 
   /// dispatch() with options: a lane or a correlation id of its own.

@@ -26,6 +26,7 @@
 #include <string>
 #include <utility>
 
+#include <tachyon/meta.hpp>
 #include <tachyon/resilience.hpp>
 
 namespace tachyon {
@@ -48,14 +49,19 @@ struct subscription_state {
   std::atomic<bus_core*> owner{nullptr};  // null once the bus is gone
   void (*remove)(bus_core*, subscription_state*) noexcept = nullptr;  // the typed unsubscribe
   int order = 0;                                                      // subscribe_options::order
-  std::uint64_t sequence = 0;  // subscription order within the bus
-  std::uint16_t type_index = 0;
-  /// The typed call (handler_list<T>::call_fn), erased: the filter, then the handler; what a
-  /// replay, and a retry of a subscription without a breaker, call.
-  const void* invoke = nullptr;
+  std::uint64_t sequence = 0;    // subscription order within the bus
+  std::uint16_t type_index = 0;  // its type's index (the first, for several types)
+  /// The types it runs for, as metrics and health name them: the type's name, or several
+  /// joined by '|' ("*" for subscribe_all).
+  std::string type_label;
+  /// The call of one event, its type erased (`ev` points to an event of type m.type_index):
+  /// the filter, then the handler; what a replay, and a retry of a subscription without a
+  /// breaker, call.
+  using erased_call = void (*)(const subscription_state*, const void* ev, const meta& m);
+  erased_call invoke = nullptr;
   /// The same through the breaker (the filter, then the breaker, then the handler): what a
   /// retry of a subscription with a breaker calls.
-  const void* invoke_guarded = nullptr;
+  erased_call invoke_guarded = nullptr;
 
   // Failure handling (subscribe_options), fixed at subscribe.
   std::string name;

@@ -6,6 +6,7 @@
 #include <tachyon/config.hpp>
 #include <tachyon/health.hpp>
 #include <tachyon/histogram.hpp>
+#include <tachyon/intercept.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/metrics.hpp>
 #include <tachyon/registry.hpp>

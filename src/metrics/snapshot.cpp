@@ -107,7 +107,7 @@ metrics_snapshot bus_core::metrics() const {
   for_each_subscription([&](const subscription_state& st) {
     subscription_metrics m;
     m.name = st.name;
-    m.type = std::string(types_.ops[st.type_index].name);
+    m.type = st.type_label;
     m.errors = st.errors.load(std::memory_order_relaxed);
     m.retried = st.retried.load(std::memory_order_relaxed);
     m.short_circuited = st.short_circuited.load(std::memory_order_relaxed);

@@ -116,6 +116,12 @@ struct handler_node final : subscription_state {
     if (self->filter && !self->filter(ev)) return;
     guarded_call(s, [&] { run(self, ev, m); });
   }
+  static void call_erased(const subscription_state* s, const void* ev, const meta& m) {
+    call(s, *static_cast<const T*>(ev), m);
+  }
+  static void call_guarded_erased(const subscription_state* s, const void* ev, const meta& m) {
+    call_guarded(s, *static_cast<const T*>(ev), m);
+  }
   void drop_callable() noexcept override {
     fn.reset();
     filter = nullptr;
@@ -126,6 +132,48 @@ struct handler_node final : subscription_state {
 
  private:
   static void run(const handler_node* self, const T& ev, const meta& m) {
+    if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
+      (*self->fn)(ev, m);
+    else
+      (*self->fn)(ev);
+  }
+};
+
+/// One visitor subscribed to several types (subscribe_all, subscribe<A, B, C>, subscribe_tagged):
+/// one state, with an entry in each of its types' tables, each calling the visitor for its type.
+template <class Registry, class F, class... Ts>
+struct multi_node final : subscription_state {
+  explicit multi_node(F&& f) : fn(std::in_place, std::move(f)) {}
+  explicit multi_node(const F& f) : fn(std::in_place, f) {}
+
+  template <class T>
+  static void call(const subscription_state* s, const T& ev, const meta& m) {
+    run(static_cast<const multi_node*>(s), ev, m);
+  }
+  template <class T>
+  static void call_guarded(const subscription_state* s, const T& ev, const meta& m) {
+    guarded_call(s, [&] { run(static_cast<const multi_node*>(s), ev, m); });
+  }
+  /// The erased calls pick the type by the event's index.
+  static void call_erased(const subscription_state* s, const void* ev, const meta& m) {
+    (void)((m.type_index == Registry::template index_of<Ts>()
+                ? (call<Ts>(s, *static_cast<const Ts*>(ev), m), true)
+                : false) ||
+           ...);
+  }
+  static void call_guarded_erased(const subscription_state* s, const void* ev, const meta& m) {
+    (void)((m.type_index == Registry::template index_of<Ts>()
+                ? (call_guarded<Ts>(s, *static_cast<const Ts*>(ev), m), true)
+                : false) ||
+           ...);
+  }
+  void drop_callable() noexcept override { fn.reset(); }
+
+  mutable std::optional<F> fn;
+
+ private:
+  template <class T>
+  static void run(const multi_node* self, const T& ev, const meta& m) {
     if constexpr (std::is_invocable_v<F&, const T&, const meta&>)
       (*self->fn)(ev, m);
     else
@@ -162,6 +210,9 @@ class handler_tables {
       });
       core_->clear_subscriptions();
     }
+    // A subscription to several types has an entry in each of their tables: released once.
+    std::sort(states.begin(), states.end());
+    states.erase(std::unique(states.begin(), states.end()), states.end());
     for (auto* st : states) st->release_from_table();
     for (auto& [list, deleter] : lists) deleter(list);
   }
@@ -177,33 +228,57 @@ class handler_tables {
                           Setup&& setup) {
     constexpr std::size_t index = Registry::template index_of<T>();
     using node_t = handler_node<T, std::decay_t<F>>;
-    using list_t = handler_list<T>;
     auto node = std::make_unique<node_t>(std::forward<F>(handler), std::move(filter));
     node->owner.store(core_, std::memory_order_relaxed);
-    node->remove = &remove_handler<T, index>;
+    node->remove = &remove_handler<T>;
     node->order = order;
     node->type_index = static_cast<std::uint16_t>(index);
-    node->invoke = reinterpret_cast<const void*>(&node_t::call);
-    node->invoke_guarded = reinterpret_cast<const void*>(&node_t::call_guarded);
+    node->invoke = &node_t::call_erased;
+    node->invoke_guarded = &node_t::call_guarded_erased;
     epoch_domain::garbage garbage;
     {
       std::lock_guard lock(core_->epochs().mutex());
       node->sequence = next_subscription_++;
       setup(static_cast<subscription_state&>(*node));
-      auto* old = list_of<T, index>();
-      auto next = std::make_unique<list_t>();
-      if (old) next->entries = old->entries;
-      const typename list_t::entry e{
-          node->breaker.failure_threshold != 0 ? &node_t::call_guarded : &node_t::call, node.get()};
-      next->entries.insert(
-          std::upper_bound(next->entries.begin(), next->entries.end(), e,
-                           [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
-          e);
+      auto next = with_entry<T>(
+          node->breaker.failure_threshold != 0 ? &node_t::call_guarded : &node_t::call, node.get());
       core_->epochs().reclaim(garbage);
       core_->add_subscription(node.get());  // reserves first: may throw, nothing changed yet
       // Nothing below throws: from here the table owns the node (and the handle, the caller's).
-      tables_[index].store(next.release(), std::memory_order_seq_cst);
-      if (old) core_->epochs().retire(old, &delete_list<T>);
+      publish_list<T>(next);
+    }
+    epoch_domain::free_garbage(garbage);
+    return node.release();
+  }
+
+  /// Adds one visitor for every type of Ts (at least one): one state, an entry in each type's
+  /// list, published under one lock; unsubscribe removes them all at once (remove_handler).
+  template <class... Ts, class F, class Setup>
+  subscription_state* add_multi(F&& visitor, int order, Setup&& setup) {
+    static_assert(sizeof...(Ts) > 0);
+    using node_t = multi_node<Registry, std::decay_t<F>, Ts...>;
+    using first = std::tuple_element_t<0, std::tuple<Ts...>>;
+    auto node = std::make_unique<node_t>(std::forward<F>(visitor));
+    node->owner.store(core_, std::memory_order_relaxed);
+    node->remove = &remove_handler<Ts...>;
+    node->order = order;
+    node->type_index = static_cast<std::uint16_t>(Registry::template index_of<first>());
+    node->invoke = &node_t::call_erased;
+    node->invoke_guarded = &node_t::call_guarded_erased;
+    epoch_domain::garbage garbage;
+    {
+      std::lock_guard lock(core_->epochs().mutex());
+      node->sequence = next_subscription_++;
+      setup(static_cast<subscription_state&>(*node));
+      const bool guarded = node->breaker.failure_threshold != 0;
+      // Every new list first (any of them may throw: nothing is changed yet)...
+      std::tuple<std::unique_ptr<handler_list<Ts>>...> next{
+          with_entry<Ts>(guarded ? &node_t::template call_guarded<Ts> : &node_t::template call<Ts>,
+                         node.get())...};
+      core_->epochs().reclaim(garbage);
+      core_->add_subscription(node.get());  // reserves first: may throw, nothing changed yet
+      // ...then each published, its old list retired.
+      (publish_list<Ts>(std::get<std::unique_ptr<handler_list<Ts>>>(next)), ...);
     }
     epoch_domain::free_garbage(garbage);
     return node.release();
@@ -217,8 +292,7 @@ class handler_tables {
     if (!s->live.load(std::memory_order_relaxed)) return run_status::gone;
     ctx.calling.store(s, std::memory_order_relaxed);
     try {
-      const void* f = s->breaker.failure_threshold != 0 ? s->invoke_guarded : s->invoke;
-      reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(f))(s, ev, m);
+      (s->breaker.failure_threshold != 0 ? s->invoke_guarded : s->invoke)(s, &ev, m);
       return run_status::ok;
     } catch (const short_circuit_signal&) {
       core_->short_circuited(ctx, m, s);
@@ -235,7 +309,7 @@ class handler_tables {
     if (!s->live.load(std::memory_order_relaxed)) return run_status::gone;
     ctx.calling.store(s, std::memory_order_relaxed);
     try {
-      reinterpret_cast<typename handler_list<T>::call_fn>(const_cast<void*>(s->invoke))(s, ev, m);
+      s->invoke(s, &ev, m);
       return run_status::ok;
     } catch (...) {
       core_->handler_failed(ctx, m, s, std::current_exception(), &ev);
@@ -278,6 +352,32 @@ class handler_tables {
     return static_cast<handler_list<T>*>(tables_[I].load(std::memory_order_seq_cst));
   }
 
+  /// A copy of T's list with `call` for `s` inserted in its place (order, then subscription).
+  /// Called under the lock; throws only for memory.
+  template <class T>
+  std::unique_ptr<handler_list<T>> with_entry(typename handler_list<T>::call_fn call,
+                                              subscription_state* s) const {
+    constexpr std::size_t index = Registry::template index_of<T>();
+    auto* old = list_of<T, index>();
+    auto next = std::make_unique<handler_list<T>>();
+    if (old) next->entries = old->entries;
+    const typename handler_list<T>::entry e{call, s};
+    next->entries.insert(
+        std::upper_bound(next->entries.begin(), next->entries.end(), e,
+                         [](const auto& a, const auto& b) { return a.state->before(*b.state); }),
+        e);
+    return next;
+  }
+  /// Publishes T's new list and retires the old one. Under the lock; never throws once the
+  /// retirement list has room (epoch_domain::retire).
+  template <class T>
+  void publish_list(std::unique_ptr<handler_list<T>>& next) {
+    constexpr std::size_t index = Registry::template index_of<T>();
+    auto* old = list_of<T, index>();
+    tables_[index].store(next.release(), std::memory_order_seq_cst);
+    if (old) core_->epochs().retire(old, &delete_list<T>);
+  }
+
   template <class T>
   static void delete_list(void* p) {
     delete static_cast<handler_list<T>*>(p);
@@ -307,32 +407,43 @@ class handler_tables {
   /// its dispatch (its announced epoch is older than the retirement's), which the next
   /// outermost exit_dispatch() of any thread, the next subscribe() or outside unsubscribe(),
   /// or the bus's destruction notices; never inside a table iteration that could touch them.
-  template <class T, std::size_t I>
+  template <class... Ts>
   static void remove_handler(bus_core* core, subscription_state* s) noexcept {
     auto& b = *static_cast<handler_tables*>(core->tables());
-    handler_list<T>* old = nullptr;
+    // The old list of each type, once swapped (null where out of memory kept the dead entry).
+    std::array<std::pair<void*, void (*)(void*)>, sizeof...(Ts)> olds{};
+    bool all_swapped = true;
     epoch_domain::garbage garbage;
     bool inside = false;
     {
       std::lock_guard lock(core->epochs().mutex());
       if (!s->live.exchange(false, std::memory_order_seq_cst)) return;  // already removed
       core->remove_subscription(s);
-      try {
-        old = b.template list_of<T, I>();
-        auto next = std::make_unique<handler_list<T>>();
-        next->entries.reserve(old->entries.size() - 1);
-        for (const auto& e : old->entries)
-          if (e.state != s) next->entries.push_back(e);
-        b.tables_[I].store(next.release(), std::memory_order_seq_cst);
-      } catch (...) {
-        old = nullptr;  // out of memory: the table keeps the dead entry
-      }
+      std::size_t k = 0;
+      (
+          [&] {
+            using T = Ts;
+            constexpr std::size_t I = Registry::template index_of<T>();
+            try {
+              handler_list<T>* old = b.template list_of<T, I>();
+              auto next = std::make_unique<handler_list<T>>();
+              next->entries.reserve(old->entries.size() - 1);
+              for (const auto& e : old->entries)
+                if (e.state != s) next->entries.push_back(e);
+              b.tables_[I].store(next.release(), std::memory_order_seq_cst);
+              olds[k] = {old, &delete_list<T>};
+            } catch (...) {  // out of memory: this table keeps the dead entry
+              all_swapped = false;
+            }
+            ++k;
+          }(),
+          ...);
       inside = core->inside_dispatch();
       if (inside) {
-        if (old != nullptr) {
-          core->epochs().retire(old, &delete_list<T>);
-          core->epochs().retire(s, &release_state);  // the table's reference
-        }
+        for (auto& [old, deleter] : olds)
+          if (old != nullptr) core->epochs().retire(old, deleter);
+        // The tables' reference, once no table holds the state (the bus's end frees the rest).
+        if (all_swapped) core->epochs().retire(s, &release_state);
         try {
           core->epochs().reclaim(
               garbage);  // older retirements only: this thread still holds its epoch
@@ -343,10 +454,9 @@ class handler_tables {
     if (!inside) {
       // Outside the lock, so that handlers may subscribe while we wait for them.
       core->synchronize();  // every other thread: not running it, and will not start it again
-      if (old != nullptr) {
-        delete old;
-        s->release_from_table();
-      }
+      for (auto& [old, deleter] : olds)
+        if (old != nullptr) deleter(old);
+      if (all_swapped) s->release_from_table();
       try {
         std::lock_guard lock(core->epochs().mutex());
         core->epochs().reclaim(garbage);  // what handlers retired meanwhile
