@@ -15,11 +15,14 @@
 //                       run_once() drains a batch of one and the handler stores to a flag;
 //                       the per-event work of a round trip, without the waiting
 //   op_hop_mc           the peer's hop: enqueue with a token, bulk dequeue with a token, store
+// The optional features' rows are in hot_paths_features.cpp (feature_round).
 #include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
 
 #include <cstdio>
 #include <cstdlib>
+
+std::uint64_t feature_round(std::uint64_t per_round, std::uint64_t& sink);
 
 namespace {
 
@@ -106,6 +109,7 @@ int main(int argc, char** argv) {
     for (std::uint64_t i = 0; i < per_round; ++i) failures += op_hop(bus, i) != 1;
     for (std::uint64_t i = 0; i < per_round; ++i)
       failures += op_hop_mc(q, ptok, ctok, i, sink) != 1;
+    failures += feature_round(per_round, sink);
   }
   std::printf("ops %llu per path, %d drains of %llu, failures %llu, sink %llu\n",
               static_cast<unsigned long long>(rounds * per_round), rounds,
