@@ -59,17 +59,14 @@ struct RateLimit : counts_vetoes {
     }
   }
 };
-// A correlation id for what comes in without one; inside a handler (its dispatch hooks say when)
-// publish_options says 0 too, but the bus passes the running event's on, which must be kept.
+// A correlation id for what starts a chain. Inside a handler the options already carry the
+// running event's id (the one the bus would pass on), so only a new chain reads 0 here.
 struct Enrich {
   std::atomic<std::uint64_t> next{1};
-  static inline thread_local int running = 0;
   verdict before_publish(auto&, publish_options& o) {
-    if (o.correlation_id == 0 && running == 0) o.correlation_id = next++;
+    if (o.correlation_id == 0) o.correlation_id = next++;
     return verdict::allow;
   }
-  void before_dispatch(const auto&, const meta&) { ++running; }
-  void after_dispatch(const auto&, const meta&, std::exception_ptr) { --running; }
 };
 struct Audit {  // every run of an event's handlers, with its outcome
   std::atomic<int> started{0};

@@ -456,6 +456,10 @@ class bus {
   I& interceptor() noexcept {
     return std::get<I>(interceptors_);
   }
+  template <class I>
+  const I& interceptor() const noexcept {
+    return std::get<I>(interceptors_);
+  }
 
   /// Entries in the dead letters now.
   std::size_t dead_letter_count() const noexcept { return core_.dead_letters().size(); }
@@ -710,6 +714,9 @@ class bus {
   template <class T, class E>
   result publish_screened(E&& ev, const publish_options& opts) {
     publish_options o = opts;
+    // The interceptors see the id the event will carry: inside a handler, with none given,
+    // the running event's (so that an enricher's "none given" test does not cut the chain).
+    if (o.correlation_id == 0) o.correlation_id = core_.context().cause.correlation;
     if constexpr (std::is_rvalue_reference_v<E&&> && !std::is_const_v<std::remove_reference_t<E>>) {
       if (!screen(ev, o)) return vetoed<T>(o);
       return publish_admitted<T>(std::move(ev), o);
