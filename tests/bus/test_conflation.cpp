@@ -546,8 +546,9 @@ struct Mark {
   std::uint32_t publisher;
   std::uint64_t value;
 };
+constexpr std::uint32_t mark_keys = 32;  // the Keys of Mark's conflate_by
 using MarkEvents =
-    tachyon::registry<tachyon::event<Mark, priority::normal, conflate_by<&Mark::key, 32>>>;
+    tachyon::registry<tachyon::event<Mark, priority::normal, conflate_by<&Mark::key, mark_keys>>>;
 using mark_bus = tachyon::bus<MarkEvents>;
 
 constexpr std::uint32_t publishers = 3;
@@ -555,7 +556,8 @@ constexpr std::uint32_t publishers = 3;
 /// A flood's shape. `hot`: a few keys, so that nearly every publish races with the others on
 /// a slot that holds a box. `crowded`: more keys than the lane has room for tokens, so that
 /// new tokens wait for room (overflow::block) while drains empty slots and replacements and
-/// new tokens race for them.
+/// new tokens race for them. `overflowing`: more keys than Mark's Keys, so that publishers race
+/// to claim the last slots, and the keys left without one are queued unconflated.
 struct shape {
   const char* name;
   std::uint32_t keys;
@@ -564,6 +566,13 @@ struct shape {
 };
 constexpr shape hot{"hot", 4, 16, tt::sanitized() ? 3000 : 30000};
 constexpr shape crowded{"crowded", 24, 8, tt::sanitized() ? 200 : 1000};
+constexpr shape overflowing{"overflowing", mark_keys + 8, 64, tt::sanitized() ? 200 : 1000};
+
+/// Events of the keys that found no slot: exactly all the events of keys - Keys keys (a key
+/// either has a slot from its first sight on or never gets one).
+std::uint64_t unconflated_in(const shape& f) {
+  return f.keys <= mark_keys ? 0 : std::uint64_t{f.keys - mark_keys} * publishers * f.rounds;
+}
 
 tachyon::config flood(const shape& f, std::uint32_t workers) {
   return {.workers = workers,
@@ -615,6 +624,7 @@ TEST_P(ConflationStress, OneWorkerSeesEachPublishersValuesOfAKeyInOrderAndTheLas
   EXPECT_EQ(m.total.dispatched, ran);
   EXPECT_EQ(m.total.accepted, m.total.dispatched + m.total.conflated);
   EXPECT_GT(m.total.conflated, 0u);
+  EXPECT_EQ(m.types[0].unconflated, unconflated_in(f));
   tt::expect_books_balance(m);
 }
 
@@ -650,6 +660,7 @@ TEST_P(ConflationStress, ManyWorkersDeliverEachEventAtMostOnceAndTheLastOfEveryK
   EXPECT_EQ(m.total.accepted, std::uint64_t{publishers} * f.keys * f.rounds);
   EXPECT_EQ(m.total.dispatched, ran.load());
   EXPECT_EQ(m.total.accepted, m.total.dispatched + m.total.conflated);
+  EXPECT_EQ(m.types[0].unconflated, unconflated_in(f));
   tt::expect_books_balance(m);
 }
 
@@ -688,7 +699,7 @@ TEST_P(ConflationStress, StopDiscardInTheMiddleOfAFloodBalancesTheBooks) {
   tt::expect_books_balance(m);
 }
 
-INSTANTIATE_TEST_SUITE_P(Floods, ConflationStress, ::testing::Values(hot, crowded),
+INSTANTIATE_TEST_SUITE_P(Floods, ConflationStress, ::testing::Values(hot, crowded, overflowing),
                          [](const auto& p) { return std::string(p.param.name); });
 
 }  // namespace

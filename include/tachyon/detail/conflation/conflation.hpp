@@ -169,7 +169,7 @@ class conflation_table {
     for (std::size_t n = 0; n < capacity; ++n, i = (i + 1) & mask) {
       slot& s = slots_[i];
       if (!s.used.load(std::memory_order_acquire))
-        return full_.load(std::memory_order_relaxed) ? nullptr : claim(k, lane, i);
+        return full_.load(std::memory_order_acquire) ? find_claimed(k, lane, i) : claim(k, lane, i);
       if (s.lane == lane && *s.key == k) return &s;
     }
     return nullptr;  // not reached: at most half the slots are used
@@ -191,6 +191,20 @@ class conflation_table {
     return static_cast<std::size_t>(h >> (64 - std::countr_zero(capacity)));
   }
 
+  /// find() once the table is full, from the unused slot it met at `from`: that slot may have
+  /// been claimed (for k, even) after find() looked; full_ is released after the last claim, so
+  /// every claim is visible here. Without this second look, an event of k could be queued
+  /// unconflated while k's slot holds an older event of the same publisher, and be delivered
+  /// after a later one.
+  slot* find_claimed(const key_type& k, unsigned lane, std::size_t from) const {
+    constexpr std::size_t mask = capacity - 1;
+    for (std::size_t i = from;; i = (i + 1) & mask) {
+      slot& s = slots_[i];
+      if (!s.used.load(std::memory_order_acquire)) return nullptr;
+      if (s.lane == lane && *s.key == k) return &s;
+    }
+  }
+
   [[gnu::cold, gnu::noinline]] slot* claim(const key_type& k, unsigned lane, std::size_t from) {
     constexpr std::size_t mask = capacity - 1;
     std::lock_guard lock(claim_mutex_);
@@ -202,20 +216,17 @@ class conflation_table {
         if (s.lane == lane && *s.key == k) return &s;
         continue;
       }
-      if (claimed_ == Option::keys) {
-        full_.store(true, std::memory_order_relaxed);
-        return nullptr;
-      }
+      if (claimed_ == Option::keys) return nullptr;
       s.key.emplace(k);
       s.lane = static_cast<std::uint8_t>(lane);
       s.used.store(true, std::memory_order_release);
-      if (++claimed_ == Option::keys) full_.store(true, std::memory_order_relaxed);
+      if (++claimed_ == Option::keys) full_.store(true, std::memory_order_release);
       return &s;
     }
   }
 
   std::unique_ptr<slot[]> slots_;
-  std::atomic<bool> full_{false};  // Keys slots claimed: a key not found gets none
+  std::atomic<bool> full_{false};  // Keys slots claimed (released after the last claim)
   mutable std::mutex claim_mutex_;
   std::size_t claimed_ = 0;  // guarded by claim_mutex_
 };
