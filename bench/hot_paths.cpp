@@ -19,7 +19,9 @@
 //                       bus::publish of a 16-byte event registered with conflate_by, 8 keys
 //                       round-robin, the lane drained each round: after a key's first event of
 //                       the round, each publish replaces the waiting one (a box allocated and
-//                       stamped, a CAS, the old box freed)
+//                       stamped, a CAS, the old box freed). In its own translation unit
+//                       (hot_paths_conflated.cpp): one more publish path here would change
+//                       GCC's inlining of the others, and their counts with it.
 #include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
 
@@ -41,13 +43,6 @@ struct Guarded {
   std::uint64_t seq;
 };
 using breaker_bus_t = tachyon::bus<tachyon::registry<Guarded>>;
-struct Level {
-  std::uint64_t key;
-  std::uint64_t value;
-};
-using conflated_bus_t = tachyon::bus<tachyon::registry<
-    tachyon::event<Level, tachyon::priority::normal, tachyon::conflate_by<&Level::key, 64>>>>;
-constexpr std::uint64_t conflated_keys = 8;
 
 [[gnu::noinline]] tachyon::result op_publish(bus_t& b, std::uint64_t i) {
   return b.publish(Ping{i});
@@ -57,9 +52,6 @@ constexpr std::uint64_t conflated_keys = 8;
 [[gnu::noinline, gnu::no_icf]] std::size_t op_drain_timed(timed_bus_t& b) { return b.poll(); }
 [[gnu::noinline, gnu::no_icf]] std::size_t op_drain_breaker(breaker_bus_t& b) { return b.poll(); }
 [[gnu::noinline]] void op_dispatch(bus_t& b, std::uint64_t i) { b.dispatch(Ping{i}); }
-[[gnu::noinline]] tachyon::result op_publish_conflated(conflated_bus_t& b, std::uint64_t i) {
-  return b.publish(Level{i % conflated_keys, i});
-}
 [[gnu::noinline]] std::size_t op_hop(bus_t& b, std::uint64_t i) {
   (void)b.publish(Ping{i});
   return b.run_once();
@@ -80,6 +72,12 @@ constexpr std::uint64_t conflated_keys = 8;
 
 }  // namespace
 
+namespace hot_paths {
+/// hot_paths_conflated.cpp: `rounds` rounds of op_publish_conflated x per_round then a drain;
+/// returns the failures.
+std::uint64_t conflated_rounds(int rounds, std::uint64_t per_round, std::uint64_t& sink);
+}  // namespace hot_paths
+
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 25;
   constexpr std::uint64_t per_round = 4000;
@@ -99,9 +97,6 @@ int main(int argc, char** argv) {
   with_breaker.breaker.failure_threshold = 5;
   auto sg =
       guarded.subscribe<Guarded>([&](const Guarded& p) { sink += p.seq; }, std::move(with_breaker));
-  conflated_bus_t conflated{
-      {.workers = 0, .lane_capacity = 4096, .overflow = tachyon::overflow::fail, .producers = 1}};
-  auto sc = conflated.subscribe<Level>([&](const Level& l) { sink += l.value; });
   moodycamel::ConcurrentQueue<Ping> q(4096);
   moodycamel::ProducerToken ptok(q);
   moodycamel::ConsumerToken ctok(q);
@@ -124,10 +119,8 @@ int main(int argc, char** argv) {
     for (std::uint64_t i = 0; i < per_round; ++i) failures += op_hop(bus, i) != 1;
     for (std::uint64_t i = 0; i < per_round; ++i)
       failures += op_hop_mc(q, ptok, ctok, i, sink) != 1;
-    for (std::uint64_t i = 0; i < per_round; ++i)
-      failures += op_publish_conflated(conflated, i) != tachyon::result::ok;
-    if (conflated.poll() != conflated_keys) ++failures;
   }
+  failures += hot_paths::conflated_rounds(rounds, per_round, sink);
   std::printf("ops %llu per path, %d drains of %llu, failures %llu, sink %llu\n",
               static_cast<unsigned long long>(rounds * per_round), rounds,
               static_cast<unsigned long long>(per_round), static_cast<unsigned long long>(failures),
