@@ -57,6 +57,16 @@
 //                           (no_breaker): op dispatch, bus::dispatch as dispatch_1; op drain,
 //                           poll() of a pre-filled lane of 4096 (counter events_per_iteration;
 //                           tools/bench_table.py reports time per event).
+//   conflated_publish_flood/<impl>/keys:K
+//                           one publish of a 16-byte event keyed round-robin over K keys, manual
+//                           mode, the lane drained every 4096 publishes with the clock paused:
+//                           tachyon, the type registered with conflate_by (after a key's first
+//                           event each publish replaces the waiting one: a box allocated, a CAS,
+//                           the old box freed) vs plain_publish, the same type unconflated.
+//   conflated_flood_drained/<impl>/keys:K
+//                           the same with the drains timed: per published event, the publish
+//                           and its share of the handlers (counter delivered_per_event: 1 plain,
+//                           K / 4096 conflated).
 //
 // The one-hop round trip is measured by tachyon_latency (bench/latency.cpp), every trip timed
 // and implementations interleaved; Google Benchmark's mean of one is not quoted.
@@ -882,6 +892,58 @@ void breaker_drain(benchmark::State& state, bool breaker) {
   state.counters["events_per_iteration"] = drain_lane;
 }
 
+// ---- conflation
+// ----------------------------------------------------------------------------------
+
+/// A price level keyed by instrument: 16 bytes, stored inline by a plain bus.
+struct Level {
+  std::uint64_t key;
+  std::uint64_t value;
+};
+/// The same event, conflated by key (conflate_by) or not.
+using ConflatedLevels = tachyon::registry<
+    tachyon::event<Level, tachyon::priority::normal, tachyon::conflate_by<&Level::key, 64>>>;
+using PlainLevels = tachyon::registry<Level>;
+
+constexpr std::uint32_t flood_drain_every = 4096;  // publishes between drains
+
+/// conflated_publish_flood and conflated_flood_drained: one thread publishes Level events over
+/// `keys` keys round-robin into a manual bus, and drains it every flood_drain_every publishes:
+/// with the clock paused (`timed_drain` false: the publish alone) or running (true: publish and
+/// handlers, per published event). items = events published; counter delivered_per_event =
+/// handler runs / events published (1 for plain; keys / 4096 for a conflating bus).
+template <class Registry>
+void conflated_flood(benchmark::State& state, std::uint64_t keys, bool timed_drain) {
+  pinned_scope pin;
+  tachyon::bus<Registry> bus{{.workers = 0,
+                              .lane_capacity = flood_drain_every,
+                              .overflow = tachyon::overflow::fail,
+                              .producers = 1}};
+  std::uint64_t sink = 0, ran = 0;
+  auto s = bus.template subscribe<Level>([&](const Level& l) {
+    sink += l.value;
+    ++ran;
+    benchmark::DoNotOptimize(sink);
+  });
+  std::uint64_t seq = 0, refused = 0;
+  std::uint32_t queued = 0;
+  for (auto _ : state) {
+    ++seq;
+    refused += bus.publish(Level{seq % keys, seq}) != tachyon::result::ok;
+    if (++queued == flood_drain_every) [[unlikely]] {
+      if (!timed_drain) state.PauseTiming();
+      bus.poll();
+      queued = 0;
+      if (!timed_drain) state.ResumeTiming();
+    }
+  }
+  bus.poll();
+  if (refused != 0) state.SkipWithError("a publish was refused");
+  state.SetItemsProcessed(state.iterations());
+  state.counters["delivered_per_event"] =
+      static_cast<double>(ran) / static_cast<double>(std::max<std::uint64_t>(seq, 1));
+}
+
 // ---- registration --------------------------------------------------------------------------
 
 /// Adds the suite's common settings: `repetitions` (0: whatever --benchmark_repetitions says),
@@ -961,6 +1023,20 @@ void register_all(int reps) {
   common(RegisterBenchmark("failed_delivery_retry_scheduled/no_failure", failed_delivery,
                            on_failure::none),
          reps);
+
+  for (const std::uint64_t keys : {1u, 64u}) {
+    const std::string args = "/keys:" + std::to_string(keys);
+    for (const bool timed_drain : {false, true}) {
+      const std::string figure =
+          timed_drain ? "conflated_flood_drained/" : "conflated_publish_flood/";
+      common(RegisterBenchmark((figure + "tachyon" + args).c_str(),
+                               conflated_flood<ConflatedLevels>, keys, timed_drain),
+             reps);
+      common(RegisterBenchmark((figure + "plain_publish" + args).c_str(),
+                               conflated_flood<PlainLevels>, keys, timed_drain),
+             reps);
+    }
+  }
 
   for (const bool drain : {false, true}) {
     const std::string args = drain ? "/drain" : "/dispatch";

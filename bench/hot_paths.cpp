@@ -15,6 +15,13 @@
 //                       run_once() drains a batch of one and the handler stores to a flag;
 //                       the per-event work of a round trip, without the waiting
 //   op_hop_mc           the peer's hop: enqueue with a token, bulk dequeue with a token, store
+//   op_publish_conflated
+//                       bus::publish of a 16-byte event registered with conflate_by, 8 keys
+//                       round-robin, the lane drained each round: after a key's first event of
+//                       the round, each publish replaces the waiting one (a box allocated and
+//                       stamped, a CAS, the old box freed). In its own translation unit
+//                       (hot_paths_conflated.cpp): one more publish path here would change
+//                       GCC's inlining of the others, and their counts with it.
 // The optional features' rows are in hot_paths_features.cpp (feature_round).
 #include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
@@ -68,6 +75,12 @@ using breaker_bus_t = tachyon::bus<tachyon::registry<Guarded>>;
 
 }  // namespace
 
+namespace hot_paths {
+/// hot_paths_conflated.cpp: `rounds` rounds of op_publish_conflated x per_round then a drain;
+/// returns the failures.
+std::uint64_t conflated_rounds(int rounds, std::uint64_t per_round, std::uint64_t& sink);
+}  // namespace hot_paths
+
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 25;
   constexpr std::uint64_t per_round = 4000;
@@ -111,6 +124,7 @@ int main(int argc, char** argv) {
       failures += op_hop_mc(q, ptok, ctok, i, sink) != 1;
     failures += feature_round(per_round, sink);
   }
+  failures += hot_paths::conflated_rounds(rounds, per_round, sink);
   std::printf("ops %llu per path, %d drains of %llu, failures %llu, sink %llu\n",
               static_cast<unsigned long long>(rounds * per_round), rounds,
               static_cast<unsigned long long>(per_round), static_cast<unsigned long long>(failures),

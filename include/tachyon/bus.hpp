@@ -26,6 +26,10 @@
 // two of the in-flight mark; per event one indirect call into the type's dispatcher, the
 // handler calls and one counter store. A thread's first call into a bus allocates its context
 // (consumer tokens, counters), and its first publish into a lane its moodycamel producer.
+// A type registered with conflate_by (detail/conflation/) publishes through its key's slot
+// instead: one box allocated per publish, and a replacement of a waiting event is one CAS and
+// no lane room. Types without the option compile none of it (if constexpr; their dispatch and
+// release rows are unchanged).
 #pragma once
 
 #include <algorithm>
@@ -47,6 +51,7 @@
 
 #include <tachyon/config.hpp>
 #include <tachyon/detail/bus_core.hpp>
+#include <tachyon/detail/conflation/conflation.hpp>
 #include <tachyon/detail/subscription/handler_tables.hpp>
 #include <tachyon/detail/type_name.hpp>
 #include <tachyon/health.hpp>
@@ -258,6 +263,12 @@ class bus {
   /// Allocates only for boxed events (not trivially copyable, > 32 bytes or over-aligned) and
   /// on a thread's first call. Throws std::invalid_argument for a priority outside the four,
   /// and whatever T's move/copy constructor throws.
+  /// A type registered with conflate_by<&T::key, Keys>: if an event of the same key waits in
+  /// the same lane (queued, or dequeued with its handlers not yet started), `ev` replaces it
+  /// (the old one is counted `conflated`) and needs no room in the lane; otherwise it is queued
+  /// as any event. Allocates one box per call (the event and its meta). Not conflated: events
+  /// with a deadline or not_before, and events whose key finds no slot once Keys keys are
+  /// tracked (counted in metrics' type `unconflated`). See detail/conflation/conflation.hpp.
   template <class E>
   result publish(E&& ev) {
     return publish(std::forward<E>(ev), publish_options{});
@@ -280,7 +291,9 @@ class bus {
   /// the queue's slots). The overflow policy applies per event. `opts` applies to every event
   /// (lane, correlation id; with a deadline or not_before each event is published on its own,
   /// as publish() would). If copying an event throws, nothing of its chunk is queued and
-  /// tachyon::publish_batch_error says what was.
+  /// tachyon::publish_batch_error says what was. A conflated type (conflate_by): each event is
+  /// published in turn as publish() would (no bulk enqueue); a throwing copy stops there, with
+  /// publish_batch_error saying what was taken.
   template <class T>
   batch_result publish_batch(std::span<const T> evs, const publish_options& opts = {}) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
@@ -288,10 +301,14 @@ class bus {
     if constexpr (interceptor_set::template screens_any<T>) return publish_each(evs, opts);
     if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
       return publish_each(evs, opts);
-    const auto out = core_.publish_batch(
-        l, index, opts.correlation_id, evs.data(), evs.size(),
-        [&](detail::envelope& env, auto i) { detail::store_payload<T>(env, evs[i]); });
-    return batch_result{out.queued, out.dropped, out.status};
+    if constexpr (conflated<T>) {
+      return publish_batch_conflated(evs, l, opts.correlation_id);
+    } else {
+      const auto out = core_.publish_batch(
+          l, index, opts.correlation_id, evs.data(), evs.size(),
+          [&](detail::envelope& env, auto i) { detail::store_payload<T>(env, evs[i]); });
+      return batch_result{out.queued, out.dropped, out.status};
+    }
   }
   template <class T>
   batch_result publish_batch(std::span<const T> evs, std::optional<priority> p) {
@@ -528,6 +545,61 @@ class bus {
     return l;
   }
 
+  // ---- conflation (detail/conflation/conflation.hpp) --------------------------------------
+
+  /// True for a type registered with conflate_by<...>.
+  template <class T>
+  static constexpr bool conflated = !std::is_void_v<typename Registry::template conflation_of<T>>;
+  template <class T>
+  using conflation_table = typename detail::conflation_tables<Registry>::template table_of<T>;
+
+  /// publish_batch() of a conflated type: each event is published (and conflated) in turn, as
+  /// publish() would; there is no bulk enqueue to share between events that may replace each
+  /// other.
+  template <class T>
+  batch_result publish_batch_conflated(std::span<const T> evs, unsigned l,
+                                       std::uint64_t correlation) {
+    batch_result out;
+    for (const T& ev : evs) {
+      result r;
+      try {
+        r = publish(
+            ev, publish_options{.lane = static_cast<priority>(l), .correlation_id = correlation});
+      } catch (...) {
+        detail::bus_core::throw_batch_error(out.queued, out.dropped);
+      }
+      if (r == result::ok) {
+        ++out.queued;
+      } else if (r == result::dropped) {
+        ++out.dropped;
+      } else {
+        out.status = r;
+        break;
+      }
+    }
+    return out;
+  }
+
+  /// A conflated type's dispatch: a token is opened into the envelope of its slot's latest
+  /// event, which then runs as any event does. Other types keep dispatch_one: they pay nothing.
+  template <class T, std::size_t I>
+  static void dispatch_conflated(void* self, detail::envelope& env, detail::thread_context& ctx) {
+    if (env.header.flags & detail::token_flag) [[likely]] {
+      detail::open_token<typename conflation_table<T>::slot, T>(env);
+      detail::bus_core::enter_cause(ctx, env.header);  // the latest event's, not the token's
+    }
+    dispatch_one<T, I>(self, env, ctx);
+  }
+  /// A conflated type's release (stop(discard), a failed enqueue): a token lets its slot's
+  /// latest event go.
+  template <class T>
+  static void release_conflated(detail::envelope& env) noexcept {
+    if (env.header.flags & detail::token_flag) [[likely]]
+      detail::discard_token<typename conflation_table<T>::slot, T>(env);
+    else
+      detail::release_payload<T>(env);
+  }
+
   static std::uint64_t read_time(const void* source) noexcept {
     return static_cast<std::uint64_t>(static_cast<const time_source_type*>(source)->now().count());
   }
@@ -704,6 +776,12 @@ class bus {
     const unsigned l = lane_of<T>(opts.lane);
     if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
       return publish_timed<T>(std::forward<E>(ev), l, index, opts);
+    if constexpr (conflated<T>) {  // conflate_by: compiled only for such types
+      if (auto* s = conflation_.template of<T>().find(conflation_table<T>::key_of(ev), l))
+          [[likely]]
+        return detail::conflate<T>(core_, *s, std::forward<E>(ev), l, index, opts.correlation_id);
+      detail::bump(core_.context().type_row(index).v[detail::c_unconflated]);
+    }
     return core_.template publish<detail::stored_inline<T>>(
         l, index, opts.correlation_id,
         [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
@@ -921,14 +999,25 @@ class bus {
 
   template <std::size_t I>
   static constexpr detail::dispatch_fn dispatch_of() noexcept {
-    return &dispatch_one<typename type_at<I>::type, I>;
+    using T = typename type_at<I>::type;
+    if constexpr (conflated<T>)
+      return &dispatch_conflated<T, I>;
+    else
+      return &dispatch_one<T, I>;
+  }
+  template <std::size_t I>
+  static constexpr detail::release_fn release_of() noexcept {
+    using T = typename type_at<I>::type;
+    if constexpr (conflated<T>)
+      return &release_conflated<T>;
+    else
+      return &release_one<T>;
   }
   template <std::size_t... I>
   static constexpr auto make_type_ops(std::index_sequence<I...>) {
     return std::array<detail::type_ops, Registry::size + 1>{
         detail::type_ops{
-            dispatch_of<I>(), &release_one<typename type_at<I>::type>,
-            &run_delivery<typename type_at<I>::type, I>,
+            dispatch_of<I>(), release_of<I>(), &run_delivery<typename type_at<I>::type, I>,
             &replay_entry<typename type_at<I>::type, I>,
             detail::type_name<typename type_at<I>::type>(),
             static_cast<std::uint8_t>(
@@ -960,6 +1049,9 @@ class bus {
   // was fixed (the paired round trip, now in bench/latency.cpp; same run for both).
   time_source_type time_;  // read by the core (time_ref): constructed before it, gone after
   [[no_unique_address]] typename interceptor_set::tuple interceptors_;  // likewise (hooks_ref)
+  // conflate_by's key tables (empty without such a type). Before the core: its stop(), in the
+  // destructors, drains or discards the tokens that name their slots.
+  [[no_unique_address]] detail::conflation_tables<Registry> conflation_;
   detail::bus_core core_;                             // destroyed after the tables
   detail::handler_tables<Registry> handlers_{core_};  // its tables start a line
 };

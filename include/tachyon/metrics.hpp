@@ -113,6 +113,10 @@ struct type_metrics {
   /// All of one drained event's handlers (and the release of its payload); dispatch() calls
   /// are not timed.
   latency_summary handler_time;
+  /// A type registered with conflate_by: events published after its Keys slots were all
+  /// taken, whose key had none; they were queued as events of any other type, unconflated.
+  /// Always 0 for other types.
+  std::uint64_t unconflated = 0;
 };
 
 /// A breaker's state (breaker_policy), as metrics and health report it.

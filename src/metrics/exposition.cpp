@@ -159,6 +159,13 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
              "type=\"" + label_escape(t.name) + "\",outcome=\"" + std::string(o.name) + "\"",
              t.counts.*o.field);
 
+  const std::string unconflated = p + "_type_unconflated_total";
+  header(out, unconflated, "counter",
+         "Events of a conflated type queued unconflated: their key found no slot (conflate_by's "
+         "Keys were all taken).");
+  for (const auto& t : types)
+    sample(out, unconflated, "type=\"" + label_escape(t.name) + "\"", t.unconflated);
+
   const std::string depth = p + "_lane_depth";
   header(out, depth, "gauge", "Events queued in the lane (snapshot).");
   for (const auto& l : lanes)
@@ -260,7 +267,8 @@ std::string metrics_snapshot::to_json() const {
     if (i) out += ",";
     out += "{\"name\":\"" + json_escape(types[i].name) +
            "\",\"counts\":" + counts_json(types[i].counts) +
-           ",\"handler_time\":" + summary_json(types[i].handler_time) + "}";
+           ",\"handler_time\":" + summary_json(types[i].handler_time) +
+           ",\"unconflated\":" + std::to_string(types[i].unconflated) + "}";
   }
   out += "],\"subscriptions\":[";
   for (std::size_t i = 0; i < subscriptions.size(); ++i) {

@@ -67,6 +67,7 @@ metrics_snapshot bus_core::metrics() const {
     }
     for (std::size_t t = 0; t < types_.count; ++t) {
       s.types[t].counts += read(c->type_row(t));
+      s.types[t].unconflated += c->type_row(t).v[c_unconflated].load(std::memory_order_relaxed);
       const std::uint64_t sync = c->sync_ok(t).load(std::memory_order_relaxed);
       for (event_counts* e : {&s.types[t].counts, &s.lanes[types_.ops[t].lane].counts}) {
         e->accepted += sync;

@@ -38,6 +38,9 @@ enum counter : std::uint8_t {
   // delayed event), and those of them that settled since. Their difference is in flight.
   c_parked,
   c_unparked,
+  // Not in event_counts either, and in type rows only: publishes of a conflated type whose key
+  // found no slot (conflate_by's Keys were all taken), queued unconflated.
+  c_unconflated,
   counter_kinds
 };
 /// The slots of a counter row (four cache lines): counter_kinds, rounded up to a power of two
