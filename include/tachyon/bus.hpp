@@ -218,6 +218,27 @@ class bus {
         }));
   }
 
+  /// How many handlers T has now: subscriptions made and not yet removed. A removal counts
+  /// as soon as unsubscribe() has marked the handler removed, before it waits for (or, inside
+  /// a handler, without waiting for) invocations already under way. A snapshot: a subscribe or
+  /// unsubscribe racing with it on another thread may or may not be counted; one that
+  /// returned before the call, on any thread, is. Lock-free and never waits: it reads T's
+  /// handler list as a dispatch does, under the reader epoch (so an unsubscribe cannot free the
+  /// list under it), and costs what a dispatch() to no handler costs plus a load per handler;
+  /// allocates only as dispatch() does. From any thread, and from inside handlers.
+  template <class T>
+  std::size_t subscribers() {
+    static_assert(Registry::template contains<T>,
+                  "tachyon: subscribers<T>: T is not in the bus's registry; add it to "
+                  "tachyon::registry<...>");
+    constexpr std::size_t index = Registry::template index_of<T>();
+    detail::thread_context& ctx = core_.context();
+    core_.enter_dispatch(ctx);  // the list may be swapped and freed by an unsubscribe meanwhile
+    const std::size_t n = handlers_.template live_count<T, index>();
+    core_.exit_dispatch(ctx);
+    return n;
+  }
+
   // ---- dispatch --------------------------------------------------------------------------------
 
   /// Runs T's handlers now, on this thread, in order; counted like a published event (in
