@@ -151,7 +151,8 @@ class bus {
   // ---- publish ---------------------------------------------------------------------------------
 
   /// Queues `ev` in its lane (the type's default priority unless told). Never throws on a
-  /// full lane: applies config::overflow and says what happened. Under overflow::block, a call
+  /// full lane: applies config::overflow and says what happened (under drop_oldest `ok`, the
+  /// displaced event's payload released on this thread). Under overflow::block, a call
   /// from inside a handler of this bus does not wait (it could wait for itself): it returns
   /// `full`. On `full` and `stopped` an rvalue `ev` is left untouched.
   /// Allocates only for boxed events (not trivially copyable, > 32 bytes or over-aligned) and

@@ -27,6 +27,15 @@ enum class overflow : std::uint8_t {
   block,  ///< wait for room (up to `block_timeout` if set), then `full`
   fail,   ///< return `result::full` at once; the caller keeps the event
   drop,   ///< discard the event, count it in `dropped`, return `result::dropped`
+  /// Make room by discarding the oldest queued event of the lane (counted `displaced`, its
+  /// payload released on the publishing thread) and queue the new one: `result::ok`. Oldest
+  /// of this publishing thread's own events in the lane when it has any queued, else of the
+  /// producer moodycamel picks (see the README's Backpressure). Never waits: when no queued
+  /// event can be taken at that moment (the lane's events are all between another thread's
+  /// admission and its enqueue, or in a worker's hands), the new event is dropped as under
+  /// `drop` (`result::dropped`). Retries and delayed events that re-entered the lane are never
+  /// displaced: they hold none of the lane's room.
+  drop_oldest,
 };
 
 struct config {
