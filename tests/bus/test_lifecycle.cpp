@@ -685,11 +685,17 @@ TEST_P(DropOldestStress, ExactBooksWithSeveralPublishersAndWorkers) {
     EXPECT_EQ(m.total.retried, retried_runs.load());
     EXPECT_EQ(m.total.discarded, 0u);
   }
-  EXPECT_EQ(m.total.failed, 0u);  // every retried event succeeded on its second run
+  // Under drain every retried event succeeds on its second run. Under discard, a handler that
+  // throws in a batch that was already running when the discard began gets no retry, and its
+  // event counts failed.
+  if (param.stop == tachyon::stop_mode::drain) {
+    EXPECT_EQ(m.total.failed, 0u);
+  }
   // stop(discard) returns the events it found that never ran; those with a retry pending are
   // discarded too, and counted, but not in its return.
   EXPECT_LE(discarded, m.total.discarded);
-  EXPECT_EQ(ran + echoes.load() + m.total.displaced + m.total.dropped + m.total.discarded,
+  EXPECT_EQ(ran + echoes.load() + m.total.displaced + m.total.dropped + m.total.discarded +
+                m.total.failed,
             m.total.accepted);
   EXPECT_EQ(m.total.dispatched, ran + echoes.load());
   EXPECT_GT(m.total.displaced, 0u);
