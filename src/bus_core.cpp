@@ -131,6 +131,8 @@ result bus_core::admit_one(thread_context& ctx, unsigned l, std::uint16_t type, 
       ctx.count(l, type, c_accepted);
       ctx.count(l, type, c_dropped);
       return result::dropped;
+    case overflow::drop_oldest:
+      return admit_displacing(ctx, l, type, refused);
     case overflow::block:
       break;
   }
@@ -177,6 +179,91 @@ result bus_core::admit_one(thread_context& ctx, unsigned l, std::uint16_t type, 
       if (admit_some(ctx, l, 1, stopped) == 1) return admitted();
       return refuse(stopped ? result::stopped : result::full);
     }
+  }
+}
+
+result bus_core::admit_displacing(thread_context& ctx, unsigned l, std::uint16_t type,
+                                  std::size_t refused) {
+  // Each round displaces one event and hands its room to this thread, or, finding none it
+  // can take, looks for room again: the lane's front-door events were all in other threads'
+  // hands (admitted and not yet enqueued, or dequeued and not yet counted out), which lasts
+  // nanoseconds. A revoker that finds the pool empty may also take the handed-over credit
+  // before this thread spends it. The rounds are bounded, so that a publish under
+  // drop_oldest never waits: when they run out, the new event is dropped.
+  constexpr int rounds = 16;
+  for (int i = 0; i < rounds; ++i) {
+    if (!displace_one(ctx, l)) cpu_relax();
+    bool stopped = false;
+    if (admit_some(ctx, l, 1, stopped) == 1) return result::ok;
+    if (stopped) {
+      ctx.count(l, type, c_rejected_stopped, refused);
+      return result::stopped;
+    }
+  }
+  ctx.count(l, type, c_accepted);
+  ctx.count(l, type, c_dropped);
+  return result::dropped;
+}
+
+bool bus_core::displace_one(thread_context& ctx, unsigned l) {
+  lane& ln = lanes_[l];
+  moodycamel::ProducerToken& own = *ctx.producer[l];  // publish made it before admitting
+  // Deliveries (retries, delayed events that fell due) entered through the re-entry door: taking
+  // one out makes no room for a publisher, so they are stepped over, held here and put back. A
+  // bounded number, so that a lane whose visible front is all deliveries (the front-door events
+  // are in other threads' hands for the moment) cannot hold a publisher: it drops instead.
+  constexpr std::size_t max_stepped = 16;
+  unstamped<max_stepped> stepped;
+  std::size_t held = 0;
+  envelope env;
+  bool own_empty = false, found = false;
+  while (held < max_stepped) {
+    // This thread's own producer first: exactly its oldest event in the lane (FIFO per
+    // producer). Then moodycamel's pick among the others (see the README's Backpressure).
+    bool got = !own_empty && ln.queue.try_dequeue_from_producer(own, env);
+    if (!got) {
+      own_empty = true;
+      got = ln.queue.try_dequeue(env);
+    }
+    if (!got) break;
+    if ((env.header.flags & meta_flags::reentered) != 0) {
+      stepped.at[held++] = env;
+      continue;
+    }
+    found = true;
+    break;
+  }
+  if (held != 0) put_back(ctx, l, stepped.at, held);
+  if (!found) return false;
+  // Counted before it leaves the lane's occupancy (hand_over): a snapshot in between counts
+  // the event twice, never not at all.
+  const std::uint16_t t = env.header.type_index;
+  if (t == delivery_type()) {
+    // A front-door delivery: an event published with a deadline, which never ran. Displaced as
+    // a plain event would be (not parked, so nothing waits on it).
+    delivery* d = delivery_of(env);
+    ctx.count(l, d->event->env.header.type_index, c_displaced);
+    d->dispose();
+  } else {
+    ctx.count(l, t, c_displaced);
+    types_.ops[t].release(env);
+  }
+  lane_admission::hand_over(ctx.credits[l]);
+  return true;
+}
+
+void bus_core::put_back(thread_context& ctx, unsigned l, envelope* envs, std::size_t n) noexcept {
+  // Through this thread's producer, to the back of its sub-queue: deliveries are not ordered
+  // among themselves or against events. Still counted by the re-entry door, which they never
+  // left, so stop() and metrics() see them throughout. A delivery that cannot go back (no
+  // memory for a block) leaves through the door and is discarded, counted.
+  lane& ln = lanes_[l];
+  moodycamel::ProducerToken& own = *ctx.producer[l];
+  if (ln.queue.try_enqueue_bulk(own, envs, n) || ln.queue.enqueue_bulk(own, envs, n)) return;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (ln.queue.enqueue(own, envs[i])) continue;
+    ln.admission.cancel_reenter();
+    discard_delivery(ctx, envs[i]);
   }
 }
 

@@ -44,9 +44,9 @@ void validate(const config& cfg) {
   if (static_cast<unsigned>(cfg.wait) > static_cast<unsigned>(wait_strategy::spin_then_park))
     refuse("wait", std::to_string(static_cast<unsigned>(cfg.wait)),
            "allowed busy_spin (0), yield (1), spin_then_park (2)");
-  if (static_cast<unsigned>(cfg.overflow) > static_cast<unsigned>(overflow::drop))
+  if (static_cast<unsigned>(cfg.overflow) > static_cast<unsigned>(overflow::drop_oldest))
     refuse("overflow", std::to_string(static_cast<unsigned>(cfg.overflow)),
-           "allowed block (0), fail (1), drop (2)");
+           "allowed block (0), fail (1), drop (2), drop_oldest (3)");
 
   if (cfg.spin_before_park < std::chrono::nanoseconds::zero() ||
       cfg.spin_before_park > std::chrono::seconds(1))

@@ -257,7 +257,8 @@ class bus {
   // ---- publish ---------------------------------------------------------------------------------
 
   /// Queues `ev` in its lane (the type's default priority unless told). Never throws on a
-  /// full lane: applies config::overflow and says what happened. Under overflow::block, a call
+  /// full lane: applies config::overflow and says what happened (under drop_oldest `ok`, the
+  /// displaced event's payload released on this thread). Under overflow::block, a call
   /// from inside a handler of this bus does not wait (it could wait for itself): it returns
   /// `full`. On `full` and `stopped` an rvalue `ev` is left untouched.
   /// Allocates only for boxed events (not trivially copyable, > 32 bytes or over-aligned) and
@@ -380,6 +381,27 @@ class bus {
                   "tachyon: subscribe_tagged<Tag...>: no registered type carries any of these "
                   "tags (event<T, P, tachyon::tags<...>>)");
     return subscribe_set(std::forward<V>(visitor), std::move(opts), static_cast<set*>(nullptr), {});
+  }
+
+  /// How many handlers T has now: subscriptions made and not yet removed. A removal counts
+  /// as soon as unsubscribe() has marked the handler removed, before it waits for (or, inside
+  /// a handler, without waiting for) invocations already under way. A snapshot: a subscribe or
+  /// unsubscribe racing with it on another thread may or may not be counted; one that
+  /// returned before the call, on any thread, is. Lock-free and never waits: it reads T's
+  /// handler list as a dispatch does, under the reader epoch (so an unsubscribe cannot free the
+  /// list under it), and costs what a dispatch() to no handler costs plus a load per handler;
+  /// allocates only as dispatch() does. From any thread, and from inside handlers.
+  template <class T>
+  std::size_t subscribers() {
+    static_assert(Registry::template contains<T>,
+                  "tachyon: subscribers<T>: T is not in the bus's registry; add it to "
+                  "tachyon::registry<...>");
+    constexpr std::size_t index = Registry::template index_of<T>();
+    detail::thread_context& ctx = core_.context();
+    core_.enter_dispatch(ctx);  // the list may be swapped and freed by an unsubscribe meanwhile
+    const std::size_t n = handlers_.template live_count<T, index>();
+    core_.exit_dispatch(ctx);
+    return n;
   }
 
   // ---- dispatch ------------------------------------------------------------------------

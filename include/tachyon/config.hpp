@@ -27,6 +27,15 @@ enum class overflow : std::uint8_t {
   block,  ///< wait for room (up to `block_timeout` if set), then `full`
   fail,   ///< return `result::full` at once; the caller keeps the event
   drop,   ///< discard the event, count it in `dropped`, return `result::dropped`
+  /// Make room by discarding the oldest queued event of the lane (counted `displaced`, its
+  /// payload released on the publishing thread) and queue the new one: `result::ok`. Oldest
+  /// of this publishing thread's own events in the lane when it has any queued, else of the
+  /// producer moodycamel picks (see the README's Backpressure). Never waits: when no queued
+  /// event can be taken at that moment (the lane's events are all between another thread's
+  /// admission and its enqueue, or in a worker's hands), the new event is dropped as under
+  /// `drop` (`result::dropped`). Retries and delayed events that re-entered the lane are never
+  /// displaced: they hold none of the lane's room.
+  drop_oldest,
 };
 
 struct config {
@@ -125,6 +134,25 @@ struct config {
   /// event's other handlers run. Must not throw (what it throws is swallowed). Empty: only
   /// counted (handler_errors).
   std::function<void(const handler_error&)> on_error = {};
+
+  /// Called on each worker thread as it starts, with its index (0 .. workers - 1): after the
+  /// thread is named (tachyon-w<index>) and pinned, before it runs anything; every worker's
+  /// call has returned before the bus's constructor does, so before any handler runs. For
+  /// what a thread does to itself: its scheduling priority, registering with a profiler. If
+  /// it throws, the constructor fails as for a pin failure: no worker runs, each worker whose
+  /// on_worker_start returned gets its on_worker_stop, and the constructor throws a
+  /// std::runtime_error naming the worker, with the hook's exception nested
+  /// (std::rethrow_if_nested). Must not call into the bus, which is under construction.
+  /// Not called in manual mode (workers = 0): a poll()/run_once() thread is the caller's.
+  std::function<void(std::uint32_t worker_index)> on_worker_start = {};
+
+  /// Called on each worker thread whose on_worker_start returned (or every worker, without
+  /// one) as it stops: after its last batch, before the thread ends; stop() (and the
+  /// destructor) return after every worker's call, and stop(mode, timeout) counts it in its
+  /// wait. Must not throw: what it throws is swallowed (the worker still exits, and the other
+  /// workers' hooks still run), as stop() may run in a destructor. Must not call into the bus,
+  /// which is stopping. Not called in manual mode.
+  std::function<void(std::uint32_t worker_index)> on_worker_stop = {};
 };
 
 /// Throws std::invalid_argument naming the first invalid field, its value and the allowed range.

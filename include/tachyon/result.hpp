@@ -14,10 +14,12 @@ namespace tachyon {
 /// in `accepted`, and later in exactly one of dispatched / failed / dropped / discarded);
 /// every other value means the bus refused it and the caller still owns it.
 enum class [[nodiscard]] result : std::uint8_t{
-    ok = 0,   ///< queued; it will be dispatched (or discarded by stop(discard), and counted)
+    ok = 0,   ///< queued; it will be dispatched (or discarded by stop(discard), or displaced
+              ///< by a newer event under overflow::drop_oldest; counted)
     full,     ///< refused: the lane is full and the policy is `fail`, or a `block` deadline
               ///< passed, or a worker would have had to block on its own pool (see bus.hpp)
     dropped,  ///< taken and discarded at once: the lane is full and the policy is `drop`
+              ///< (or `drop_oldest` found no queued event it could displace at that moment)
     stopped,  ///< refused: stop() has begun
     vetoed,   ///< refused: an interceptor's before_publish said no (counted in `vetoed`)
 };

@@ -58,6 +58,9 @@ void bus_core::worker_main(std::uint32_t index) {
     bus_core* self;
     std::uint32_t index;
     ~on_return() {
+      // After the last batch, and before the worker counts as gone, so that stop(mode,
+      // timeout) bounds a stop hook that hangs as it bounds a handler.
+      worker_stopping(self->cfg_, index);
       self->worker_ctx_[index].store(nullptr, std::memory_order_release);
       self->workers_running_.fetch_sub(1, std::memory_order_seq_cst);
       self->workers_exited_.notify_all();

@@ -235,8 +235,10 @@ std::string to_string(const case_config& c) {
   return "lane_capacity=" + std::to_string(c.lane_capacity) + " batch=" + std::to_string(c.batch) +
          " reentry_capacity=" + std::to_string(c.reentry_capacity) +
          " timer_capacity=" + std::to_string(c.timer_capacity) +
-         " dead_letter_capacity=" + std::to_string(c.dead_letter_capacity) +
-         " overflow=" + (c.overflow == tachyon::overflow::drop ? "drop" : "fail");
+         " dead_letter_capacity=" + std::to_string(c.dead_letter_capacity) + " overflow=" +
+         (c.overflow == tachyon::overflow::drop          ? "drop"
+          : c.overflow == tachyon::overflow::drop_oldest ? "drop_oldest"
+                                                         : "fail");
 }
 
 // ---- the generator ------------------------------------------------------------------------------
@@ -263,7 +265,9 @@ case_config draw_config(rng& r) {
   c.reentry_capacity = 1 + r.below(4);
   c.timer_capacity = 1 + r.below(8);
   c.dead_letter_capacity = r.chance(30) ? 0 : 1 + r.below(5);
-  c.overflow = r.chance(50) ? tachyon::overflow::fail : tachyon::overflow::drop;
+  const tachyon::overflow policies[] = {tachyon::overflow::fail, tachyon::overflow::drop,
+                                        tachyon::overflow::drop_oldest};
+  c.overflow = r.pick(policies);
   return c;
 }
 
@@ -805,6 +809,8 @@ void add(tachyon_model::coverage& into, const tachyon_model::coverage& c) {
   into.replays += c.replays;
   into.replay_skips += c.replay_skips;
   into.discards += c.discards;
+  into.displaced += c.displaced;
+  into.stepped_over += c.stepped_over;
 }
 
 void print_coverage(const tachyon_model::coverage& c) {
@@ -813,10 +819,12 @@ void print_coverage(const tachyon_model::coverage& c) {
               ", run in place at stop %" PRIu64 ", expired %" PRIu64 ", short circuits %" PRIu64
               ", probes %" PRIu64 ", filtered before a breaker %" PRIu64 ", not counted %" PRIu64
               ", dead letters %" PRIu64 " (evicted %" PRIu64 "), replays %" PRIu64
-              " (skipped %" PRIu64 "), discarded at stop %" PRIu64 "\n",
+              " (skipped %" PRIu64 "), discarded at stop %" PRIu64 ", displaced %" PRIu64
+              " (deliveries stepped over %" PRIu64 ")\n",
               c.retries, c.retry_timer_full, c.retry_past_deadline, c.retry_gone, c.door_full,
               c.ran_in_place, c.expired, c.short_circuits, c.probes, c.filtered_breaker,
-              c.not_counted, c.dead_letters, c.evictions, c.replays, c.replay_skips, c.discards);
+              c.not_counted, c.dead_letters, c.evictions, c.replays, c.replay_skips, c.discards,
+              c.displaced, c.stepped_over);
 }
 
 /// Runs `ops` on a fresh bus and model; the first operation after which they disagree.

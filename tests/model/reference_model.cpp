@@ -65,16 +65,51 @@ std::size_t model::new_event(unsigned type, unsigned lane, u64 id, u64 corr, u64
   return events_.size() - 1;
 }
 
+// config.hpp overflow::drop_oldest: the oldest front-door entry of the lane leaves it, counted
+// displaced (its event never ran); re-entered deliveries before it are stepped over (at most 16
+// per round) and put back at the lane's back, in their order. Mirrors bus_core::displace_one
+// and admit_displacing with one thread, whose own moodycamel producer holds the whole lane:
+// up to 16 rounds, each displacing or finding nothing.
+bool model::displace_oldest(unsigned l) {
+  auto& lane = lanes_[l];
+  for (int round = 0; round < 16; ++round) {
+    std::vector<lane_entry> held;
+    std::optional<lane_entry> found;
+    while (held.size() < 16 && !lane.empty()) {
+      lane_entry en = std::move(lane.front());
+      lane.pop_front();
+      if (!en.front) {
+        held.push_back(std::move(en));
+        continue;
+      }
+      found = std::move(en);
+      break;
+    }
+    cov_.stepped_over += held.size();
+    for (auto& h : held) lane.push_back(std::move(h));
+    if (!found) continue;
+    event& e = events_[found->ev];
+    e.pending = 0;
+    e.settled = true;
+    count(e.lane, e.type, &event_counts::displaced);
+    ++cov_.displaced;
+    return true;
+  }
+  return false;
+}
+
 // bus::publish (result.hpp, config.hpp overflow): refused with `stopped` once stop() began
-// (before looking at the room), else taken if the lane has room; else `full` (fail) or taken
-// and dropped (drop). Counted: accepted, rejected_full, rejected_stopped, dropped.
+// (before looking at the room), else taken if the lane has room; else `full` (fail), taken
+// and dropped (drop), or taken in the room of the lane's oldest event (drop_oldest). Counted:
+// accepted, rejected_full, rejected_stopped, dropped, displaced.
 result model::admit_front(unsigned l, unsigned type) {
   if (stopping_) {
     count(l, type, &event_counts::rejected_stopped);
     return result::stopped;
   }
   if (front_depth(l) < cfg_.lane_capacity) return result::ok;
-  if (cfg_.overflow == tachyon::overflow::drop) {
+  if (cfg_.overflow == tachyon::overflow::drop_oldest && displace_oldest(l)) return result::ok;
+  if (cfg_.overflow == tachyon::overflow::drop || cfg_.overflow == tachyon::overflow::drop_oldest) {
     count(l, type, &event_counts::accepted);
     count(l, type, &event_counts::dropped);
     return result::dropped;
@@ -131,14 +166,16 @@ batch_outcome model::publish_batch(unsigned type, const std::vector<u64>& event_
       out.status = result::stopped;
       return out;
     }
-    if (front_depth(l) < cfg_.lane_capacity) {
+    if (front_depth(l) < cfg_.lane_capacity ||
+        (cfg_.overflow == tachyon::overflow::drop_oldest && displace_oldest(l))) {
       const std::size_t ev = new_event(type, l, event_ids[i], 0, 0, false);
       count(l, type, &event_counts::accepted);
       lane_entry en;
       en.ev = ev;
       lanes_[l].push_back(en);
       ++out.queued;
-    } else if (cfg_.overflow == tachyon::overflow::drop) {
+    } else if (cfg_.overflow == tachyon::overflow::drop ||
+               cfg_.overflow == tachyon::overflow::drop_oldest) {
       count(l, type, &event_counts::accepted);
       count(l, type, &event_counts::dropped);
       ++out.dropped;

@@ -9,7 +9,7 @@
 // throw on this event at this attempt), which the caller's real handlers also obey.
 //
 // What it covers: publish (with lane, correlation id, deadline, not_before,
-// dead_letter_expired, under overflow::fail and overflow::drop), publish_batch, dispatch(),
+// dead_letter_expired, under overflow::fail, drop and drop_oldest), publish_batch, dispatch(),
 // subscribe (order, filter, name, retry, breaker with or without a `counts` predicate,
 // dead_letters), unsubscribe, run_once, poll, the virtual clock, replay and clearing of dead
 // letters, stop(drain) and stop(discard), the error hook, and every counter of metrics() but
@@ -157,6 +157,8 @@ struct coverage {
   u64 replays = 0;       // entries replayed
   u64 replay_skips = 0;  // entries skipped (their subscription removed)
   u64 discards = 0;      // events discarded by stop(discard)
+  u64 displaced = 0;     // events displaced under overflow::drop_oldest
+  u64 stepped_over = 0;  // re-entered deliveries a displacement stepped over
 };
 
 class model {
@@ -249,6 +251,9 @@ class model {
   tachyon::event_counts& lane_row(unsigned l) { return lane_counts_[l]; }
   void count(unsigned l, unsigned t, u64 tachyon::event_counts::*field, u64 n = 1);
   std::size_t front_depth(unsigned l) const;
+  /// overflow::drop_oldest on a full lane: makes room by displacing its oldest front-door
+  /// entry; false when it found none (the new event is then dropped).
+  bool displace_oldest(unsigned l);
   std::size_t reentry_depth(unsigned l) const;
   std::size_t new_event(unsigned type, unsigned lane, u64 id, u64 corr, u64 deadline, bool dle);
   tachyon::result admit_front(unsigned l, unsigned type);

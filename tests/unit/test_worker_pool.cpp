@@ -91,3 +91,34 @@ TEST(WorkerPool, AFailedPinThrowsAndRunsNoBody) {
   }
   EXPECT_EQ(runs.load(), 0);
 }
+
+TEST(WorkerPool, AWorkerThatFailsToPinGetsNoHooksAndTheOthersStartAndStop) {
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  const long conf = sysconf(_SC_NPROCESSORS_CONF);
+  int forbidden = -1, ok_cpu = -1;
+  for (int c = 0; c < conf && c < CPU_SETSIZE; ++c) {
+    if (!CPU_ISSET(c, &allowed)) forbidden = c;
+    if (CPU_ISSET(c, &allowed) && ok_cpu < 0) ok_cpu = c;
+  }
+  if (forbidden < 0) GTEST_SKIP() << "every CPU of this machine is allowed to this process";
+  tachyon::config cfg;
+  cfg.workers = 2;
+  cfg.cpus = {ok_cpu, forbidden};  // worker 0 pins, worker 1 cannot
+  std::mutex m;
+  std::multiset<std::uint32_t> starts, stops;
+  cfg.on_worker_start = [&](std::uint32_t i) {
+    std::lock_guard g(m);
+    starts.insert(i);
+  };
+  cfg.on_worker_stop = [&](std::uint32_t i) {
+    std::lock_guard g(m);
+    stops.insert(i);
+  };
+  std::atomic<int> runs{0};
+  worker_pool pool;
+  EXPECT_THROW(pool.start(cfg, [&](std::uint32_t) { ++runs; }), std::runtime_error);
+  EXPECT_EQ(runs.load(), 0);
+  EXPECT_EQ(starts, (std::multiset<std::uint32_t>{0}));
+  EXPECT_EQ(stops, (std::multiset<std::uint32_t>{0}));  // abandoned after its start: stopped
+}

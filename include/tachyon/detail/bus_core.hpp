@@ -387,6 +387,22 @@ class alignas(cache_line) bus_core {
   result admit_one(thread_context& ctx, unsigned l, std::uint16_t type, bool stopped,
                    std::size_t refused = 1);
 
+  /// admit_one under overflow::drop_oldest, once the lane was found full: displaces the oldest
+  /// front-door event it can take (displace_one) and admits this thread's event in its room.
+  /// Returns ok, stopped (`refused` counted rejected), or dropped (nothing could be displaced;
+  /// the event counted accepted and dropped).
+  [[gnu::cold]] result admit_displacing(thread_context& ctx, unsigned l, std::uint16_t type,
+                                        std::size_t refused);
+  /// Takes the oldest event that came through lane l's front door out of the lane: first from
+  /// this thread's own producer (its oldest queued event there), else from the producer
+  /// moodycamel's tokenless dequeue picks. Deliveries that re-entered the lane are stepped
+  /// over and put back (they hold none of the lane's room). Settles what it took as
+  /// displaced, releases its payload and hands its credit to this thread's account. False
+  /// when it found nothing it could take.
+  bool displace_one(thread_context& ctx, unsigned l);
+  /// Puts `n` stepped-over deliveries back into lane l through this thread's producer.
+  void put_back(thread_context& ctx, unsigned l, envelope* envs, std::size_t n) noexcept;
+
   /// Undoes `n` admissions of this thread in lane l whose events will not be enqueued (the
   /// payload threw, the queue could not allocate): the credits go back to the pool, where a
   /// blocked publisher is woken for them.

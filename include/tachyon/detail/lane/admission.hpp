@@ -238,6 +238,17 @@ class lane_admission {
     }
   }
 
+  /// The owner of `a` took one front-door event out of the lane to make room for its own
+  /// (overflow::drop_oldest): counts it out of the lane (`done`, as a consumer would) and
+  /// passes its credit straight to `a`, not through the pool, where another publisher could
+  /// take it first. `done` before `limit`: in between, the credit is in neither place, so the
+  /// bound is briefly one tighter, never looser. A revoker may still take the credit back to the
+  /// pool before the owner spends it; the owner then refills, or displaces again.
+  static void hand_over(credit_account& a) noexcept {
+    a.done.store(a.done.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    grant(a, 1);
+  }
+
   // ---- the second door: retries and replays --------------------------------------------------
 
   /// Takes room for one re-entering event; false when the door's bound is reached.

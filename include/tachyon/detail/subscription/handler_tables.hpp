@@ -319,6 +319,19 @@ class handler_tables {
 
   bus_core& core() const noexcept { return *core_; }
 
+  /// T's handlers (type index I) that are live now: in its list and not unsubscribed (an
+  /// unsubscribe clears `live` before it swaps the list, and a list that kept a dead entry
+  /// when memory ran out still holds it). Reads the list without the lock, as a dispatch
+  /// does: the caller has entered a dispatch, so the list is not freed under it.
+  template <class T, std::size_t I>
+  std::size_t live_count() const noexcept {
+    const auto* list = list_of<T, I>();
+    if (list == nullptr) return 0;
+    std::size_t n = 0;
+    for (const auto& e : list->entries) n += e.state->live.load(std::memory_order_acquire) ? 1 : 0;
+    return n;
+  }
+
   /// Runs T's handlers (type index I) in order; a throw is reported and the others still run.
   /// Returns whether none threw. The caller has entered a dispatch (bus_core::enter_dispatch).
   /// `drained`: a run of the drain (or a replay), whose failures the failure path resolves
