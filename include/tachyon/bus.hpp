@@ -331,7 +331,8 @@ class bus {
   /// requests; it must not block on this bus); it may run before request() returns. If it
   /// throws, the reply counts as failed like any handler's throw. on_reply(nullptr) runs on the
   /// bus's timeout thread, "tachyon-timeout" (started by the first asynchronous request), or on
-  /// the thread whose stop() finished the bus; keep it short, it delays other timeouts. If it
+  /// the thread whose stop() finished the bus (or inside this call, if that stop() finished
+  /// while it published); keep it short, it delays other timeouts. If it
   /// throws, the error hook hears of it and the replies subscription's errors count it. It must
   /// not destroy the bus.
   ///
@@ -342,10 +343,9 @@ class bus {
   /// call (one compare when their correlation id is below 2^63; else a striped lock). Allocates
   /// (on_reply's storage). Throws std::invalid_argument if opts.correlation_id is not 0 (the bus
   /// chooses it), and whatever publish() throws (the request is then forgotten).
-  template <class Reply, class Req, class F>
-  requires std::is_invocable_v < std::decay_t<F>
-  &, const Reply* > result request(Req&& req, std::chrono::nanoseconds timeout, F&& on_reply,
-                                   const publish_options& opts = {}) {
+  template <class Reply, class Req, detail::reply_callback<Reply> F>
+  result request(Req&& req, std::chrono::nanoseconds timeout, F&& on_reply,
+                 const publish_options& opts = {}) {
     check_request<Reply, Req>(opts);
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<Reply>());
     const std::uint64_t deadline = detail::deadline_ns_after(timeout);

@@ -145,6 +145,23 @@ TEST(WaitFor, ANonPositiveTimeoutHasAlreadyPassed) {
   EXPECT_EQ(bus.waiting(), 0u);
 }
 
+TEST(WaitFor, AnEndlessTimeoutWaitsForTheEventOrTheStop) {
+  bus_t bus{workers(1)};
+  {
+    after_waiting publisher(bus, 1, [&] { ASSERT_EQ(bus.publish(Ack{3}), result::ok); });
+    const auto got = bus.wait_for<Ack>(std::chrono::nanoseconds::max());
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->n, 3u);
+  }
+  std::atomic<int> calls{0};
+  ASSERT_EQ(
+      bus.request<Silence>(Ask{}, std::chrono::nanoseconds::max(),
+                           [&](const Silence* s) { calls.fetch_add(s == nullptr ? 1 : 100); }),
+      result::ok);
+  bus.stop();
+  EXPECT_EQ(calls.load(), 1);
+}
+
 TEST(WaitFor, SeesAnEventStillQueuedWhenItBeganInManualMode) {
   // Manual mode: the waiting call drives the bus on its own thread, so what was queued before
   // the call is dispatched after it subscribed, and matches.

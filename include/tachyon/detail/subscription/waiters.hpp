@@ -42,6 +42,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -69,6 +70,11 @@ inline std::uint64_t steady_ns() noexcept {
 std::uint64_t deadline_ns_after(std::chrono::nanoseconds timeout) noexcept;
 
 class waiter_table;
+
+/// What an asynchronous request's on_reply must be: callable as f(const Reply*).
+template <class F, class Reply>
+concept reply_callback = std::is_invocable_v < std::decay_t<F>
+&, const Reply* > ;
 
 /// One waiting call. See the top of this file for who takes it and when.
 struct waiter_entry {
