@@ -356,16 +356,19 @@ class bus {
     auto* e = new entry_t(t.next_id(), index, Registry::template default_priority_of<Reply>(), hub,
                           std::forward<F>(on_reply));
     e->deadline_ns = deadline;
-    const detail::requester_ref<entry_t> mine{e};
+    // Both references are ours until the entry is in the table; while it is, the table's
+    // goes to whoever finishes it, and ours when this call returns. An entry taken back
+    // before anyone finished it is deleted outright.
+    detail::requester_ref<entry_t> mine{e};
     bool registered;
     try {
       registered = t.insert(*e);
     } catch (...) {
-      e->release();  // the table's reference, never handed over
+      mine.take_back();
       throw;
     }
     if (!registered) {  // the bus has stopped
-      e->release();
+      mine.take_back();
       return result::stopped;
     }
     publish_options o = opts;
@@ -374,11 +377,11 @@ class bus {
     try {
       r = publish(std::forward<Req>(req), o);
     } catch (...) {
-      if (t.take(*e)) e->release();
+      if (t.take(*e)) mine.take_back();
       throw;
     }
     if (r != result::ok) {
-      if (t.take(*e)) e->release();  // no reply can come: forgotten, on_reply never runs
+      if (t.take(*e)) mine.take_back();  // no reply can come: forgotten, on_reply never runs
       return r;
     }
     t.arm(*e);

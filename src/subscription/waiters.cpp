@@ -156,6 +156,8 @@ void waiter_table::arm(waiter_entry& e) noexcept {
   // After the unlock the entry may already be gone (its timeout, a reply): only `due` is
   // read. The timeout thread either scans this stripe after our unlock (and sees the entry),
   // or published the deadline it sleeps until after its scan; 0 means it is scanning.
+  if (due > reaper_last_due_.load(std::memory_order_relaxed))
+    reaper_last_due_.store(due, std::memory_order_relaxed);
   const std::uint64_t sleeping_until = reaper_next_.load(std::memory_order_seq_cst);
   if (sleeping_until == 0 || due < sleeping_until) reaper_wake_.notify_one();
 }
@@ -309,6 +311,15 @@ void waiter_table::reaper_main() {
       reaper_wake_.cancel_wait();
       finish_none(due);
       continue;
+    }
+    if (next == UINT64_MAX) {
+      // Nothing armed: the requests that woke us were answered meanwhile. Sleeping for good
+      // would make the next arm() wake us again (a futex wake on the requester's path, about
+      // once per request when replies are quick); sleeping until the latest deadline armed so
+      // far lets a stream of requests with similar timeouts arm without waking us, and costs
+      // one spare wake-up per timeout while it flows. Any sooner deadline still wakes us.
+      const std::uint64_t last = reaper_last_due_.load(std::memory_order_relaxed);
+      if (last > now) next = last;
     }
     reaper_next_.store(next, std::memory_order_seq_cst);
     reaper_wake_.wait(key, time_point_of(next));

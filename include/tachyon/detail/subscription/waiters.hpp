@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include <tachyon/detail/alloc.hpp>
 #include <tachyon/detail/lane/admission.hpp>  // cache_line
 #include <tachyon/detail/worker/parking.hpp>
 #include <tachyon/meta.hpp>
@@ -114,9 +115,12 @@ struct blocking_waiter final : waiter_entry {
 
   static void deliver(waiter_table& t, waiter_entry& e, const void* reply);
 
+  // What the taker writes, on a line apart from the entry's bookkeeping: the waiting thread
+  // spins on `delivered`, and pulls only this line back from the taker's core (with the value
+  // when it fits).
+  alignas(cache_line) std::atomic<std::uint32_t> delivered{0};
   std::optional<T> value;
   std::exception_ptr error;
-  std::atomic<std::uint32_t> delivered{0};
 };
 
 /// The entry of an asynchronous request(): holds on_reply until it has run.
@@ -140,6 +144,11 @@ struct async_waiter final : waiter_entry {
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
+
+  // Through tachyon's allocator (mimalloc): the entry is often freed on the thread that
+  // dispatched the reply, not the one that made it, which mimalloc takes without a lock.
+  static void* operator new(std::size_t size) { return allocate(size, alignof(async_waiter)); }
+  static void operator delete(void* p) noexcept { deallocate(p); }
 
   F on_reply;
   std::atomic<std::uint8_t> refs{2};  // the requester's and the table's
@@ -272,6 +281,7 @@ class waiter_table {
   std::thread reaper_;
   wait_point reaper_wake_;
   std::atomic<std::uint64_t> reaper_next_{UINT64_MAX};
+  std::atomic<std::uint64_t> reaper_last_due_{0};  // the latest deadline armed (a hint)
   std::atomic<bool> reaper_exit_{false};
   std::atomic<bool> reaper_started_{false};
 };
@@ -324,6 +334,8 @@ class blocking_scope {
   void settle() noexcept {
     if (settled_) return;
     settled_ = true;
+    // Delivered: its taker is done with it (only a taker signals), no lock needed.
+    if (entry_.delivered.load(std::memory_order_acquire) != 0) return;
     if (!table_.take(entry_)) table_.await(entry_.delivered, entry_.id, UINT64_MAX, {});
   }
 
@@ -335,9 +347,24 @@ class blocking_scope {
 
 /// The requester's reference to its asynchronous entry, dropped when request() returns.
 template <class Entry>
-struct requester_ref {
-  Entry* entry;
-  ~requester_ref() { entry->release(); }
+class requester_ref {
+ public:
+  explicit requester_ref(Entry* e) noexcept : entry_(e) {}
+  ~requester_ref() {
+    if (entry_ != nullptr) entry_->release();
+  }
+  requester_ref(const requester_ref&) = delete;
+  requester_ref& operator=(const requester_ref&) = delete;
+
+  /// The entry never reached anyone else (not registered, or taken back before anyone
+  /// finished it): both references are ours, and it goes now, its on_reply never called.
+  void take_back() noexcept {
+    delete entry_;
+    entry_ = nullptr;
+  }
+
+ private:
+  Entry* entry_;
 };
 
 template <class T>
