@@ -404,6 +404,24 @@ TEST(Request, TheTimeoutThreadWakesForAnEarlierDeadline) {
   EXPECT_EQ(calls.load(), 101);
 }
 
+TEST(Request, AfterAnsweredRequestsTheTimeoutThreadStillWakesForANearerDeadline) {
+  bus_t bus{workers(1)};
+  auto r = responder(bus);
+  std::atomic<int> answered{0}, timed_out{0};
+  // Answered at once: the timeout thread, finding nothing armed, sleeps until the latest
+  // deadline it was told of, ten minutes away ...
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(
+        bus.request<Answer>(Ask{1}, 10min, [&](const Answer* a) { answered += a != nullptr; }),
+        result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return answered.load() == 20 && bus.waiting() == 0; }));
+  // ... and a nearer deadline must still wake it.
+  ASSERT_EQ(
+      bus.request<Silence>(Ask{2}, 10ms, [&](const Silence* s) { timed_out += s == nullptr; }),
+      result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return timed_out.load() == 1; }));
+}
+
 TEST(Request, ReplyWithAnotherCorrelationIdIsNotTaken) {
   bus_t bus{tt::manual()};
   std::uint64_t answered = 0;
