@@ -296,19 +296,38 @@ void waiter_table::reaper_main() {
     }
     const std::uint64_t now = steady_ns();
     std::uint64_t next = UINT64_MAX;
-    waiter_entry* due = nullptr;
-    for (auto& s : stripes_) {
+    // Each stripe's heap gives its due entries earliest first; the runs are merged so that
+    // timeouts that fall due together (a late wake-up) still run in deadline order.
+    std::array<waiter_entry*, stripe_count> runs{};
+    bool any = false;
+    for (std::size_t i = 0; i < stripe_count; ++i) {
+      stripe& s = stripes_[i];
+      waiter_entry** tail = &runs[i];
       std::lock_guard lock(s.mutex);
       while (!s.heap.empty() && s.heap.front()->deadline_ns <= now) {
         waiter_entry* e = s.heap.front();
-        unlink(s, *e);
-        e->next = due;
-        due = e;
+        unlink(s, *e);  // leaves e->next null
+        *tail = e;
+        tail = &e->next;
+        any = true;
       }
       if (!s.heap.empty()) next = std::min(next, s.heap.front()->deadline_ns);
     }
-    if (due != nullptr) {
+    if (any) {
       reaper_wake_.cancel_wait();
+      waiter_entry* due = nullptr;
+      waiter_entry** tail = &due;
+      for (;;) {
+        waiter_entry** first = nullptr;
+        for (auto& run : runs)
+          if (run != nullptr && (first == nullptr || earlier(run, *first))) first = &run;
+        if (first == nullptr) break;
+        waiter_entry* e = *first;
+        *first = e->next;
+        e->next = nullptr;
+        *tail = e;
+        tail = &e->next;
+      }
       finish_none(due);
       continue;
     }

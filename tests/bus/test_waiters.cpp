@@ -5,9 +5,11 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -369,23 +371,77 @@ TEST(Request, AsyncTimesOutOnTheTimeoutThreadWithNoReply) {
 }
 
 TEST(Request, TimeoutsFireInDeadlineOrderWhateverTheOrderOfTheRequests) {
+  // Each request's deadline lies between (clock before the call) + timeout and (clock after
+  // it) + timeout; two requests whose such intervals do not overlap must time out in deadline
+  // order, however late the timeout thread wakes (it may find several due at once). On a
+  // loaded machine some pairs may overlap: those are not checked.
+  constexpr int requests = 12;
   bus_t bus{workers(1)};
   std::mutex m;
-  std::vector<std::uint64_t> order;
-  std::atomic<int> calls{0};
-  const auto note = [&](std::uint64_t n) {
-    return [&, n](const Silence*) {
-      std::lock_guard lock(m);
-      order.push_back(n);
-      calls.fetch_add(1);
-    };
-  };
-  ASSERT_EQ(bus.request<Silence>(Ask{3}, 90ms, note(3)), result::ok);
-  ASSERT_EQ(bus.request<Silence>(Ask{1}, 30ms, note(1)), result::ok);
-  ASSERT_EQ(bus.request<Silence>(Ask{2}, 60ms, note(2)), result::ok);
-  ASSERT_TRUE(tt::eventually([&] { return calls.load() == 3; }));
+  std::vector<int> order;
+  std::vector<
+      std::pair<std::chrono::steady_clock::time_point, std::chrono::steady_clock::time_point>>
+      window(requests);
+  for (int k = 0; k < requests; ++k) {
+    const int i = (k * 5) % requests;  // issued out of deadline order
+    const auto timeout = 20ms + 7ms * i;
+    const auto before = std::chrono::steady_clock::now();
+    ASSERT_EQ(bus.request<Silence>(Ask{}, timeout,
+                                   [&, i](const Silence*) {
+                                     std::lock_guard lock(m);
+                                     order.push_back(i);
+                                   }),
+              result::ok);
+    window[i] = {before + timeout, std::chrono::steady_clock::now() + timeout};
+  }
+  ASSERT_TRUE(tt::eventually([&] {
+    std::lock_guard lock(m);
+    return order.size() == requests;
+  }));
   std::lock_guard lock(m);
-  EXPECT_EQ(order, (std::vector<std::uint64_t>{1, 2, 3}));
+  for (std::size_t a = 0; a < order.size(); ++a)
+    for (std::size_t b = a + 1; b < order.size(); ++b)  // order[a] ran before order[b] ...
+      EXPECT_FALSE(window[order[b]].second < window[order[a]].first)  // ... so not surely later
+          << order[a] << " timed out before " << order[b];
+}
+
+TEST(Request, TimeoutsThatFallDueTogetherRunInDeadlineOrder) {
+  // The first timeout's on_reply holds the timeout thread until every other request is past
+  // its deadline: its next scan finds them all due at once, across stripes.
+  constexpr int requests = 10;
+  bus_t bus{workers(1)};
+  std::atomic<bool> holding{false}, release{false};
+  ASSERT_EQ(bus.request<Silence>(Ask{}, 1ms,
+                                 [&](const Silence*) {
+                                   holding.store(true);
+                                   EXPECT_TRUE(tt::eventually([&] { return release.load(); }));
+                                 }),
+            result::ok);
+  ASSERT_TRUE(tt::eventually([&] { return holding.load(); }));
+  std::vector<int> order;  // written by the timeout thread only, read after it is done
+  std::atomic<int> done{0};
+  std::vector<std::chrono::steady_clock::time_point> lo(requests), hi(requests);
+  for (int k = 0; k < requests; ++k) {
+    const int i = (k * 3) % requests;
+    const auto timeout = 1ms + 1ms * i;
+    const auto before = std::chrono::steady_clock::now();
+    ASSERT_EQ(bus.request<Silence>(Ask{}, timeout,
+                                   [&, i](const Silence*) {
+                                     order.push_back(i);
+                                     done.fetch_add(1);
+                                   }),
+              result::ok);
+    lo[i] = before + timeout;
+    hi[i] = std::chrono::steady_clock::now() + timeout;
+  }
+  const auto last = *std::max_element(hi.begin(), hi.end());
+  ASSERT_TRUE(tt::eventually([&] { return std::chrono::steady_clock::now() > last; }));
+  release.store(true);
+  ASSERT_TRUE(tt::eventually([&] { return done.load() == requests; }));
+  ASSERT_EQ(order.size(), static_cast<std::size_t>(requests));
+  for (std::size_t a = 0; a < order.size(); ++a)
+    for (std::size_t b = a + 1; b < order.size(); ++b)
+      EXPECT_FALSE(hi[order[b]] < lo[order[a]]) << order[a] << " timed out before " << order[b];
 }
 
 TEST(Request, TheTimeoutThreadWakesForAnEarlierDeadline) {
