@@ -24,6 +24,15 @@
 //   cache_line_hop               the floor: the publisher stores seq to a line the consumer spins
 //                                on, the consumer echoes it to the flag (two lines bouncing)
 //
+// Request/reply (bench/latency.cpp's request group), each on a bus with one busy_spin worker
+// whose Ask handler publishes Answer{seq} with the Ask's correlation id:
+//   tachyon_two_hops             the same exchange by hand: publish Ask with correlation id seq,
+//                                an Answer handler stores the correlation id to the flag
+//   tachyon_request_hop          the blocking bus.request<Answer>(Ask, 1 s): the caller spins
+//                                (config::spin_before_park) on its own reply, then copies it
+//   tachyon_request_async_hop    bus.request<Answer>(Ask, 1 s, on_reply); on_reply stores the
+//                                reply to the flag, which the publisher spins on
+//
 // In every case the publisher spins on the flag, so the figures differ only in how the hop gets
 // to the consumer and wakes it.
 #pragma once
@@ -293,6 +302,90 @@ class cache_line_hop {
   alignas(64) std::atomic<std::uint64_t> in_{0};
   alignas(64) std::atomic<std::uint64_t> flag_{0};
   consumer_thread consumer_{[this](const std::atomic<bool>& done) { consume(done); }};  // last
+};
+
+struct Ask {
+  std::uint64_t seq;
+};
+struct Answer {
+  std::uint64_t seq;
+};
+using request_events = tachyon::registry<Ask, Answer>;
+
+/// The request group's bus: one busy_spin worker on consumer_cpu(), and a responder that
+/// answers each Ask with Answer{seq} under the Ask's correlation id.
+class request_bus {
+ public:
+  request_bus() : bus_(settings()) {
+    responder_ = bus_.subscribe<Ask>([this](const Ask& a, const tachyon::meta& m) {
+      (void)bus_.publish(Answer{a.seq},
+                         tachyon::publish_options{.correlation_id = m.correlation_id});
+    });
+  }
+  tachyon::bus<request_events>& bus() noexcept { return bus_; }
+
+ private:
+  static tachyon::config settings() {
+    tachyon::config cfg{.workers = 1,
+                        .lane_capacity = 1024,
+                        .batch = 64,
+                        .wait = tachyon::wait_strategy::busy_spin,
+                        .overflow = tachyon::overflow::block,
+                        .producers = 1};
+    if (consumer_cpu() >= 0) cfg.cpus = {consumer_cpu()};
+    return cfg;
+  }
+
+  tachyon::bus<request_events> bus_;
+  tachyon::subscription responder_;  // last: unsubscribes before the bus stops
+};
+
+class tachyon_two_hops {
+ public:
+  tachyon_two_hops() {
+    sub_ = rb_.bus().subscribe<Answer>([this](const Answer&, const tachyon::meta& m) {
+      flag_.store(m.correlation_id, std::memory_order_release);
+    });
+  }
+  bool operator()(std::uint64_t seq) {
+    if (rb_.bus().publish(Ask{seq}, tachyon::publish_options{.correlation_id = seq}) !=
+        tachyon::result::ok)
+      return false;
+    await_echo(flag_, seq);
+    return true;
+  }
+
+ private:
+  request_bus rb_;
+  alignas(64) std::atomic<std::uint64_t> flag_{0};
+  tachyon::subscription sub_;  // last
+};
+
+class tachyon_request_hop {
+ public:
+  bool operator()(std::uint64_t seq) {
+    const auto reply = rb_.bus().request<Answer>(Ask{seq}, std::chrono::seconds(1));
+    return reply.has_value() && reply->seq == seq;
+  }
+
+ private:
+  request_bus rb_;
+};
+
+class tachyon_request_async_hop {
+ public:
+  bool operator()(std::uint64_t seq) {
+    if (rb_.bus().request<Answer>(Ask{seq}, std::chrono::seconds(1), [this](const Answer* a) {
+          flag_.store(a != nullptr ? a->seq : 0, std::memory_order_release);
+        }) != tachyon::result::ok)
+      return false;
+    await_echo(flag_, seq);
+    return true;
+  }
+
+ private:
+  request_bus rb_;
+  alignas(64) std::atomic<std::uint64_t> flag_{0};
 };
 
 }  // namespace bench

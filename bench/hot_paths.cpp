@@ -23,6 +23,15 @@
 //                       (hot_paths_conflated.cpp): one more publish path here would change
 //                       GCC's inlining of the others, and their counts with it.
 // The optional features' rows are in hot_paths_features.cpp (feature_round).
+//   op_two_hops         request/reply by hand (manual mode; hot_paths_request.cpp): publish Ask
+//                       with a correlation id, run_once() runs its handler, which publishes
+//                       Answer with that id, run_once() runs Answer's handler (a store)
+//   op_request          the same exchange through the blocking bus::request<Answer> (manual
+//                       mode: the call drives the bus; Answer has only the replies subscription)
+//
+// The request/reply pair lives in a translation unit of its own: GCC caps how much a unit may
+// grow by inlining, and the request machinery in this one left publish()'s admission out of
+// line in op_publish (97 -> 170 instructions), which says nothing about publish().
 #include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
 
@@ -30,6 +39,8 @@
 #include <cstdlib>
 
 std::uint64_t feature_round(std::uint64_t per_round, std::uint64_t& sink);
+/// hot_paths_request.cpp: runs op_two_hops and op_request `n` times each; returns failures.
+std::uint64_t run_request_ops(std::uint64_t n);
 
 namespace {
 
@@ -123,6 +134,7 @@ int main(int argc, char** argv) {
     for (std::uint64_t i = 0; i < per_round; ++i)
       failures += op_hop_mc(q, ptok, ctok, i, sink) != 1;
     failures += feature_round(per_round, sink);
+    failures += run_request_ops(per_round);
   }
   failures += hot_paths::conflated_rounds(rounds, per_round, sink);
   std::printf("ops %llu per path, %d drains of %llu, failures %llu, sink %llu\n",

@@ -60,6 +60,15 @@
 //   spin_then_park with D = 200 us, longer than the 50 us spin, so the worker parks until the
 //   retry is due (adds the futex wake-up and the kernel's timer slack).
 //
+// request  Request/reply against the bare hops it is made of (bench/hops.hpp): tachyon_busy_spin
+//   (one hop: publish, a handler stores to a flag), tachyon_two_hops (publish Ask, its handler
+//   publishes Answer with the correlation id, an Answer handler stores to the flag: request/reply
+//   by hand), tachyon_request (the blocking bus.request<Answer>) and tachyon_request_async
+//   (bus.request<Answer> with an on_reply that stores to the flag). One busy_spin worker runs both
+//   hops. Interleaved trials as in roundtrip; the ratios are paired per round: each request row's
+//   p50 over tachyon_two_hops' p50 (what the waiter machinery adds), and tachyon_two_hops over
+//   tachyon_busy_spin.
+//
 // Noise. Before the groups, one pinned thread per CPU only spins on the clock (0.3 s quick, 1 s
 // full) and counts the gaps over 10 us: the time this machine takes away from a spinning thread
 // (kernel, other processes, the hypervisor). On the 2-vCPU development VM that ranged from about 1%
@@ -69,7 +78,8 @@
 // No assertion anywhere is about time: the figures are reported, never checked, except that a
 // watchdog aborts the run if no benchmark step finishes for a minute (a hang).
 //
-// Usage: tachyon_latency [--quick] [--json FILE] [--only roundtrip|open_loop|priority|retry]
+// Usage: tachyon_latency [--quick] [--json FILE]
+//                        [--only roundtrip|open_loop|priority|retry|request]
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -462,6 +472,66 @@ group run_roundtrip(const settings& s, hop_estimate& hop) {
   g.notes.push_back(
       "every round trip timed on its own (two clock reads included); ratios are medians over "
       "rounds of per-round p50 ratios");
+  return g;
+}
+
+// ---- request ---------------------------------------------------------------------------------
+
+constexpr rt_impl rq_impls[] = {
+    {"tachyon_busy_spin", rt_trial<bench::tachyon_hop>},
+    {"tachyon_two_hops", rt_trial<bench::tachyon_two_hops>},
+    {"tachyon_request", rt_trial<bench::tachyon_request_hop>},
+    {"tachyon_request_async", rt_trial<bench::tachyon_request_async_hop>},
+};
+constexpr std::size_t rq_count = std::size(rq_impls);
+
+ratio paired(std::string figure, const std::vector<double>& v) {
+  ratio x;
+  x.figure = std::move(figure);
+  x.value = median_of(v);
+  x.min = v.empty() ? 0 : *std::min_element(v.begin(), v.end());
+  x.max = v.empty() ? 0 : *std::max_element(v.begin(), v.end());
+  return x;
+}
+
+group run_request(const settings& s) {
+  group g{"request", "request/reply round trip (ns)", {}, {}, {}, {}};
+  g.header = {num("rounds", s.rounds), num("per_trial", static_cast<double>(s.per_trial)),
+              num("trial_cap_s", s.trial_cap_s, 2)};
+  std::vector<tachyon::histogram> hists(rq_count);
+  std::vector<double> two_over_one, req_over_two, async_over_two;
+  std::vector<ticks> trial;
+  trial.reserve(s.per_trial);
+  const ticks cap = ns_to_ticks(s.trial_cap_s * 1e9);
+  for (int r = 0; r < s.rounds; ++r) {
+    progress->step("request round %d/%d", r + 1, s.rounds);
+    std::array<double, rq_count> p50{};
+    for (std::size_t k = 0; k < rq_count; ++k) {
+      const std::size_t i = (static_cast<std::size_t>(r) + k) % rq_count;
+      if (!rq_impls[i].trial(hists[i], trial, s.per_trial, cap)) {
+        std::fprintf(stderr, "[latency] %s refused or lost a round trip; aborting\n",
+                     rq_impls[i].name);
+        std::exit(1);
+      }
+      p50[i] = static_cast<double>(p50_of(trial));
+    }
+    if (p50[0] != 0) two_over_one.push_back(p50[1] / p50[0]);
+    if (p50[1] != 0) {
+      req_over_two.push_back(p50[2] / p50[1]);
+      async_over_two.push_back(p50[3] / p50[1]);
+    }
+  }
+  for (std::size_t i = 0; i < rq_count; ++i) g.rows.push_back({rq_impls[i].name, {}, hists[i]});
+  g.ratios.push_back(
+      paired("round trip p50, tachyon_request / tachyon_two_hops (paired)", req_over_two));
+  g.ratios.push_back(
+      paired("round trip p50, tachyon_request_async / tachyon_two_hops (paired)", async_over_two));
+  g.ratios.push_back(
+      paired("round trip p50, tachyon_two_hops / tachyon_busy_spin (paired)", two_over_one));
+  g.notes.push_back(
+      "a request/reply is two hops through the bus (the request, then the reply) on one worker; "
+      "tachyon_two_hops is that exchange without the waiter table, so request / two_hops is "
+      "what bus::request adds");
   return g;
 }
 
@@ -1042,7 +1112,7 @@ group measured(F&& run) {
 int usage() {
   std::fprintf(stderr,
                "usage: tachyon_latency [--quick] [--json FILE] "
-               "[--only roundtrip|open_loop|priority|retry]\n");
+               "[--only roundtrip|open_loop|priority|retry|request]\n");
   return 2;
 }
 
@@ -1059,7 +1129,8 @@ int main(int argc, char** argv) {
       json = argv[++i];
     } else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
       only = argv[++i];
-      if (only != "roundtrip" && only != "open_loop" && only != "priority" && only != "retry")
+      if (only != "roundtrip" && only != "open_loop" && only != "priority" && only != "retry" &&
+          only != "request")
         return usage();
     } else {
       return usage();
@@ -1115,6 +1186,10 @@ int main(int argc, char** argv) {
   }
   if (only.empty() || only == "retry") {
     groups.push_back(measured([&] { return run_retry(s); }));
+    print_group(groups.back());
+  }
+  if (only.empty() || only == "request") {
+    groups.push_back(measured([&] { return run_request(s); }));
     print_group(groups.back());
   }
   progress = nullptr;

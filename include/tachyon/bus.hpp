@@ -35,6 +35,8 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -45,6 +47,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -53,6 +56,7 @@
 #include <tachyon/detail/bus_core.hpp>
 #include <tachyon/detail/conflation/conflation.hpp>
 #include <tachyon/detail/subscription/handler_tables.hpp>
+#include <tachyon/detail/subscription/waiters.hpp>
 #include <tachyon/detail/type_name.hpp>
 #include <tachyon/health.hpp>
 #include <tachyon/intercept.hpp>
@@ -248,6 +252,7 @@ class bus {
   /// that outlive the bus become inert.
   ~bus() {
     core_.stop(stop_mode::drain);  // a discard asked for earlier still wins
+    waiters_.shutdown();           // waits still pending end with nothing; the timeout thread ends
     // Then handlers_ (declared after core_) frees the tables, before core_ goes.
   }
 
@@ -439,6 +444,185 @@ class bus {
     dispatch_in<T>(ev, opts);
   }
 
+  // ---- waiting: wait_for, request/reply --------------------------------------------------------
+  //
+  // A bus that never waits pays nothing for these: its waiter table is made by the first call,
+  // and no hot path reads it. Timeouts are real time (std::chrono::steady_clock), not the bus's
+  // time source; a timeout <= 0 has already passed. In manual mode (workers = 0) a blocking call
+  // drives the bus itself: it runs run_once() on the calling thread until its event has come or
+  // its time is up, so handlers run on the caller meanwhile (other threads may poll as well).
+
+  /// Waits for an event of type T for which pred(ev) is true, dispatched after this call has
+  /// subscribed (so an event still queued when the call begins may match), and returns a copy
+  /// of it: the first such event, if several are dispatched at once on different workers.
+  /// std::nullopt when `timeout` passes first, or when the bus stops meanwhile (at once if it
+  /// has). The wait is an ordinary subscription of T, named "tachyon::wait_for<T>", ordered
+  /// after T's other handlers (order INT_MAX), added for the call and removed before it returns:
+  /// T's events pay one more handler call while it waits, the call pays a subscribe and an
+  /// unsubscribe (a grace period). pred runs on the dispatching threads, maybe on several at
+  /// once; if it throws, the wait ends and the exception is rethrown here (T's event does not
+  /// count as failed). Blocks; spins config::spin_before_park, then sleeps. Allocates.
+  /// Throws std::logic_error if called from inside a handler of this bus: the event it waits
+  /// for might need the very handler (or worker) it would block.
+  template <class T, class Pred>
+  std::optional<T> wait_for(Pred pred, std::chrono::nanoseconds timeout) {
+    static_assert(Registry::template contains<T>,
+                  "tachyon: wait_for<T>: T is not in the bus's registry; add it to "
+                  "tachyon::registry<...>");
+    static_assert(std::is_copy_constructible_v<T>,
+                  "tachyon: wait_for<T>: T must be copy-constructible: the waiter gets a copy");
+    static_assert(std::is_invocable_r_v<bool, Pred&, const T&>,
+                  "tachyon: wait_for<T>(pred, timeout): pred must be callable as "
+                  "bool(const T&)");
+    refuse_wait_inside_handler("wait_for");
+    const std::uint64_t deadline = detail::deadline_ns_after(timeout);
+    detail::waiter_table& t = waiter_table();
+    detail::blocking_waiter<T> w(t.next_id(), detail::waiter_entry::kind::wait,
+                                 detail::no_reply_type);
+    if (!t.insert(w, false)) return std::nullopt;  // the bus has stopped
+    detail::blocking_scope<T> scope{t, w};
+    subscribe_options<T> o;
+    o.order = INT_MAX;
+    o.name = "tachyon::wait_for<" + std::string(detail::type_name<T>()) + ">";
+    o.dead_letters = false;
+    subscription sub = subscribe<T>(
+        [&w, &pred, table = &t](const T& ev) {
+          if (w.taken.load(std::memory_order_relaxed)) return;  // over: skip the predicate
+          bool match;
+          try {
+            match = static_cast<bool>(pred(ev));
+          } catch (...) {
+            if (table->take(w)) {
+              w.error = std::current_exception();
+              table->signal(w.delivered, w.id);
+            }
+            return;
+          }
+          if (match && table->take(w)) w.complete(*table, w, &ev);
+        },
+        std::move(o));
+    t.count_in(w);
+    await_delivery(t, w.delivered, w.id, deadline);
+    scope.settle();
+    sub.unsubscribe();  // nothing of this call runs after it returns
+    if (w.error) std::rethrow_exception(w.error);
+    return std::move(w.value);
+  }
+  /// wait_for() for the next event of type T, whatever it holds.
+  template <class T>
+  std::optional<T> wait_for(std::chrono::nanoseconds timeout) {
+    return wait_for<T>([](const T&) { return true; }, timeout);
+  }
+
+  /// Publishes `req` with a fresh correlation id (2^63 + n, n counting from 1 per bus: keep
+  /// your own correlation ids below 2^63 and they never meet) and calls on_reply exactly once:
+  /// on_reply(&reply) when an event of type Reply carrying that correlation id is dispatched,
+  /// or on_reply(nullptr) when `timeout` passes first, or when stop() finishes first. Returns
+  /// the publish's result: only with result::ok will on_reply run; otherwise (full, dropped,
+  /// stopped, vetoed) it never runs and the request is forgotten.
+  ///
+  /// on_reply(&reply) runs on the thread that dispatches the reply, as a handler of it (the
+  /// subscription "tachyon::replies<Reply>", ordered after Reply's other handlers): the pointer
+  /// is valid during the call only, and the rules of handlers apply (it may publish and make
+  /// requests; it must not block on this bus); it may run before request() returns. If it
+  /// throws, the reply counts as failed like any handler's throw. on_reply(nullptr) runs on the
+  /// bus's timeout thread, "tachyon-timeout" (started by the first asynchronous request), or on
+  /// the thread whose stop() finished the bus (or inside this call, if that stop() finished
+  /// while it published); keep it short, it delays other timeouts. If it
+  /// throws, the error hook hears of it and the replies subscription's errors count it. It must
+  /// not destroy the bus.
+  ///
+  /// A responder answers by publishing a Reply with the request's correlation id (meta::
+  /// correlation_id) in publish_options; a second answer, or one after the timeout, finds no
+  /// request and is dispatched like any event. The first request for a Reply type subscribes
+  /// "tachyon::replies<Reply>" for the bus's life: from then on Reply's events pay one handler
+  /// call (one compare when their correlation id is below 2^63; else a striped lock). Allocates
+  /// (on_reply's storage). Throws std::invalid_argument if opts.correlation_id is not 0 (the bus
+  /// chooses it), and whatever publish() throws (the request is then forgotten).
+  template <class Reply, class Req, detail::reply_callback<Reply> F>
+  result request(Req&& req, std::chrono::nanoseconds timeout, F&& on_reply,
+                 const publish_options& opts = {}) {
+    check_request<Reply, Req>(opts);
+    constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<Reply>());
+    const std::uint64_t deadline = detail::deadline_ns_after(timeout);
+    detail::waiter_table& t = waiter_table();
+    detail::subscription_state* hub = replies_of<Reply>(t);
+    t.start_reaper();
+    using entry_t = detail::async_waiter<Reply, std::decay_t<F>>;
+    auto* e = new entry_t(t.next_id(), index, Registry::template default_priority_of<Reply>(), hub,
+                          std::forward<F>(on_reply));
+    e->deadline_ns = deadline;
+    // Both references are ours until the entry is in the table; while it is, the table's
+    // goes to whoever finishes it, and ours when this call returns. An entry taken back
+    // before anyone finished it is deleted outright.
+    detail::requester_ref<entry_t> mine{e};
+    bool registered;
+    try {
+      registered = t.insert(*e);
+    } catch (...) {
+      mine.take_back();
+      throw;
+    }
+    if (!registered) {  // the bus has stopped
+      mine.take_back();
+      return result::stopped;
+    }
+    publish_options o = opts;
+    o.correlation_id = e->id;
+    result r;
+    try {
+      r = publish(std::forward<Req>(req), o);
+    } catch (...) {
+      if (t.take(*e)) mine.take_back();
+      throw;
+    }
+    if (r != result::ok) {
+      if (t.take(*e)) mine.take_back();  // no reply can come: forgotten, on_reply never runs
+      return r;
+    }
+    t.arm(*e);
+    return result::ok;
+  }
+
+  /// The blocking request: publishes `req` as the asynchronous request() does and waits for its
+  /// reply; returns a copy of it, or std::nullopt when `timeout` passes first, when the bus
+  /// stops meanwhile, or at once when the publish is refused (full, dropped, stopped, vetoed;
+  /// counted in the metrics as any refusal). The timeout runs from the call; a publish blocked
+  /// on a full lane (overflow::block) is not cut short by it. Blocks; spins
+  /// config::spin_before_park, then sleeps; in manual mode it drives the bus. Throws
+  /// std::logic_error if called from inside a handler of this bus (use the asynchronous form),
+  /// std::invalid_argument if opts.correlation_id is not 0, and what publish() or Reply's copy
+  /// throws.
+  template <class Reply, class Req>
+  std::optional<Reply> request(Req&& req, std::chrono::nanoseconds timeout,
+                               const publish_options& opts = {}) {
+    check_request<Reply, Req>(opts);
+    static_assert(std::is_copy_constructible_v<Reply>,
+                  "tachyon: request<Reply>(req, timeout): Reply must be copy-constructible: the "
+                  "waiter gets a copy (the asynchronous request(req, timeout, on_reply) does not "
+                  "copy it)");
+    refuse_wait_inside_handler("request");
+    constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<Reply>());
+    const std::uint64_t deadline = detail::deadline_ns_after(timeout);
+    detail::waiter_table& t = waiter_table();
+    replies_of<Reply>(t);
+    detail::blocking_waiter<Reply> w(t.next_id(), detail::waiter_entry::kind::blocking, index);
+    if (!t.insert(w)) return std::nullopt;  // the bus has stopped
+    detail::blocking_scope<Reply> scope{t, w};
+    publish_options o = opts;
+    o.correlation_id = w.id;
+    if (publish(std::forward<Req>(req), o) == result::ok)
+      await_delivery(t, w.delivered, w.id, deadline);
+    scope.settle();
+    if (w.error) std::rethrow_exception(w.error);
+    return std::move(w.value);
+  }
+
+  /// Calls waiting now, a snapshot: requests (blocking and asynchronous) from their start,
+  /// wait_for() calls once subscribed (an event of T dispatched after it counts one will be
+  /// seen).
+  std::size_t waiting() const noexcept { return waiters_.pending(); }
+
   // ---- manual drive, stop, metrics ---------------------------------------------------------
 
   /// Runs at most one batch (config::batch events) from the most urgent non-empty lane on
@@ -458,7 +642,16 @@ class bus {
   /// drain runs them now (no backoff, no wait; each delivery still bounded by max_attempts);
   /// discard settles them as discarded (see the README's Failures). In manual mode it does not
   /// wait for other threads' poll() / run_once(): stop those first.
-  std::uint64_t stop(stop_mode mode = stop_mode::drain) { return core_.stop(mode); }
+  ///
+  /// Waits (wait_for, request): once a stop() outside handlers has finished, every wait still
+  /// pending ends at once with nothing (std::nullopt; on_reply(nullptr) runs on this thread),
+  /// and later ones are refused: no reply can come any more.
+  std::uint64_t stop(stop_mode mode = stop_mode::drain) {
+    const bool finishes = !core_.inside_dispatch();  // inside a handler it only begins
+    const std::uint64_t discarded = core_.stop(mode);
+    if (finishes) waiters_.close();
+    return discarded;
+  }
 
   /// stop(mode), but waits at most `timeout` (real time) for the workers to return: a handler
   /// that never returns no longer hangs it silently. On time-out it returns complete = false,
@@ -468,7 +661,9 @@ class bus {
   /// that is still running. In manual mode everything runs on the caller, and the timeout
   /// has nothing to bound.
   stop_report stop(stop_mode mode, std::chrono::nanoseconds timeout) {
-    return core_.stop(mode, timeout);
+    stop_report r = core_.stop(mode, timeout);
+    if (r.complete) waiters_.close();  // as stop(mode) does, once the stop has finished
+    return r;
   }
 
   /// Per worker: idle, parked, running (which subscription, since when) or stalled (in one
@@ -954,6 +1149,74 @@ class bus {
     });
   }
 
+  // ---- waiting (see wait_for and request) ------------------------------------------------------
+
+  detail::waiter_table& waiter_table() {
+    return waiters_.table(Registry::size, &core_.cfg().on_error);
+  }
+
+  void refuse_wait_inside_handler(const char* call) {
+    if (core_.inside_dispatch()) [[unlikely]]
+      throw std::logic_error(
+          std::string("tachyon::bus::") + call +
+          " called from inside a handler of the same bus; a handler must not block waiting for "
+          "the bus that is running it (the event it waits for may need this very handler's "
+          "worker); use the asynchronous request(ev, timeout, on_reply), or a subscription");
+  }
+
+  template <class Reply, class Req>
+  static void check_request(const publish_options& opts) {
+    static_assert(Registry::template contains<Reply>,
+                  "tachyon: request<Reply>: Reply is not in the bus's registry; add it to "
+                  "tachyon::registry<...>");
+    static_assert(!std::is_same_v<std::remove_cvref_t<Req>, Reply>,
+                  "tachyon: request<Reply>(req, ...): the request and its reply must be of "
+                  "different types (a request of the reply's type would answer itself)");
+    if (opts.correlation_id != 0)
+      throw std::invalid_argument("tachyon::bus::request: publish_options::correlation_id is " +
+                                  std::to_string(opts.correlation_id) +
+                                  "; allowed: 0 only (the bus gives each request a fresh "
+                                  "correlation id, 2^63 + n)");
+  }
+
+  /// The replies subscription of Reply, made by its first request: it finishes the request
+  /// whose id a dispatched Reply carries.
+  template <class Reply>
+  detail::subscription_state* replies_of(detail::waiter_table& t) {
+    constexpr std::size_t index = Registry::template index_of<Reply>();
+    if (detail::subscription_state* s = t.hub(index)) [[likely]]
+      return s;
+    std::lock_guard lock(t.hub_mutex());
+    if (detail::subscription_state* s = t.hub(index)) return s;
+    detail::subscription_state* s = handlers_.template add<Reply>(
+        [table = &t](const Reply& ev, const meta& m) {
+          if (m.correlation_id < detail::request_id_base) return;  // a user's id, or none
+          if (detail::waiter_entry* e =
+                  table->take_reply(m.correlation_id, static_cast<std::uint16_t>(index)))
+            e->complete(*table, *e, &ev);
+        },
+        INT_MAX, std::function<bool(const Reply&)>{},
+        [](detail::subscription_state& st) {
+          st.name = "tachyon::replies<" + std::string(detail::type_name<Reply>()) + ">";
+          st.dead_letters = false;  // a throw of on_reply: the reply counts as failed
+        });
+    t.set_hub(index, s);
+    return s;
+  }
+
+  /// Waits until `flag` is set or the deadline passes; returns whether it was set. With
+  /// workers, spins then sleeps; in manual mode, drives the bus on this thread.
+  bool await_delivery(detail::waiter_table& t, const std::atomic<std::uint32_t>& flag,
+                      std::uint64_t id, std::uint64_t deadline_ns) {
+    if (core_.cfg().workers != 0)
+      return t.await(flag, id, deadline_ns, core_.cfg().spin_before_park);
+    while (flag.load(std::memory_order_acquire) == 0) {
+      if (detail::steady_ns() >= deadline_ns) return false;
+      if (core_.run_once() == 0) std::this_thread::yield();
+    }
+    return true;
+  }
+
   /// Lets go of the references that copies of dead-letter entries hold, however the scope ends.
   struct release_all {
     std::vector<detail::dead_letter_entry>& entries;
@@ -1076,6 +1339,9 @@ class bus {
   [[no_unique_address]] detail::conflation_tables<Registry> conflation_;
   detail::bus_core core_;                             // destroyed after the tables
   detail::handler_tables<Registry> handlers_{core_};  // its tables start a line
+  // Cold: the waiter table (wait_for, request), made on first use. One line of its own; goes
+  // before the tables, whose replies subscriptions point into it (they run no more by then).
+  detail::waiter_home waiters_;
 };
 
 template <class Registry, class Traits>
