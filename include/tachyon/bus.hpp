@@ -971,7 +971,12 @@ class bus {
   [[gnu::noinline]] batch_result publish_each(std::span<const T> evs, const publish_options& opts) {
     batch_result out;
     for (const T& ev : evs) {
-      const result r = publish(ev, opts);
+      result r;
+      try {
+        r = publish(ev, opts);
+      } catch (...) {  // a copy or an interceptor threw: say what was taken before it
+        detail::bus_core::throw_batch_error(out.queued, out.dropped);
+      }
       if (r == result::ok) {
         ++out.queued;
       } else if (r == result::dropped) {
@@ -1043,7 +1048,11 @@ class bus {
   template <class T>
   result vetoed(const publish_options& o) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
-    core_.count_refusal(lane_of<T>(o.lane), index, detail::c_vetoed);
+    // The lane the options name, if an interceptor left them naming one; else the type's.
+    const unsigned l = o.lane && static_cast<unsigned>(*o.lane) < priority_count
+                           ? static_cast<unsigned>(*o.lane)
+                           : static_cast<unsigned>(Registry::template default_priority_of<T>());
+    core_.count_refusal(l, index, detail::c_vetoed);
     return result::vetoed;
   }
 
@@ -1053,7 +1062,16 @@ class bus {
   static auto run_wrapped(detail::bus_core& core, const T& ev, const meta& m,
                           detail::thread_context& ctx, Run&& run) noexcept {
     if constexpr (!interceptor_set::template wraps_any<T>) {
-      return run();
+      if constexpr (records_run_errors) {
+        // A run of a type without hooks, on a bus that records errors for another type's
+        // after_dispatch: its errors are its own, never the enclosing hooked run's.
+        std::exception_ptr outer = std::exchange(ctx.run_error, nullptr);
+        const auto out = run();
+        ctx.run_error = std::move(outer);
+        return out;
+      } else {
+        return run();
+      }
     } else {
       auto& is = *static_cast<typename interceptor_set::tuple*>(core.hooks().interceptors);
       std::apply([&](auto&... i) { (before_one(core, i, ev, m, ctx), ...); }, is);

@@ -28,8 +28,9 @@
 //     in the list's order. It may change the event and its options (lane, correlation id,
 //     deadline...). Inside a handler, options without a correlation id arrive with the one
 //     the event would inherit (the running event's), so `correlation_id == 0` means the event
-//     starts a chain. The first `reject` ends it: publish returns result::vetoed, counted in
-//     `vetoed`, and the event was never accepted. A throw propagates to the caller, as a throw
+//     starts a chain. (Setting it to 0 there does not start a new chain: 0 always inherits;
+//     set a fresh id instead.) The first `reject` ends it: publish returns result::vetoed, counted
+//     in `vetoed`, and the event was never accepted. A throw propagates to the caller, as a throw
 //     from T's copy would. An rvalue event is screened in place (a vetoed one is left to the
 //     caller, changed by what the interceptors did to it, not moved from); an lvalue is copied
 //     first, so the caller's object is never changed. dispatch() is not a publish: it does not

@@ -321,4 +321,75 @@ TEST(InterceptorTraits, ABusWithoutInterceptorsOrATimeSourceMemberStillBuilds) {
   static_assert(std::is_same_v<decltype(bus)::time_source_type, tachyon::steady_time>);
 }
 
+TEST(InterceptorErrors, ANestedRunOfAnUnhookedTypeDoesNotLendItsErrorToTheOuterRun) {
+  struct OnlyTicks {
+    int errors = 0, runs = 0;
+    void after_dispatch(const Tick&, const meta&, std::exception_ptr e) {
+      ++runs;
+      if (e) ++errors;
+    }
+  };
+  struct only_ticks {
+    using interceptors = tachyon::interceptors<OnlyTicks>;
+  };
+  tachyon::bus<Events, only_ticks> bus{tt::manual()};
+  auto ticks = bus.subscribe<Tick>([&](const Tick&) { bus.dispatch(Order{1, 1}); });
+  auto orders = bus.subscribe<Order>([](const Order&) { throw std::runtime_error("order"); });
+  ASSERT_EQ(bus.publish(Tick{1}), tachyon::result::ok);
+  bus.poll();
+  EXPECT_EQ(bus.interceptor<OnlyTicks>().runs, 1);
+  EXPECT_EQ(bus.interceptor<OnlyTicks>().errors, 0);  // the Order's throw was not the Tick's
+  const auto m = bus.metrics();
+  EXPECT_EQ(m.types[0].counts.failed, 1u);      // the dispatched Order
+  EXPECT_EQ(m.types[2].counts.dispatched, 1u);  // the Tick
+  tt::expect_books_balance(m);
+}
+
+TEST(InterceptorErrors, AThrowInAScreenedBatchSaysWhatWasQueued) {
+  struct Picky {
+    verdict before_publish(Order& o, publish_options&) {
+      if (o.id == 3) throw std::runtime_error("picky");
+      return verdict::allow;
+    }
+  };
+  struct picky_traits {
+    using interceptors = tachyon::interceptors<Picky>;
+  };
+  tachyon::bus<Events, picky_traits> bus{tt::manual()};
+  int ran = 0;
+  auto s = bus.subscribe<Order>([&](const Order&) { ++ran; });
+  const Order orders[] = {{1, 1}, {2, 1}, {3, 1}, {4, 1}};
+  try {
+    (void)bus.publish_batch(std::span<const Order>(orders));
+    FAIL() << "the interceptor's throw was swallowed";
+  } catch (const tachyon::publish_batch_error& e) {
+    EXPECT_EQ(e.queued, 2u);
+    EXPECT_EQ(e.dropped, 0u);
+    try {
+      std::rethrow_if_nested(e);
+      FAIL() << "nothing nested";
+    } catch (const std::runtime_error& inner) {
+      EXPECT_STREQ(inner.what(), "picky");
+    }
+  }
+  bus.poll();
+  EXPECT_EQ(ran, 2);
+  tt::expect_books_balance(bus.metrics());
+}
+
+TEST(InterceptorErrors, AVetoAfterAnInterceptorSetABadLaneIsStillAVeto) {
+  struct Bad {
+    verdict before_publish(Order&, publish_options& o) {
+      o.lane = static_cast<tachyon::priority>(7);
+      return verdict::reject;
+    }
+  };
+  struct bad_traits {
+    using interceptors = tachyon::interceptors<Bad>;
+  };
+  tachyon::bus<Events, bad_traits> bus{tt::manual()};
+  EXPECT_EQ(bus.publish(Order{1, 1}), tachyon::result::vetoed);
+  EXPECT_EQ(bus.metrics().lanes[2].counts.vetoed, 1u);  // the type's own lane
+}
+
 }  // namespace
