@@ -97,6 +97,16 @@ struct subscribe_options {
   /// when_open::dead_letter) goes to the bus's dead letters, when it has any
   /// (config::dead_letter_capacity); false: it is counted `failed` instead.
   bool dead_letters = true;
+  /// The handler never runs on two threads at once (its calls from the workers, poll(),
+  /// dispatch(), retries and replays take turns). A thread that finds it running elsewhere
+  /// waits (a short spin, then a futex sleep) with its batch in hand. A call from inside the
+  /// handler itself on the same thread (a dispatch() of its own type) runs nested at once
+  /// instead of waiting for itself. The filter is not serialised. false (the default) costs
+  /// nothing: a plain subscription's call is chosen at subscribe. true costs, per call, two
+  /// read-modify-writes on a line of the subscription's own (uncontended, it stays in the
+  /// running thread's cache). Serial handlers that dispatch() into each other on two threads
+  /// can deadlock, as two locks taken in opposite orders would: publish() instead.
+  bool serial = false;
 };
 
 /// What publish_batch() did: `queued` will be dispatched, `dropped` were taken and discarded
@@ -193,8 +203,9 @@ class bus {
   // ---- subscribe -------------------------------------------------------------------------------
 
   /// Adds a handler for T: `void(const T&)` or `void(const T&, const tachyon::meta&)`. It may
-  /// run on several workers at once. Takes the subscription lock and allocates; safe from any
-  /// thread and from inside handlers. Events already queued will reach it.
+  /// run on several workers at once, unless subscribe_options::serial. Takes the subscription
+  /// lock and allocates; safe from any thread and from inside handlers. Events already queued
+  /// will reach it.
   template <class T, class F>
   [[nodiscard]] subscription subscribe(F&& handler, subscribe_options<T> opts = {}) {
     static_assert(Registry::template contains<T>,
@@ -214,6 +225,7 @@ class bus {
           s.retry = opts.retry;
           s.breaker = std::move(opts.breaker);
           s.dead_letters = opts.dead_letters;
+          s.serial = opts.serial;
           s.resilient = s.retry.max_attempts > 1 || s.breaker.failure_threshold != 0;
         }));
   }

@@ -216,6 +216,16 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
     sample(out, sub_failures, labels + "short_circuited\"", m.short_circuited);
     sample(out, sub_failures, labels + "dead_lettered\"", m.dead_lettered);
   }
+  const std::string serial_waits = p + "_subscription_serial_waits_total";
+  header(out, serial_waits, "counter",
+         "Calls of a serial handler that found it running on another thread and waited, by "
+         "serial subscription.");
+  for (const auto& m : subscriptions) {
+    if (!m.serial) continue;
+    sample(out, serial_waits,
+           "subscription=\"" + label_escape(m.name) + "\",type=\"" + label_escape(m.type) + "\"",
+           m.serial_waits);
+  }
   const std::string breakers = p + "_subscription_breaker_state";
   header(out, breakers, "gauge",
          "1 for the breaker's current state (closed, open, half_open), by subscription with a "
@@ -271,7 +281,8 @@ std::string metrics_snapshot::to_json() const {
            ",\"retried\":" + std::to_string(m.retried) +
            ",\"short_circuited\":" + std::to_string(m.short_circuited) +
            ",\"dead_lettered\":" + std::to_string(m.dead_lettered) + ",\"breaker\":\"" +
-           std::string(to_string(m.breaker)) + "\"}";
+           std::string(to_string(m.breaker)) + "\",\"serial\":" + (m.serial ? "true" : "false") +
+           ",\"serial_waits\":" + std::to_string(m.serial_waits) + "}";
   }
   out += "],\"dead_letters\":" + std::to_string(dead_letters) +
          ",\"dead_letters_evicted\":" + std::to_string(dead_letters_evicted) +
