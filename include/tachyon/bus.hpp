@@ -11,7 +11,9 @@
 // Memory ordering: everything a publisher wrote before publish() returned ok happens-before
 // the handlers' run for that event (moodycamel's enqueue releases, its dequeue acquires).
 // Ordering: FIFO per publishing thread within one lane; nothing between threads or lanes,
-// except that a worker always takes the most urgent non-empty lane first.
+// except that a worker always takes the most urgent non-empty lane first. Events published with
+// the same publish_options::key run one at a time in publish order, across threads and lanes.
+// A subscribe_options::serial handler never runs on two threads at once.
 //
 // Hot paths. publish(): one credit spent from this thread's account in the lane (a store to a
 // line only this thread writes, a compiler barrier, a re-check of its limit and of the stop
@@ -76,6 +78,19 @@ struct publish_options {
   /// With a deadline: an expired event goes to the dead letters (if the bus has any), to be
   /// replayed to all of its type's handlers.
   bool dead_letter_expired = false;
+  /// 0: none. Events published with the same non-zero key (of any type, in any lane) run one
+  /// at a time, in publish order: in the order one thread published them, and between threads
+  /// in the order their publish() calls took (a call that happens-before another goes first;
+  /// calls that overlap are ordered either way, but the same for every observer). Other keys
+  /// run in parallel, on other workers. Keys are hashed onto config::key_strands strands;
+  /// keys that share a strand are also run one at a time and in their common publish order.
+  /// Each event still runs from its own lane (priority orders the strands, not the events of
+  /// one key: a critical event waits for the less urgent ones published before it with its
+  /// key). Admitted under the lane's bound like any event. A retry of a keyed event's
+  /// subscription runs after its backoff, outside the key's order; see the README. Not with
+  /// not_before (std::invalid_argument). The first keyed publish of a thread, and of the bus,
+  /// allocates; after that the nodes are reused.
+  std::uint64_t key = 0;
 };
 
 /// Per-subscription settings.
@@ -165,8 +180,9 @@ class bus {
   /// from inside a handler of this bus does not wait (it could wait for itself): it returns
   /// `full`. On `full` and `stopped` an rvalue `ev` is left untouched.
   /// Allocates only for boxed events (not trivially copyable, > 32 bytes or over-aligned) and
-  /// on a thread's first call. Throws std::invalid_argument for a priority outside the four,
-  /// and whatever T's move/copy constructor throws.
+  /// on a thread's first call (and, with publish_options::key, while a thread has more keyed
+  /// events in flight than ever before). Throws std::invalid_argument for a priority outside
+  /// the four or a key with not_before, and whatever T's move/copy constructor throws.
   template <class E>
   result publish(E&& ev) {
     return publish(std::forward<E>(ev), publish_options{});
@@ -180,7 +196,8 @@ class bus {
     using T = std::remove_cvref_t<E>;
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const unsigned l = lane_of<T>(opts.lane);
-    if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
+    if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key) !=
+        0) [[unlikely]]
       return publish_timed<T>(std::forward<E>(ev), l, index, opts);
     return core_.template publish<detail::stored_inline<T>>(
         l, index, opts.correlation_id,
@@ -454,6 +471,20 @@ class bus {
                                          const publish_options& opts) {
     const auto deadline = static_cast<std::uint64_t>(opts.deadline.count());
     const auto not_before = static_cast<std::uint64_t>(opts.not_before.count());
+    if (opts.key != 0) {
+      // A keyed event takes its place in its key's order when it is published; one held back
+      // until later would hold back every later event of its key (and of the keys sharing its
+      // strand) behind it.
+      if (not_before != 0)
+        throw std::invalid_argument(
+            "tachyon::publish: publish_options::key and not_before cannot be combined: a keyed "
+            "event takes its place in its key's order when published; allowed: a key with or "
+            "without a deadline, or not_before without a key");
+      if (deadline == 0)
+        return core_.publish_keyed(
+            l, index, opts.correlation_id, opts.key,
+            [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
+    }
     if (not_before > core_.now_ns()) {
       if (const result r = core_.timer_admit(l, index); r != result::ok) return r;
       detail::parked_event* pe = nullptr;
@@ -475,9 +506,9 @@ class bus {
       core_.park_delayed(pe, not_before);
       return result::ok;
     }
-    // A deadline alone: through the front door like any event, carried as a delivery that
-    // checks the deadline when it starts.
-    return core_.template publish<false>(l, index, opts.correlation_id, [&](detail::envelope& env) {
+    // A deadline alone: through the front door like any event (or its key's strand), carried as
+    // a delivery that checks the deadline when it starts.
+    auto with_deadline = [&](detail::envelope& env) {
       detail::envelope held;
       held.header = env.header;  // as stamped: sequence, ticks, the real type
       detail::store_payload<T>(held, std::forward<E>(ev));
@@ -499,7 +530,10 @@ class bus {
       d->front = true;
       env.header.type_index = core_.delivery_type();
       detail::bus_core::carry(env, d);
-    });
+    };
+    if (opts.key != 0)
+      return core_.publish_keyed(l, index, opts.correlation_id, opts.key, with_deadline);
+    return core_.template publish<false>(l, index, opts.correlation_id, with_deadline);
   }
 
   /// Lets go of the references that copies of dead-letter entries hold, however the scope ends.
@@ -573,7 +607,7 @@ class bus {
   }
   template <std::size_t... I>
   static constexpr auto make_type_ops(std::index_sequence<I...>) {
-    return std::array<detail::type_ops, Registry::size + 1>{
+    return std::array<detail::type_ops, Registry::size + 2>{
         detail::type_ops{
             dispatch_of<I>(), &release_one<typename type_at<I>::type>,
             &run_delivery<typename type_at<I>::type, I>,
@@ -581,23 +615,25 @@ class bus {
             detail::type_name<typename type_at<I>::type>(),
             static_cast<std::uint8_t>(
                 Registry::template default_priority_of<typename type_at<I>::type>())}...,
-        detail::type_ops{&dispatch_delivery, &release_delivery, nullptr, nullptr, "delivery", 0}};
+        detail::type_ops{&dispatch_delivery, &release_delivery, nullptr, nullptr, "delivery", 0},
+        detail::type_ops{&detail::bus_core::dispatch_strand, &detail::bus_core::release_token,
+                         nullptr, nullptr, "strand", 0}};
   }
   template <std::size_t... I>
   static constexpr auto make_dispatch_column(std::index_sequence<I...>) {
-    return std::array<detail::dispatch_fn, Registry::size + 1>{dispatch_of<I>()...,
-                                                               &dispatch_delivery};
+    return std::array<detail::dispatch_fn, Registry::size + 2>{
+        dispatch_of<I>()..., &dispatch_delivery, &detail::bus_core::dispatch_strand};
   }
   template <std::size_t I>
   struct type_at {
     using type = typename Registry::template type_at<I>;
   };
 
-  // One row per type (dispatch, release, name, default lane), and one for deliveries
-  // (type_table). Defined below the class: its initialiser needs the complete class.
-  static const std::array<detail::type_ops, Registry::size + 1> type_ops_;
+  // One row per type (dispatch, release, name, default lane), one for deliveries and one for
+  // strand tokens (type_table). Defined below the class: its initialiser needs the complete class.
+  static const std::array<detail::type_ops, Registry::size + 2> type_ops_;
   // type_ops_[i].dispatch again, packed (type_table::dispatch): the drain's per-event lookup.
-  static const std::array<detail::dispatch_fn, Registry::size + 1> dispatch_column_;
+  static const std::array<detail::dispatch_fn, Registry::size + 2> dispatch_column_;
 
   // A bus may sit anywhere (a stack frame, a struct): the lines its workers read on every event
   // (the core's settings first, the handler tables last) are kept apart from whatever the
@@ -612,10 +648,10 @@ class bus {
 };
 
 template <class Registry, class Traits>
-const std::array<detail::type_ops, Registry::size + 1> bus<Registry, Traits>::type_ops_ =
+const std::array<detail::type_ops, Registry::size + 2> bus<Registry, Traits>::type_ops_ =
     bus<Registry, Traits>::make_type_ops(std::make_index_sequence<Registry::size>{});
 template <class Registry, class Traits>
-const std::array<detail::dispatch_fn, Registry::size + 1> bus<Registry, Traits>::dispatch_column_ =
+const std::array<detail::dispatch_fn, Registry::size + 2> bus<Registry, Traits>::dispatch_column_ =
     bus<Registry, Traits>::make_dispatch_column(std::make_index_sequence<Registry::size>{});
 
 }  // namespace tachyon
