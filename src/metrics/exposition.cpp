@@ -3,6 +3,7 @@
 #include <tachyon/detail/metrics/outcomes.hpp>
 #include <tachyon/metrics.hpp>
 
+#include <algorithm>
 #include <iterator>
 #include <string>
 
@@ -216,15 +217,20 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
     sample(out, sub_failures, labels + "short_circuited\"", m.short_circuited);
     sample(out, sub_failures, labels + "dead_lettered\"", m.dead_lettered);
   }
-  const std::string serial_waits = p + "_subscription_serial_waits_total";
-  header(out, serial_waits, "counter",
-         "Calls of a serial handler that found it running on another thread and waited, by "
-         "serial subscription.");
-  for (const auto& m : subscriptions) {
-    if (!m.serial) continue;
-    sample(out, serial_waits,
-           "subscription=\"" + label_escape(m.name) + "\",type=\"" + label_escape(m.type) + "\"",
-           m.serial_waits);
+  // Only when a subscription is serial: the family is left out rather than exported empty for
+  // a feature not in use.
+  if (std::any_of(subscriptions.begin(), subscriptions.end(),
+                  [](const subscription_metrics& m) { return m.serial; })) {
+    const std::string serial_waits = p + "_subscription_serial_waits_total";
+    header(out, serial_waits, "counter",
+           "Calls of a serial handler that found it running on another thread and waited, by "
+           "serial subscription.");
+    for (const auto& m : subscriptions) {
+      if (!m.serial) continue;
+      sample(out, serial_waits,
+             "subscription=\"" + label_escape(m.name) + "\",type=\"" + label_escape(m.type) + "\"",
+             m.serial_waits);
+    }
   }
   const std::string breakers = p + "_subscription_breaker_state";
   header(out, breakers, "gauge",
