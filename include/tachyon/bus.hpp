@@ -276,7 +276,10 @@ class bus {
 
   /// Runs at most one batch (config::batch events) from the most urgent non-empty lane on
   /// this thread; returns how many ran. For manual mode (workers = 0), also allowed beside
-  /// workers. Throws std::logic_error if called from inside a handler of this bus.
+  /// workers. Throws std::logic_error if called from inside a handler of this bus. Counts, and
+  /// `max_events` below bounds, the lanes' entries: an event, a due retry or delayed event, or
+  /// a key's turn (publish_options::key), which runs a share of the batch of that key's events
+  /// (the handlers' own counts are exact).
   std::size_t run_once() { return core_.run_once(); }
 
   /// Runs batches on this thread until the lanes are empty or `max_events` ran; returns how
