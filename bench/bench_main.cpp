@@ -882,6 +882,69 @@ void breaker_drain(benchmark::State& state, bool breaker) {
   state.counters["events_per_iteration"] = drain_lane;
 }
 
+// ---- keyed events ------------------------------------------------------------------------------
+
+/// publish/tachyon_keyed: publish/tachyon_ts (timestamps on) with publish_options::key, the key
+/// cycling over 64 keys: what ordering by key costs a publish.
+void publish_keyed_tachyon(benchmark::State& state) {
+  pinned_scope pin;
+  tachyon::bus<Events> bus{drained_by_hand()};
+  auto s = bus.subscribe<Ping>([](const Ping& p) { benchmark::DoNotOptimize(p.seq); });
+  std::uint64_t seq = 0;
+  std::uint32_t queued = 0;
+  std::uint64_t refused = 0;
+  for (auto _ : state) {
+    ++seq;
+    refused += bus.publish(Ping{seq}, tachyon::publish_options{.key = 1 + (seq & 63)}) !=
+               tachyon::result::ok;
+    if (++queued == drain_every) [[unlikely]] {
+      state.PauseTiming();
+      bus.poll();
+      queued = 0;
+      state.ResumeTiming();
+    }
+  }
+  if (refused != 0) state.SkipWithError("a publish was refused");
+  state.SetItemsProcessed(state.iterations());
+}
+
+/// keyed_drain/<impl>: poll() draining drain_lane events through one handler, the lane filled
+/// off the clock before each iteration, under `keys` keys (0: unkeyed). With 64 keys every
+/// strand is backed up at once (the worst case: turns of batch / 8); with one, a single strand
+/// runs whole batches.
+void keyed_drain(benchmark::State& state, std::uint64_t keys) {
+  pinned_scope pin;
+  tachyon::bus<Events> bus{{.workers = 0,
+                            .lane_capacity = drain_lane,
+                            .batch = 64,
+                            .overflow = tachyon::overflow::fail,
+                            .producers = 1}};
+  std::uint64_t sink = 0, ran = 0;
+  auto s = bus.subscribe<Ping>([&](const Ping& p) {
+    work(p, sink);
+    ++ran;
+  });
+  std::uint64_t seq = 0, refused = 0;
+  auto fill = [&] {
+    for (std::uint32_t i = 0; i < drain_lane; ++i) {
+      ++seq;
+      const tachyon::publish_options opts{.key = keys == 0 ? 0 : 1 + seq % keys};
+      refused += bus.publish(Ping{seq}, opts) != tachyon::result::ok;
+    }
+  };
+  fill();  // warm-up, untimed: makes the strands and this thread's nodes
+  bus.poll();
+  for (auto _ : state) {
+    state.PauseTiming();
+    fill();
+    state.ResumeTiming();
+    bus.poll();
+  }
+  if (refused != 0 || ran != seq) state.SkipWithError("a publish was refused or did not run");
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(drain_lane));
+  state.counters["events_per_iteration"] = drain_lane;
+}
+
 // ---- registration --------------------------------------------------------------------------
 
 /// Adds the suite's common settings: `repetitions` (0: whatever --benchmark_repetitions says),
@@ -897,6 +960,7 @@ void register_all(int reps) {
   common(RegisterBenchmark("publish/tachyon_ts", publish_tachyon, true), reps);
   common(RegisterBenchmark("publish/moodycamel_tokens", publish_moodycamel<Ping>), reps);
   common(RegisterBenchmark("publish/moodycamel_64B", publish_moodycamel<Line64>), reps);
+  common(RegisterBenchmark("publish/tachyon_keyed", publish_keyed_tachyon), reps);
   common(RegisterBenchmark("clock_now/tachyon", clock_now_tachyon), reps);
   common(RegisterBenchmark("clock_now/steady_clock", clock_now_steady_clock), reps);
   common(RegisterBenchmark("publish_batch/tachyon", publish_batch_tachyon), reps);
@@ -961,6 +1025,10 @@ void register_all(int reps) {
   common(RegisterBenchmark("failed_delivery_retry_scheduled/no_failure", failed_delivery,
                            on_failure::none),
          reps);
+
+  common(RegisterBenchmark("keyed_drain/tachyon_64_keys", keyed_drain, std::uint64_t{64}), reps);
+  common(RegisterBenchmark("keyed_drain/tachyon_1_key", keyed_drain, std::uint64_t{1}), reps);
+  common(RegisterBenchmark("keyed_drain/unkeyed", keyed_drain, std::uint64_t{0}), reps);
 
   for (const bool drain : {false, true}) {
     const std::string args = drain ? "/drain" : "/dispatch";
