@@ -14,6 +14,8 @@
 //                       64 keys (hot_paths_keyed.cpp; compare with op_publish)
 //   op_drain_keyed      op_drain of those keyed events, 64 strands backed up; op_drain_one_key
 //                       the same under one key (hot_paths_keyed.cpp; compare with op_drain)
+//   op_drain_serial     op_drain through one subscribe_options::serial handler, uncontended
+//                       (hot_paths_keyed.cpp; compare with op_drain)
 //   op_enqueue_mc       the peer: moodycamel try_enqueue with a producer token
 //   op_hop              one event through the whole hop, single-threaded: publish it, then
 //                       run_once() drains a batch of one and the handler stores to a flag;
@@ -25,7 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-/// hot_paths_keyed.cpp: one round of op_publish_keyed and op_drain_keyed; returns failures. In
+/// hot_paths_keyed.cpp: one round of its ops (keyed events, a serial handler); returns failures. In
 /// a file of its own so that its bus's code does not change what GCC inlines here (one more bus
 /// type in this file made op_hop 15 instructions dearer, with no change to the library).
 std::uint64_t keyed_round(std::uint64_t per_round, std::uint64_t& sink);
