@@ -10,6 +10,12 @@
 //                       circuit breaker (failure_threshold 5) and never fails: the breaker's
 //                       success path, exact (compare with op_drain)
 //   op_dispatch         bus::dispatch with one handler, metrics on (they always are)
+//   op_publish_keyed    op_publish on a bus of its own, with publish_options::key cycling over
+//                       64 keys (hot_paths_keyed.cpp; compare with op_publish)
+//   op_drain_keyed      op_drain of those keyed events, 64 strands backed up; op_drain_one_key
+//                       the same under one key (hot_paths_keyed.cpp; compare with op_drain)
+//   op_drain_serial     op_drain through one subscribe_options::serial handler, uncontended
+//                       (hot_paths_keyed.cpp; compare with op_drain)
 //   op_enqueue_mc       the peer: moodycamel try_enqueue with a producer token
 //   op_hop              one event through the whole hop, single-threaded: publish it, then
 //                       run_once() drains a batch of one and the handler stores to a flag;
@@ -41,6 +47,10 @@
 std::uint64_t feature_round(std::uint64_t per_round, std::uint64_t& sink);
 /// hot_paths_request.cpp: runs op_two_hops and op_request `n` times each; returns failures.
 std::uint64_t run_request_ops(std::uint64_t n);
+/// hot_paths_keyed.cpp: one round of its ops (keyed events, a serial handler); returns failures. In
+/// a file of its own so that its bus's code does not change what GCC inlines here (one more bus
+/// type in this file made op_hop 15 instructions dearer, with no change to the library).
+std::uint64_t keyed_round(std::uint64_t per_round, std::uint64_t& sink);
 
 namespace {
 
@@ -126,6 +136,7 @@ int main(int argc, char** argv) {
     for (std::uint64_t i = 0; i < per_round; ++i)
       failures += guarded.publish(Guarded{i}) != tachyon::result::ok;
     if (op_drain_breaker(guarded) != per_round) ++failures;
+    failures += keyed_round(per_round, sink);
     for (std::uint64_t i = 0; i < per_round; ++i) failures += !op_enqueue_mc(q, ptok, i);
     while (q.try_dequeue_bulk(ctok, buf, 64) != 0) {
     }

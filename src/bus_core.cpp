@@ -54,6 +54,10 @@ bus_core::~bus_core() {
   stop(stop_mode::drain);  // a discard asked for earlier (discarding_) still wins
   contexts_.detach();      // threads that end from now on leave their credits alone
   epochs_.free_all();
+  if (strand* all = strands_.load(std::memory_order_acquire)) {  // empty now: only their stubs
+    for (std::uint32_t i = 0; i < cfg_.key_strands; ++i) all[i].~strand();
+    deallocate(all);
+  }
   // The members go in reverse order: the contexts (moodycamel tokens) before the lanes.
 }
 

@@ -35,6 +35,7 @@ void validate(const config& cfg) {
   check_range<std::uint32_t>("reentry_capacity", cfg.reentry_capacity, 1, 1u << 24);
   check_range<std::uint32_t>("timer_capacity", cfg.timer_capacity, 1, 1u << 24);
   check_range<std::uint32_t>("dead_letter_capacity", cfg.dead_letter_capacity, 0, 1u << 24);
+  check_range<std::uint32_t>("key_strands", cfg.key_strands, 1, 1u << 16);
   if (cfg.stall_threshold < std::chrono::milliseconds(1) ||
       cfg.stall_threshold > std::chrono::hours(1))
     refuse("stall_threshold", ns_string(cfg.stall_threshold), "allowed 1 ms .. 1 hour");

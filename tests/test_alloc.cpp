@@ -70,6 +70,29 @@ TEST(Allocation, PublishBatchOfInlineEventsAllocatesNothing) {
   bus.poll();
 }
 
+TEST(Allocation, KeyedPublishOfInlineEventsAllocatesNothingOnceItsNodesExist) {
+  // A thread's first keyed events make its nodes (and the bus's first one the strands); the
+  // nodes come back to it when their events have run, and are used again.
+  tachyon::bus<tt::Events> bus{tt::manual(4096)};
+  std::uint64_t ran = 0;
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote&) { ++ran; });
+  auto key = [](int i) {
+    return tachyon::publish_options{.key = 1 + static_cast<unsigned>(i % 16)};
+  };
+  for (int i = 0; i < 4096; ++i) ASSERT_EQ(bus.publish(tt::Quote{}, key(i)), tachyon::result::ok);
+  bus.poll();
+  const auto before = now();
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 4096; ++i) ASSERT_EQ(bus.publish(tt::Quote{}, key(i)), tachyon::result::ok);
+    const auto mid = now();
+    EXPECT_EQ(mid.news, before.news);
+    EXPECT_EQ(mid.tachyon, before.tachyon);
+    bus.poll();
+  }
+  EXPECT_EQ(ran, 4u * 4096);
+  EXPECT_EQ(bus.metrics().lane_allocations, 0u);
+}
+
 TEST(Allocation, DispatchAllocatesNothing) {
   tachyon::bus<tt::Events> bus{tt::manual()};
   int ran = 0;

@@ -11,7 +11,9 @@
 // Memory ordering: everything a publisher wrote before publish() returned ok happens-before
 // the handlers' run for that event (moodycamel's enqueue releases, its dequeue acquires).
 // Ordering: FIFO per publishing thread within one lane; nothing between threads or lanes,
-// except that a worker always takes the most urgent non-empty lane first.
+// except that a worker always takes the most urgent non-empty lane first. Events published with
+// the same publish_options::key run one at a time in publish order, across threads and lanes.
+// A subscribe_options::serial handler never runs on two threads at once.
 //
 // Hot paths. publish(): one credit spent from this thread's account in the lane (a store to a
 // line only this thread writes, a compiler barrier, a re-check of its limit and of the stop
@@ -88,6 +90,19 @@ struct publish_options {
   /// With a deadline: an expired event goes to the dead letters (if the bus has any), to be
   /// replayed to all of its type's handlers.
   bool dead_letter_expired = false;
+  /// 0: none. Events published with the same non-zero key (of any type, in any lane) run one
+  /// at a time, in publish order: in the order one thread published them, and between threads
+  /// in the order their publish() calls took (a call that happens-before another goes first;
+  /// calls that overlap are ordered either way, but the same for every observer). Other keys
+  /// run in parallel, on other workers. Keys are hashed onto config::key_strands strands;
+  /// keys that share a strand are also run one at a time and in their common publish order.
+  /// Each event still runs from its own lane (priority orders the strands, not the events of
+  /// one key: a critical event waits for the less urgent ones published before it with its
+  /// key). Admitted under the lane's bound like any event. A retry of a keyed event's
+  /// subscription runs after its backoff, outside the key's order; see the README. Not with
+  /// not_before (std::invalid_argument). The first keyed publish of a thread, and of the bus,
+  /// allocates; after that the nodes are reused.
+  std::uint64_t key = 0;
 };
 
 /// Per-subscription settings. subscribe_options<> (void): those of a subscription to several
@@ -110,6 +125,16 @@ struct subscribe_options {
   /// when_open::dead_letter) goes to the bus's dead letters, when it has any
   /// (config::dead_letter_capacity); false: it is counted `failed` instead.
   bool dead_letters = true;
+  /// The handler never runs on two threads at once (its calls from the workers, poll(),
+  /// dispatch(), retries and replays take turns). A thread that finds it running elsewhere
+  /// waits (a short spin, then a futex sleep) with its batch in hand. A call from inside the
+  /// handler itself on the same thread (a dispatch() of its own type) runs nested at once
+  /// instead of waiting for itself. The filter is not serialised. false (the default) costs
+  /// nothing: a plain subscription's call is chosen at subscribe. true costs, per call, two
+  /// read-modify-writes on a line of the subscription's own (uncontended, it stays in the
+  /// running thread's cache). Serial handlers that dispatch() into each other on two threads
+  /// can deadlock, as two locks taken in opposite orders would: publish() instead.
+  bool serial = false;
 };
 
 template <>
@@ -267,14 +292,15 @@ class bus {
   /// from inside a handler of this bus does not wait (it could wait for itself): it returns
   /// `full`. On `full` and `stopped` an rvalue `ev` is left untouched.
   /// Allocates only for boxed events (not trivially copyable, > 32 bytes or over-aligned) and
-  /// on a thread's first call. Throws std::invalid_argument for a priority outside the four,
-  /// and whatever T's move/copy constructor throws.
+  /// on a thread's first call (and, with publish_options::key, while a thread has more keyed
+  /// events in flight than ever before). Throws std::invalid_argument for a priority outside
+  /// the four or a key with not_before, and whatever T's move/copy constructor throws.
   /// A type registered with conflate_by<&T::key, Keys>: if an event of the same key waits in
   /// the same lane (queued, or dequeued with its handlers not yet started), `ev` replaces it
   /// (the old one is counted `conflated`) and needs no room in the lane; otherwise it is queued
   /// as any event. Allocates one box per call (the event and its meta). Not conflated: events
-  /// with a deadline or not_before, and events whose key finds no slot once Keys keys are
-  /// tracked (counted in metrics' type `unconflated`). See detail/conflation/conflation.hpp.
+  /// with a deadline, not_before or a key, and events whose key finds no slot once Keys keys
+  /// are tracked (counted in metrics' type `unconflated`). See detail/conflation/conflation.hpp.
   template <class E>
   result publish(E&& ev) {
     return publish(std::forward<E>(ev), publish_options{});
@@ -305,7 +331,8 @@ class bus {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const unsigned l = lane_of<T>(opts.lane);
     if constexpr (interceptor_set::template screens_any<T>) return publish_each(evs, opts);
-    if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
+    if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key) !=
+        0) [[unlikely]]
       return publish_each(evs, opts);
     if constexpr (conflated<T>) {
       return publish_batch_conflated(evs, l, opts.correlation_id);
@@ -324,8 +351,9 @@ class bus {
   // ---- subscribe -----------------------------------------------------------------------
 
   /// Adds a handler for T: `void(const T&)` or `void(const T&, const tachyon::meta&)`. It may
-  /// run on several workers at once. Takes the subscription lock and allocates; safe from any
-  /// thread and from inside handlers. Events already queued will reach it.
+  /// run on several workers at once, unless subscribe_options::serial. Takes the subscription
+  /// lock and allocates; safe from any thread and from inside handlers. Events already queued
+  /// will reach it.
   template <class T, class F>
   [[nodiscard]] subscription subscribe(F&& handler, subscribe_options<T> opts = {}) {
     static_assert(Registry::template contains<T>,
@@ -346,6 +374,7 @@ class bus {
           s.retry = opts.retry;
           s.breaker = std::move(opts.breaker);
           s.dead_letters = opts.dead_letters;
+          s.serial = opts.serial;
           s.resilient = s.retry.max_attempts > 1 || s.breaker.failure_threshold != 0;
         }));
   }
@@ -627,7 +656,10 @@ class bus {
 
   /// Runs at most one batch (config::batch events) from the most urgent non-empty lane on
   /// this thread; returns how many ran. For manual mode (workers = 0), also allowed beside
-  /// workers. Throws std::logic_error if called from inside a handler of this bus.
+  /// workers. Throws std::logic_error if called from inside a handler of this bus. Counts, and
+  /// `max_events` below bounds, the lanes' entries: an event, a due retry or delayed event, or
+  /// a key's turn (publish_options::key), which runs a share of the batch of that key's events
+  /// (the handlers' own counts are exact).
   std::size_t run_once() { return core_.run_once(); }
 
   /// Runs batches on this thread until the lanes are empty or `max_events` ran; returns how
@@ -756,10 +788,17 @@ class bus {
     if (!p) return static_cast<unsigned>(Registry::template default_priority_of<T>());
     const auto l = static_cast<unsigned>(*p);
     if (l >= priority_count) [[unlikely]]
-      throw std::invalid_argument("tachyon::publish: priority " + std::to_string(l) +
-                                  " is not a lane; allowed: critical (0), high (1), normal "
-                                  "(2), low (3)");
+      throw_not_a_lane(l);
     return l;
+  }
+  /// lane_of's refusal, out of line: with the message built inline, lane_of was big enough that
+  /// GCC stopped inlining it into publish() once the translation unit grew (a bus of one more
+  /// type), and publish() then kept its publish_options on the stack across the call (+46
+  /// instructions per publish, perf/callgrind).
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_not_a_lane(unsigned l) {
+    throw std::invalid_argument("tachyon::publish: priority " + std::to_string(l) +
+                                " is not a lane; allowed: critical (0), high (1), normal "
+                                "(2), low (3)");
   }
 
   // ---- conflation (detail/conflation/conflation.hpp) --------------------------------------
@@ -938,9 +977,10 @@ class bus {
   template <class T>
   [[gnu::noinline]] void dispatch_in(const T& ev, const publish_options& opts) {
     constexpr std::size_t index = Registry::template index_of<T>();
-    if ((opts.deadline.count() | opts.not_before.count()) != 0 || opts.dead_letter_expired)
+    if ((opts.deadline.count() | opts.not_before.count()) != 0 || opts.dead_letter_expired ||
+        opts.key != 0)
       throw std::invalid_argument(
-          "tachyon::dispatch: publish_options::deadline, not_before and dead_letter_expired "
+          "tachyon::dispatch: publish_options::deadline, not_before, dead_letter_expired and key "
           "apply to publish(); dispatch() runs the handlers now (allowed: lane, correlation_id)");
     const unsigned l = lane_of<T>(opts.lane);
     detail::thread_context& ctx = core_.context();
@@ -996,7 +1036,8 @@ class bus {
   result publish_admitted(E&& ev, const publish_options& opts) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const unsigned l = lane_of<T>(opts.lane);
-    if ((opts.deadline.count() | opts.not_before.count()) != 0) [[unlikely]]
+    if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key) !=
+        0) [[unlikely]]
       return publish_timed<T>(std::forward<E>(ev), l, index, opts);
     if constexpr (conflated<T>) {  // conflate_by: compiled only for such types
       if (auto* s = conflation_.template of<T>().find(conflation_table<T>::key_of(ev), l))
@@ -1119,6 +1160,20 @@ class bus {
                                          const publish_options& opts) {
     const auto deadline = static_cast<std::uint64_t>(opts.deadline.count());
     const auto not_before = static_cast<std::uint64_t>(opts.not_before.count());
+    if (opts.key != 0) {
+      // A keyed event takes its place in its key's order when it is published; one held back
+      // until later would hold back every later event of its key (and of the keys sharing its
+      // strand) behind it.
+      if (not_before != 0)
+        throw std::invalid_argument(
+            "tachyon::publish: publish_options::key and not_before cannot be combined: a keyed "
+            "event takes its place in its key's order when published; allowed: a key with or "
+            "without a deadline, or not_before without a key");
+      if (deadline == 0)
+        return core_.publish_keyed(
+            l, index, opts.correlation_id, opts.key,
+            [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
+    }
     if (not_before > core_.now_ns()) {
       if (const result r = core_.timer_admit(l, index); r != result::ok) return r;
       detail::parked_event* pe = nullptr;
@@ -1140,9 +1195,9 @@ class bus {
       core_.park_delayed(pe, not_before);
       return result::ok;
     }
-    // A deadline alone: through the front door like any event, carried as a delivery that
-    // checks the deadline when it starts.
-    return core_.template publish<false>(l, index, opts.correlation_id, [&](detail::envelope& env) {
+    // A deadline alone: through the front door like any event (or its key's strand), carried as
+    // a delivery that checks the deadline when it starts.
+    auto with_deadline = [&](detail::envelope& env) {
       detail::envelope held;
       held.header = env.header;  // as stamped: sequence, ticks, the real type
       detail::store_payload<T>(held, std::forward<E>(ev));
@@ -1164,7 +1219,10 @@ class bus {
       d->front = true;
       env.header.type_index = core_.delivery_type();
       detail::bus_core::carry(env, d);
-    });
+    };
+    if (opts.key != 0)
+      return core_.publish_keyed(l, index, opts.correlation_id, opts.key, with_deadline);
+    return core_.template publish<false>(l, index, opts.correlation_id, with_deadline);
   }
 
   // ---- waiting (see wait_for and request) ------------------------------------------------------
@@ -1318,30 +1376,32 @@ class bus {
   }
   template <std::size_t... I>
   static constexpr auto make_type_ops(std::index_sequence<I...>) {
-    return std::array<detail::type_ops, Registry::size + 1>{
+    return std::array<detail::type_ops, Registry::size + 2>{
         detail::type_ops{
             dispatch_of<I>(), release_of<I>(), &run_delivery<typename type_at<I>::type, I>,
             &replay_entry<typename type_at<I>::type, I>,
             detail::type_name<typename type_at<I>::type>(),
             static_cast<std::uint8_t>(
                 Registry::template default_priority_of<typename type_at<I>::type>())}...,
-        detail::type_ops{&dispatch_delivery, &release_delivery, nullptr, nullptr, "delivery", 0}};
+        detail::type_ops{&dispatch_delivery, &release_delivery, nullptr, nullptr, "delivery", 0},
+        detail::type_ops{&detail::bus_core::dispatch_strand, &detail::bus_core::release_token,
+                         nullptr, nullptr, "strand", 0}};
   }
   template <std::size_t... I>
   static constexpr auto make_dispatch_column(std::index_sequence<I...>) {
-    return std::array<detail::dispatch_fn, Registry::size + 1>{dispatch_of<I>()...,
-                                                               &dispatch_delivery};
+    return std::array<detail::dispatch_fn, Registry::size + 2>{
+        dispatch_of<I>()..., &dispatch_delivery, &detail::bus_core::dispatch_strand};
   }
   template <std::size_t I>
   struct type_at {
     using type = typename Registry::template type_at<I>;
   };
 
-  // One row per type (dispatch, release, name, default lane), and one for deliveries
-  // (type_table). Defined below the class: its initialiser needs the complete class.
-  static const std::array<detail::type_ops, Registry::size + 1> type_ops_;
+  // One row per type (dispatch, release, name, default lane), one for deliveries and one for
+  // strand tokens (type_table). Defined below the class: its initialiser needs the complete class.
+  static const std::array<detail::type_ops, Registry::size + 2> type_ops_;
   // type_ops_[i].dispatch again, packed (type_table::dispatch): the drain's per-event lookup.
-  static const std::array<detail::dispatch_fn, Registry::size + 1> dispatch_column_;
+  static const std::array<detail::dispatch_fn, Registry::size + 2> dispatch_column_;
 
   // A bus may sit anywhere (a stack frame, a struct): the lines its workers read on every event
   // (the core's settings first, the handler tables last) are kept apart from whatever the
@@ -1363,10 +1423,10 @@ class bus {
 };
 
 template <class Registry, class Traits>
-const std::array<detail::type_ops, Registry::size + 1> bus<Registry, Traits>::type_ops_ =
+const std::array<detail::type_ops, Registry::size + 2> bus<Registry, Traits>::type_ops_ =
     bus<Registry, Traits>::make_type_ops(std::make_index_sequence<Registry::size>{});
 template <class Registry, class Traits>
-const std::array<detail::dispatch_fn, Registry::size + 1> bus<Registry, Traits>::dispatch_column_ =
+const std::array<detail::dispatch_fn, Registry::size + 2> bus<Registry, Traits>::dispatch_column_ =
     bus<Registry, Traits>::make_dispatch_column(std::make_index_sequence<Registry::size>{});
 
 }  // namespace tachyon

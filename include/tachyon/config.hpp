@@ -130,6 +130,13 @@ struct config {
   /// dispatch() is not timed. When false (the default), one predictable branch per batch.
   bool latency_histograms = false;
 
+  /// Strands for keyed events (publish_options::key): keys are hashed onto this many FIFOs,
+  /// each run by one thread at a time, so this bounds how many keys run in parallel. Keys that
+  /// share a strand are serialised together (still each in its own order). 256 B each, made on
+  /// the first keyed publish; a bus that never publishes a keyed event allocates none.
+  /// Allowed: 1 .. 65536.
+  std::uint32_t key_strands = 256;
+
   /// Called on the dispatching thread each time a handler throws (every attempt), before the
   /// event's other handlers run. Must not throw (what it throws is swallowed). Empty: only
   /// counted (handler_errors).

@@ -131,6 +131,11 @@ struct subscription_metrics {
   std::uint64_t short_circuited = 0;  ///< deliveries its open breaker did not call
   std::uint64_t dead_lettered = 0;    ///< deliveries parked in the dead letters
   breaker_state breaker = breaker_state::none;
+  /// subscribe_options::serial: whether it is serial, and how many of its calls found the
+  /// handler running on another thread and waited for it (contention: its throughput is one
+  /// thread's). Nested calls on the running thread do not wait and are not counted.
+  bool serial = false;
+  std::uint64_t serial_waits = 0;
 };
 
 struct metrics_snapshot {

@@ -33,6 +33,7 @@ namespace tachyon {
 
 namespace detail {
 class bus_core;
+class serial_gate;
 
 /// Shared by a handle and the bus's handler table (and, while they hold it, by a pending retry
 /// or a dead-letter entry); freed when all have let go. The callable (the handler and its
@@ -71,6 +72,10 @@ struct subscription_state {
   /// Whether a failure of this subscription needs more than the `failed` count: a retry, a
   /// dead letter or a breaker. Plain subscriptions skip the failure machinery.
   bool resilient = false;
+  /// subscribe_options::serial: its calls go through `gate`, so the handler never runs on two
+  /// threads at once. The gate is owned by the typed node (handler_node), made at subscribe.
+  bool serial = false;
+  serial_gate* gate = nullptr;
 
   // Breaker (breaker_policy): state, failure streak and the open window's end, in one word
   // (detail/resilience/breaker.hpp).

@@ -1,6 +1,8 @@
 // thread_context (detail/context/thread_context.hpp): its counter rows and tokens.
 #include <tachyon/detail/context/thread_context.hpp>
 
+#include <tachyon/detail/ordering/strand.hpp>
+
 #include "metrics/latency_set.hpp"
 
 namespace tachyon::detail {
@@ -20,6 +22,16 @@ thread_context::~thread_context() {
   deallocate(rows);
   deallocate(drain_buffer);
   delete latency.load(std::memory_order_relaxed);
+  // Every keyed event has run or been discarded by now (the bus stopped), so every node of this
+  // thread is in one of its two lists.
+  for (strand_node* list : {spare_nodes, returned_nodes.load(std::memory_order_acquire)}) {
+    while (list != nullptr) {
+      strand_node* node = list;
+      list = node->next_spare;
+      node->~strand_node();
+      deallocate(node);
+    }
+  }
 }
 
 }  // namespace tachyon::detail

@@ -3,6 +3,7 @@
 #include <tachyon/detail/metrics/outcomes.hpp>
 #include <tachyon/metrics.hpp>
 
+#include <algorithm>
 #include <iterator>
 #include <string>
 
@@ -223,6 +224,21 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
     sample(out, sub_failures, labels + "short_circuited\"", m.short_circuited);
     sample(out, sub_failures, labels + "dead_lettered\"", m.dead_lettered);
   }
+  // Only when a subscription is serial: the family is left out rather than exported empty for
+  // a feature not in use.
+  if (std::any_of(subscriptions.begin(), subscriptions.end(),
+                  [](const subscription_metrics& m) { return m.serial; })) {
+    const std::string serial_waits = p + "_subscription_serial_waits_total";
+    header(out, serial_waits, "counter",
+           "Calls of a serial handler that found it running on another thread and waited, by "
+           "serial subscription.");
+    for (const auto& m : subscriptions) {
+      if (!m.serial) continue;
+      sample(out, serial_waits,
+             "subscription=\"" + label_escape(m.name) + "\",type=\"" + label_escape(m.type) + "\"",
+             m.serial_waits);
+    }
+  }
   const std::string breakers = p + "_subscription_breaker_state";
   header(out, breakers, "gauge",
          "1 for the breaker's current state (closed, open, half_open), by subscription with a "
@@ -279,7 +295,8 @@ std::string metrics_snapshot::to_json() const {
            ",\"retried\":" + std::to_string(m.retried) +
            ",\"short_circuited\":" + std::to_string(m.short_circuited) +
            ",\"dead_lettered\":" + std::to_string(m.dead_lettered) + ",\"breaker\":\"" +
-           std::string(to_string(m.breaker)) + "\"}";
+           std::string(to_string(m.breaker)) + "\",\"serial\":" + (m.serial ? "true" : "false") +
+           ",\"serial_waits\":" + std::to_string(m.serial_waits) + "}";
   }
   out += "],\"dead_letters\":" + std::to_string(dead_letters) +
          ",\"dead_letters_evicted\":" + std::to_string(dead_letters_evicted) +

@@ -1,6 +1,7 @@
 // bus_core::metrics(): every thread's counter rows and histograms summed into a snapshot.
 #include <tachyon/detail/bus_core.hpp>
 #include <tachyon/detail/resilience/breaker.hpp>
+#include <tachyon/detail/subscription/serial_gate.hpp>
 
 #include <cmath>
 #include <vector>
@@ -115,6 +116,8 @@ metrics_snapshot bus_core::metrics() const {
     m.dead_lettered = st.dead_lettered.load(std::memory_order_relaxed);
     m.breaker = breaker::report(st.breaker_word.load(std::memory_order_relaxed),
                                 st.breaker.failure_threshold != 0);
+    m.serial = st.serial;
+    m.serial_waits = st.gate != nullptr ? st.gate->waits() : 0;
     s.subscriptions.push_back(std::move(m));
   });
   return s;

@@ -202,9 +202,11 @@ void bus_core::end_batch_tally(thread_context& ctx, counter_row& row) noexcept {
 std::size_t bus_core::reentered_in(thread_context& ctx, unsigned l, std::size_t n) const noexcept {
   // The door is idle unless something re-entered, so the per-envelope look is skipped then.
   std::size_t reentered = 0;
-  if (lanes_[l].admission.reentry_depth() != 0) [[unlikely]]
+  if (lanes_[l].admission.reentry_depth() != 0) [[unlikely]] {
     for (std::size_t i = 0; i < n; ++i)
       reentered += (ctx.drain_buffer[i].header.flags & meta_flags::reentered) != 0;
+    ctx.batch_reentered = static_cast<std::uint32_t>(reentered);  // a strand's turn shares by it
+  }
   return reentered;
 }
 
@@ -451,6 +453,10 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
             // the timer; a retry is not.
             total += delivery_of(env)->target == nullptr;
             discard_delivery(ctx, env);
+            continue;
+          }
+          if (t == strand_type()) {  // a strand's token: its keyed events count themselves
+            total += discard_strand(ctx, *strand_of(env), l);
             continue;
           }
           types_.ops[t].release(env);

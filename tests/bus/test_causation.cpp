@@ -159,7 +159,7 @@ TEST(Causation, DispatchTakesALaneAndRefusesWhatOnlyPublishCanDo) {
     bus.dispatch(Next{1}, publish_options{.deadline = bus.now() + std::chrono::seconds(1)});
     FAIL() << "a deadline on dispatch() was accepted";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("deadline, not_before and dead_letter_expired"),
+    EXPECT_NE(std::string(e.what()).find("deadline, not_before, dead_letter_expired and key"),
               std::string::npos)
         << e.what();
   }
@@ -305,6 +305,24 @@ TEST(Causation, RetriesDelayedEventsAndReplaysRunWithTheirEventsCause) {
   ASSERT_EQ(from_retry.size(), 2u);
   EXPECT_EQ(from_retry[1].correlation, 0u);
   EXPECT_EQ(from_retry[1].causation, 0u);
+}
+
+TEST(Causation, AKeyedEventsHandlerNamesItAsTheCause) {
+  chain_bus bus{tt::manual()};
+  seen start, next;
+  auto s1 = bus.subscribe<Start>([&](const Start&, const meta& m) {
+    start = of(m);
+    ASSERT_EQ(bus.publish(Next{1}), tachyon::result::ok);
+  });
+  auto s2 = bus.subscribe<Next>([&](const Next&, const meta& m) { next = of(m); });
+  ASSERT_EQ(bus.publish(Start{0}, publish_options{.correlation_id = 42, .key = 9}),
+            tachyon::result::ok);
+  bus.poll();
+  bus.poll();
+  EXPECT_EQ(start.correlation, 42u);
+  EXPECT_EQ(next.correlation, 42u);
+  EXPECT_EQ(next.causation, start.sequence);
+  EXPECT_NE(start.sequence, 0u);
 }
 
 TEST(Causation, ChainsAcrossWorkersKeepTheirCorrelation) {

@@ -30,6 +30,7 @@
 #include <tachyon/detail/lane/envelope.hpp>
 #include <tachyon/detail/lane/lane.hpp>
 #include <tachyon/detail/metrics/outcomes.hpp>
+#include <tachyon/detail/ordering/strand.hpp>
 #include <tachyon/detail/resilience/parked.hpp>
 #include <tachyon/detail/subscription/epoch.hpp>
 #include <tachyon/detail/subscription/fence.hpp>
@@ -66,14 +67,16 @@ struct type_ops {
 /// again, packed 8 bytes to a type: the drain looks it up once per event, and a 40-byte row
 /// stride costs two address instructions per event that an 8-byte stride does not
 /// (perf/callgrind). Both come from the same per-type constant (bus::dispatch_of()).
-/// Both columns have one row more than there are types: type index `count` marks an envelope
+/// Both columns have two rows more than there are types: type index `count` marks an envelope
 /// that carries a delivery (resilience/parked.hpp) instead of an event; its dispatch runs the
-/// delivery (bus_core::dispatch_delivery), its release discards it. Such envelopes cost the
-/// drain nothing extra: the per-event lookup is the same.
+/// delivery (bus_core::dispatch_delivery), its release discards it. Type index `count + 1`
+/// marks a strand's token (ordering/strand.hpp); its dispatch runs a turn of the strand's
+/// keyed events (bus_core::dispatch_strand). Such envelopes cost the drain nothing extra: the
+/// per-event lookup is the same.
 struct type_table {
   const type_ops* ops;
   const dispatch_fn* dispatch;  // dispatch[t] == ops[t].dispatch
-  std::size_t count;            // registered types; ops and dispatch hold count + 1 rows
+  std::size_t count;            // registered types; ops and dispatch hold count + 2 rows
 };
 
 /// How a bus reads its time source (tachyon/time.hpp): erased, read off the hot path only.
@@ -545,6 +548,36 @@ class alignas(cache_line) bus_core {
   timer_queue& timers() noexcept { return timers_; }
   /// The index that marks an envelope carrying a delivery.
   std::uint16_t delivery_type() const noexcept { return static_cast<std::uint16_t>(types_.count); }
+
+  // ---- keyed events (ordering/strand.hpp; cold unless publish_options::key is used) ---------
+
+  /// publish() for an event with a key: admitted into lane l as any event (or the overflow
+  /// policy applies), but queued on its key's strand; a token goes into the lane when the
+  /// strand was idle. `fill(envelope&)` stores the payload. The first keyed publish of the bus
+  /// makes the strands, and a thread's first ones make its nodes (allocations); after that it
+  /// allocates nothing for inline events.
+  /// Only the payload is typed: the rest is compiled once, in the library (src/ordering/), so
+  /// that a bus's keyed path adds little to its users' translation units (more code there had
+  /// GCC stop inlining parts of the plain publish path).
+  template <class Fill>
+  result publish_keyed(unsigned l, std::uint16_t type, std::uint64_t correlation, std::uint64_t key,
+                       Fill&& fill) {
+    using F = std::remove_reference_t<Fill>;
+    return publish_keyed_erased(l, type, correlation, key, &fill,
+                                [](void* f, envelope& env) { (*static_cast<F*>(f))(env); });
+  }
+  /// publish_keyed with the payload's store erased: `fill(arg, env)` (which may throw: the
+  /// admission is then undone and the exception goes on).
+  result publish_keyed_erased(unsigned l, std::uint16_t type, std::uint64_t correlation,
+                              std::uint64_t key, void* arg, void (*fill)(void*, envelope&));
+  /// The index that marks a strand's token.
+  std::uint16_t strand_type() const noexcept {
+    return static_cast<std::uint16_t>(types_.count + 1);
+  }
+  /// The dispatch column's row for tokens: a turn of the token's strand (run_strand).
+  static void dispatch_strand(void* tables, envelope& env, thread_context& ctx) noexcept;
+  /// The release column's row for tokens: nothing to release (a token owns nothing).
+  static void release_token(envelope&) noexcept {}
   /// The live subscriptions (for metrics and health). Called under the subscription lock.
   void add_subscription(subscription_state* s) { subscriptions_.push_back(s); }
   void remove_subscription(subscription_state* s) noexcept { std::erase(subscriptions_, s); }
@@ -630,6 +663,36 @@ class alignas(cache_line) bus_core {
   void end_batch(thread_context& ctx, unsigned l, std::size_t n) noexcept;
   void ensure_buffer(thread_context& ctx);
   std::size_t discard_all(thread_context& ctx);
+
+  // Keyed events (src/ordering/strands.cpp).
+  /// The strand of `key`; makes the bus's strands on first use.
+  strand& strand_for(std::uint64_t key);
+  strand* make_strands();
+  /// A node for this thread's next keyed event: a spare one, one given back, or a new one.
+  strand_node* take_node(thread_context& ctx);
+  strand_node* new_node(thread_context& ctx);
+  /// A node taken by this thread and not used (the publish was refused or threw).
+  static void keep_node(thread_context& ctx, strand_node* n) noexcept;
+  /// Hands `n` nodes that have run back to their publishers' contexts.
+  static void give_back_nodes(thread_context& ctx, strand_node* const* nodes,
+                              std::size_t n) noexcept;
+  /// Puts strand s's token into lane l: through the re-entry door's count but not its bound
+  /// (lane_admission::enter_token). Waits, yielding, while memory for it cannot be had.
+  void enqueue_token(thread_context& ctx, strand& s, unsigned l) noexcept;
+  /// A token of s was dequeued from lane l by this thread, in a batch of that lane: runs the
+  /// strand's events that are in lane l, in order, as part of the batch, up to what is left of
+  /// the batch, and hands the token on (or lets it go when the strand is idle).
+  void run_strand(thread_context& ctx, strand& s, unsigned l) noexcept;
+  /// run_strand's chunk of k nodes: in hand, out of the lane, run, counted in the lane's row.
+  void run_strand_chunk(thread_context& ctx, unsigned l, std::uint32_t held,
+                        strand_node* const* nodes, std::size_t k) noexcept;
+  /// stop(discard) found a token of s in lane l: discards the strand's events; returns how many.
+  std::size_t discard_strand(thread_context& ctx, strand& s, unsigned l) noexcept;
+  static strand* strand_of(const envelope& env) noexcept {
+    strand* s;
+    std::memcpy(&s, env.payload, sizeof s);
+    return s;
+  }
   /// Every lane's occupancy is zero (exact for what a heavy_fence made visible).
   bool lanes_empty() const noexcept;
   /// A worker's current run of empty scans.
@@ -672,6 +735,10 @@ class alignas(cache_line) bus_core {
   timer_queue timers_{cfg_.timer_capacity};
   dead_letter_store dead_letters_{cfg_.dead_letter_capacity};
   std::vector<subscription_state*> subscriptions_;  // guarded by the subscription lock
+
+  // Keyed events: config::key_strands strands, made by the first keyed publish (read with
+  // acquire by the keyed path only).
+  std::atomic<strand*> strands_{nullptr};
 
   // Health: each worker's context while it runs (null before and after), how many still run,
   // and what the last health() call saw of each (for "since when").

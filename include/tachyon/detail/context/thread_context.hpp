@@ -41,6 +41,9 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 /// type, each made on its first record; defined in src/metrics/latency_set.hpp.
 struct latency_set;
 
+/// A keyed event's node on its way through a strand (detail/ordering/strand.hpp).
+struct strand_node;
+
 /// What `batch_in_hand` holds: events dequeued and not yet finished, << 2, | their lane (a
 /// batch comes from one lane).
 inline constexpr std::uint32_t batch_lane_bits = 2;
@@ -157,8 +160,23 @@ struct thread_context {
   // metrics() (acquire). Null with the option off.
   std::atomic<latency_set*> latency{nullptr};
 
+  // Keyed events (detail/ordering/strand.hpp), cold unless keys are used. The nodes this thread
+  // publishes keyed events in: spare ones (owner only), and those the threads that ran them gave
+  // back (pushed by them, taken whole by the owner with one exchange when the spares run out).
+  strand_node* spare_nodes = nullptr;
+  // A strand's turn shares what is left of the running batch with the batch's other tokens
+  // (bus_core::run_strand): the batch's envelopes that came through the re-entry door (written
+  // only when the door was in use, which it is whenever the batch holds a token), and the
+  // strand events and turns this thread has run in its current batch (a batch is told by the
+  // misc row's batch count, which the drain bumps anyway).
+  std::uint32_t batch_reentered = 0;
+  std::uint32_t strand_turns = 0;
+  std::uint64_t strand_batch = 0;
+  std::uint64_t strand_ran = 0;
+  alignas(cache_line) std::atomic<strand_node*> returned_nodes{nullptr};
+
   // Registry bookkeeping (cold).
-  std::atomic<bool> owned{true};
+  alignas(cache_line) std::atomic<bool> owned{true};
   thread_context* next = nullptr;
 };
 static_assert(alignof(thread_context) == cache_line,

@@ -264,6 +264,15 @@ class lane_admission {
   }
   /// Gives back room taken by try_reenter() for an event that will not be enqueued.
   void cancel_reenter() noexcept { release(0, 1); }
+  /// A keyed events' strand token (detail/ordering/strand.hpp) enters through this door's count,
+  /// so that the drain tells it from front-door events as it tells deliveries, but not its bound:
+  /// a lane holds at most one token per strand, and the events behind a token are admitted
+  /// already. Tokens may so take the door's room from due retries for a while (those wait in the
+  /// timer until a batch has made room), never the reverse.
+  void enter_token() noexcept {
+    count_shared_rmw();
+    reentry_free_.fetch_sub(1, std::memory_order_seq_cst);
+  }
   /// Re-entered events not yet dequeued (exact when quiet).
   std::uint64_t reentry_depth() const noexcept {
     const std::int64_t f = reentry_free_.load(std::memory_order_seq_cst);

@@ -28,6 +28,7 @@
 #include <tachyon/detail/lane/admission.hpp>  // cache_line
 #include <tachyon/detail/resilience/breaker.hpp>
 #include <tachyon/detail/resilience/parked.hpp>
+#include <tachyon/detail/subscription/serial_gate.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/subscription.hpp>
 
@@ -122,6 +123,34 @@ struct handler_node final : subscription_state {
   static void call_guarded_erased(const subscription_state* s, const void* ev, const meta& m) {
     call_guarded(s, *static_cast<const T*>(ev), m);
   }
+  static void call_serial_erased(const subscription_state* s, const void* ev, const meta& m) {
+    call_serial(s, *static_cast<const T*>(ev), m);
+  }
+  static void call_serial_guarded_erased(const subscription_state* s, const void* ev,
+                                         const meta& m) {
+    call_serial_guarded(s, *static_cast<const T*>(ev), m);
+  }
+  /// A serial subscription's calls (subscribe_options::serial): call and call_guarded with the
+  /// handler's gate held around the breaker and the handler, so that the breaker, too, sees
+  /// the calls one at a time, in the order they ran. The filter runs before, outside the gate:
+  /// an event it rejects waits for nothing. A call that waited for the gate while its
+  /// subscription was removed does not run (unsubscribe's promise: it does not start again).
+  static void call_serial(const subscription_state* s, const T& ev, const meta& m) {
+    const auto* self = static_cast<const handler_node*>(s);
+    if (self->filter && !self->filter(ev)) return;
+    const serial_gate::turn turn(*s->gate);
+    // Relaxed: the gate's acquire orders it after the removal by a holder; an outside remover
+    // clears it before waiting for this thread to leave its dispatch.
+    if (!s->live.load(std::memory_order_relaxed)) return;
+    run(self, ev, m);
+  }
+  static void call_serial_guarded(const subscription_state* s, const T& ev, const meta& m) {
+    const auto* self = static_cast<const handler_node*>(s);
+    if (self->filter && !self->filter(ev)) return;
+    const serial_gate::turn turn(*s->gate);
+    if (!s->live.load(std::memory_order_relaxed)) return;
+    guarded_call(s, [&] { run(self, ev, m); });
+  }
   void drop_callable() noexcept override {
     fn.reset();
     filter = nullptr;
@@ -129,6 +158,9 @@ struct handler_node final : subscription_state {
 
   mutable std::optional<F> fn;  // may run on several workers at once: its state is the user's
   std::function<bool(const T&)> filter;
+  // Only for serial subscriptions (null otherwise; subscription_state::gate points to it):
+  // freed with the node, after every thread that may wait on it has left its dispatch.
+  std::unique_ptr<serial_gate> owned_gate;
 
  private:
   static void run(const handler_node* self, const T& ev, const meta& m) {
@@ -228,20 +260,30 @@ class handler_tables {
                           Setup&& setup) {
     constexpr std::size_t index = Registry::template index_of<T>();
     using node_t = handler_node<T, std::decay_t<F>>;
+    using call_fn = typename handler_list<T>::call_fn;
     auto node = std::make_unique<node_t>(std::forward<F>(handler), std::move(filter));
     node->owner.store(core_, std::memory_order_relaxed);
     node->remove = &remove_handler<T>;
     node->order = order;
     node->type_index = static_cast<std::uint16_t>(index);
-    node->invoke = &node_t::call_erased;
-    node->invoke_guarded = &node_t::call_guarded_erased;
     epoch_domain::garbage garbage;
     {
       std::lock_guard lock(core_->epochs().mutex());
       node->sequence = next_subscription_++;
       setup(static_cast<subscription_state&>(*node));
-      auto next = with_entry<T>(
-          node->breaker.failure_threshold != 0 ? &node_t::call_guarded : &node_t::call, node.get());
+      // The call is chosen here, once: a plain subscription keeps the plain call, and only a
+      // serial one pays for its gate. Retries (invoke_guarded, invoke) and replays (invoke) of
+      // a serial subscription go through the gate as well.
+      if (node->serial) {
+        node->owned_gate = std::make_unique<serial_gate>();
+        node->gate = node->owned_gate.get();
+      }
+      const call_fn plain = node->serial ? &node_t::call_serial : &node_t::call;
+      const call_fn guarded = node->serial ? &node_t::call_serial_guarded : &node_t::call_guarded;
+      node->invoke = node->serial ? &node_t::call_serial_erased : &node_t::call_erased;
+      node->invoke_guarded =
+          node->serial ? &node_t::call_serial_guarded_erased : &node_t::call_guarded_erased;
+      auto next = with_entry<T>(node->breaker.failure_threshold != 0 ? guarded : plain, node.get());
       core_->epochs().reclaim(garbage);
       core_->add_subscription(node.get());  // reserves first: may throw, nothing changed yet
       // Nothing below throws: from here the table owns the node (and the handle, the caller's).
