@@ -942,180 +942,177 @@ void conflated_flood(benchmark::State& state, std::uint64_t keys, bool timed_dra
   state.SetItemsProcessed(state.iterations());
   state.counters["delivered_per_event"] =
       static_cast<double>(ran) / static_cast<double>(std::max<std::uint64_t>(seq, 1));
-  // ---- keyed events
-  // ------------------------------------------------------------------------------
+}
 
-  /// publish/tachyon_keyed: publish/tachyon_ts (timestamps on) with publish_options::key, the key
-  /// cycling over 64 keys: what ordering by key costs a publish.
-  void publish_keyed_tachyon(benchmark::State & state) {
-    pinned_scope pin;
-    tachyon::bus<Events> bus{drained_by_hand()};
-    auto s = bus.subscribe<Ping>([](const Ping& p) { benchmark::DoNotOptimize(p.seq); });
-    std::uint64_t seq = 0;
-    std::uint32_t queued = 0;
-    std::uint64_t refused = 0;
-    for (auto _ : state) {
-      ++seq;
-      refused += bus.publish(Ping{seq}, tachyon::publish_options{.key = 1 + (seq & 63)}) !=
-                 tachyon::result::ok;
-      if (++queued == drain_every) [[unlikely]] {
-        state.PauseTiming();
-        bus.poll();
-        queued = 0;
-        state.ResumeTiming();
-      }
-    }
-    if (refused != 0) state.SkipWithError("a publish was refused");
-    state.SetItemsProcessed(state.iterations());
-  }
+// ---- keyed events
+// ------------------------------------------------------------------------------
 
-  /// keyed_drain/<impl>: poll() draining drain_lane events through one handler, the lane filled
-  /// off the clock before each iteration, under `keys` keys (0: unkeyed). With 64 keys every
-  /// strand is backed up at once (the worst case: turns of batch / 8); with one, a single strand
-  /// runs whole batches.
-  void keyed_drain(benchmark::State & state, std::uint64_t keys) {
-    pinned_scope pin;
-    tachyon::bus<Events> bus{{.workers = 0,
-                              .lane_capacity = drain_lane,
-                              .batch = 64,
-                              .overflow = tachyon::overflow::fail,
-                              .producers = 1}};
-    std::uint64_t sink = 0, ran = 0;
-    auto s = bus.subscribe<Ping>([&](const Ping& p) {
-      work(p, sink);
-      ++ran;
-    });
-    std::uint64_t seq = 0, refused = 0;
-    auto fill = [&] {
-      for (std::uint32_t i = 0; i < drain_lane; ++i) {
-        ++seq;
-        const tachyon::publish_options opts{.key = keys == 0 ? 0 : 1 + seq % keys};
-        refused += bus.publish(Ping{seq}, opts) != tachyon::result::ok;
-      }
-    };
-    fill();  // warm-up, untimed: makes the strands and this thread's nodes
-    bus.poll();
-    for (auto _ : state) {
+/// publish/tachyon_keyed: publish/tachyon_ts (timestamps on) with publish_options::key, the key
+/// cycling over 64 keys: what ordering by key costs a publish.
+void publish_keyed_tachyon(benchmark::State& state) {
+  pinned_scope pin;
+  tachyon::bus<Events> bus{drained_by_hand()};
+  auto s = bus.subscribe<Ping>([](const Ping& p) { benchmark::DoNotOptimize(p.seq); });
+  std::uint64_t seq = 0;
+  std::uint32_t queued = 0;
+  std::uint64_t refused = 0;
+  for (auto _ : state) {
+    ++seq;
+    refused += bus.publish(Ping{seq}, tachyon::publish_options{.key = 1 + (seq & 63)}) !=
+               tachyon::result::ok;
+    if (++queued == drain_every) [[unlikely]] {
       state.PauseTiming();
-      fill();
-      state.ResumeTiming();
       bus.poll();
+      queued = 0;
+      state.ResumeTiming();
     }
-    if (refused != 0 || ran != seq) state.SkipWithError("a publish was refused or did not run");
-    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(drain_lane));
-    state.counters["events_per_iteration"] = drain_lane;
   }
+  if (refused != 0) state.SkipWithError("a publish was refused");
+  state.SetItemsProcessed(state.iterations());
+}
 
-  // ---- registration --------------------------------------------------------------------------
-
-  /// Adds the suite's common settings: `repetitions` (0: whatever --benchmark_repetitions says),
-  /// aggregates only.
-  benchmark::internal::Benchmark* common(benchmark::internal::Benchmark * b, int repetitions) {
-    if (repetitions > 0) b->Repetitions(repetitions);
-    return b->ReportAggregatesOnly(true);
+/// keyed_drain/<impl>: poll() draining drain_lane events through one handler, the lane filled
+/// off the clock before each iteration, under `keys` keys (0: unkeyed). With 64 keys every
+/// strand is backed up at once (the worst case: turns of batch / 8); with one, a single strand
+/// runs whole batches.
+void keyed_drain(benchmark::State& state, std::uint64_t keys) {
+  pinned_scope pin;
+  tachyon::bus<Events> bus{{.workers = 0,
+                            .lane_capacity = drain_lane,
+                            .batch = 64,
+                            .overflow = tachyon::overflow::fail,
+                            .producers = 1}};
+  std::uint64_t sink = 0, ran = 0;
+  auto s = bus.subscribe<Ping>([&](const Ping& p) {
+    work(p, sink);
+    ++ran;
+  });
+  std::uint64_t seq = 0, refused = 0;
+  auto fill = [&] {
+    for (std::uint32_t i = 0; i < drain_lane; ++i) {
+      ++seq;
+      const tachyon::publish_options opts{.key = keys == 0 ? 0 : 1 + seq % keys};
+      refused += bus.publish(Ping{seq}, opts) != tachyon::result::ok;
+    }
+  };
+  fill();  // warm-up, untimed: makes the strands and this thread's nodes
+  bus.poll();
+  for (auto _ : state) {
+    state.PauseTiming();
+    fill();
+    state.ResumeTiming();
+    bus.poll();
   }
+  if (refused != 0 || ran != seq) state.SkipWithError("a publish was refused or did not run");
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(drain_lane));
+  state.counters["events_per_iteration"] = drain_lane;
+}
 
-  void register_all(int reps) {
-    using benchmark::RegisterBenchmark;
-    common(RegisterBenchmark("publish/tachyon", publish_tachyon, false), reps);
-    common(RegisterBenchmark("publish/tachyon_ts", publish_tachyon, true), reps);
-    common(RegisterBenchmark("publish/moodycamel_tokens", publish_moodycamel<Ping>), reps);
-    common(RegisterBenchmark("publish/moodycamel_64B", publish_moodycamel<Line64>), reps);
-    common(RegisterBenchmark("publish/tachyon_keyed", publish_keyed_tachyon), reps);
-    common(RegisterBenchmark("clock_now/tachyon", clock_now_tachyon), reps);
-    common(RegisterBenchmark("clock_now/steady_clock", clock_now_steady_clock), reps);
-    common(RegisterBenchmark("publish_batch/tachyon", publish_batch_tachyon), reps);
-    common(RegisterBenchmark("publish_batch/moodycamel_bulk", publish_batch_moodycamel<Ping>),
-           reps);
-    common(RegisterBenchmark("publish_batch/moodycamel_64B", publish_batch_moodycamel<Line64>),
-           reps);
+// ---- registration --------------------------------------------------------------------------
 
-    common(RegisterBenchmark("throughput_1p1w/tachyon", throughput<tachyon_sink<Pair16>>, 1u, 1u,
-                             idle::spin),
+/// Adds the suite's common settings: `repetitions` (0: whatever --benchmark_repetitions says),
+/// aggregates only.
+benchmark::internal::Benchmark* common(benchmark::internal::Benchmark* b, int repetitions) {
+  if (repetitions > 0) b->Repetitions(repetitions);
+  return b->ReportAggregatesOnly(true);
+}
+
+void register_all(int reps) {
+  using benchmark::RegisterBenchmark;
+  common(RegisterBenchmark("publish/tachyon", publish_tachyon, false), reps);
+  common(RegisterBenchmark("publish/tachyon_ts", publish_tachyon, true), reps);
+  common(RegisterBenchmark("publish/moodycamel_tokens", publish_moodycamel<Ping>), reps);
+  common(RegisterBenchmark("publish/moodycamel_64B", publish_moodycamel<Line64>), reps);
+  common(RegisterBenchmark("publish/tachyon_keyed", publish_keyed_tachyon), reps);
+  common(RegisterBenchmark("clock_now/tachyon", clock_now_tachyon), reps);
+  common(RegisterBenchmark("clock_now/steady_clock", clock_now_steady_clock), reps);
+  common(RegisterBenchmark("publish_batch/tachyon", publish_batch_tachyon), reps);
+  common(RegisterBenchmark("publish_batch/moodycamel_bulk", publish_batch_moodycamel<Ping>), reps);
+  common(RegisterBenchmark("publish_batch/moodycamel_64B", publish_batch_moodycamel<Line64>), reps);
+
+  common(RegisterBenchmark("throughput_1p1w/tachyon", throughput<tachyon_sink<Pair16>>, 1u, 1u,
+                           idle::spin),
+         reps)
+      ->UseRealTime();
+  common(RegisterBenchmark("throughput_1p1w/moodycamel_tokens",
+                           throughput<moodycamel_sink<Pair16, push::enqueue>>, 1u, 1u, idle::spin),
+         reps)
+      ->UseRealTime();
+  common(RegisterBenchmark("throughput_1p1w/moodycamel_64B",
+                           throughput<moodycamel_sink<Line64, push::enqueue>>, 1u, 1u, idle::spin),
+         reps)
+      ->UseRealTime();
+
+  for (unsigned work : {drain_work, 0u}) {
+    const std::string args = "/work:" + std::to_string(work);
+    common(RegisterBenchmark(("drain_blocked/tachyon" + args).c_str(), drain_blocked, true, work),
            reps)
         ->UseRealTime();
     common(
-        RegisterBenchmark("throughput_1p1w/moodycamel_tokens",
-                          throughput<moodycamel_sink<Pair16, push::enqueue>>, 1u, 1u, idle::spin),
+        RegisterBenchmark(("drain_blocked/prefilled" + args).c_str(), drain_blocked, false, work),
         reps)
         ->UseRealTime();
-    common(
-        RegisterBenchmark("throughput_1p1w/moodycamel_64B",
-                          throughput<moodycamel_sink<Line64, push::enqueue>>, 1u, 1u, idle::spin),
-        reps)
+  }
+
+  // P = W = 1, 2, 4, then doubling while P <= the usable CPUs.
+  const auto cpus = static_cast<std::uint32_t>(std::max<std::size_t>(usable_cpus().size(), 1));
+  for (std::uint32_t p = 1; p <= 4 || p <= cpus; p *= 2) {
+    const std::string args = std::to_string(p) + ":" + std::to_string(p);
+    common(RegisterBenchmark(("throughput/tachyon/" + args).c_str(), throughput<tachyon_sink<Ping>>,
+                             p, p, idle::yield),
+           reps)
         ->UseRealTime();
+    common(RegisterBenchmark(("throughput/moodycamel/" + args).c_str(),
+                             throughput<moodycamel_sink<Ping, push::retry>>, p, p, idle::yield),
+           reps)
+        ->UseRealTime();
+  }
 
-    for (unsigned work : {drain_work, 0u}) {
-      const std::string args = "/work:" + std::to_string(work);
-      common(RegisterBenchmark(("drain_blocked/tachyon" + args).c_str(), drain_blocked, true, work),
-             reps)
-          ->UseRealTime();
-      common(
-          RegisterBenchmark(("drain_blocked/prefilled" + args).c_str(), drain_blocked, false, work),
-          reps)
-          ->UseRealTime();
-    }
+  common(RegisterBenchmark("idle_scan/tachyon", idle_scan_tachyon), reps);
+  common(RegisterBenchmark("idle_scan/moodycamel_4x", idle_scan_moodycamel), reps);
 
-    // P = W = 1, 2, 4, then doubling while P <= the usable CPUs.
-    const auto cpus = static_cast<std::uint32_t>(std::max<std::size_t>(usable_cpus().size(), 1));
-    for (std::uint32_t p = 1; p <= 4 || p <= cpus; p *= 2) {
-      const std::string args = std::to_string(p) + ":" + std::to_string(p);
-      common(RegisterBenchmark(("throughput/tachyon/" + args).c_str(),
-                               throughput<tachyon_sink<Ping>>, p, p, idle::yield),
-             reps)
-          ->UseRealTime();
-      common(RegisterBenchmark(("throughput/moodycamel/" + args).c_str(),
-                               throughput<moodycamel_sink<Ping, push::retry>>, p, p, idle::yield),
-             reps)
-          ->UseRealTime();
-    }
+  for (int h : {1, 8}) {
+    const std::string figure = "dispatch_" + std::to_string(h) + "/";
+    common(RegisterBenchmark((figure + "tachyon").c_str(), dispatch_tachyon, h), reps);
+    common(RegisterBenchmark((figure + "direct_call").c_str(), dispatch_direct, h), reps);
+    common(RegisterBenchmark((figure + "std_function").c_str(), dispatch_std_function, h), reps);
+    common(RegisterBenchmark((figure + "boost_signals2").c_str(), dispatch_signals2, h), reps);
+  }
 
-    common(RegisterBenchmark("idle_scan/tachyon", idle_scan_tachyon), reps);
-    common(RegisterBenchmark("idle_scan/moodycamel_4x", idle_scan_moodycamel), reps);
+  common(RegisterBenchmark("failed_delivery_retry_scheduled/tachyon", failed_delivery,
+                           on_failure::retry),
+         reps);
+  common(RegisterBenchmark("failed_delivery_retry_scheduled/plain_failure", failed_delivery,
+                           on_failure::plain),
+         reps);
+  common(RegisterBenchmark("failed_delivery_retry_scheduled/no_failure", failed_delivery,
+                           on_failure::none),
+         reps);
 
-    for (int h : {1, 8}) {
-      const std::string figure = "dispatch_" + std::to_string(h) + "/";
-      common(RegisterBenchmark((figure + "tachyon").c_str(), dispatch_tachyon, h), reps);
-      common(RegisterBenchmark((figure + "direct_call").c_str(), dispatch_direct, h), reps);
-      common(RegisterBenchmark((figure + "std_function").c_str(), dispatch_std_function, h), reps);
-      common(RegisterBenchmark((figure + "boost_signals2").c_str(), dispatch_signals2, h), reps);
-    }
-
-    common(RegisterBenchmark("failed_delivery_retry_scheduled/tachyon", failed_delivery,
-                             on_failure::retry),
-           reps);
-    common(RegisterBenchmark("failed_delivery_retry_scheduled/plain_failure", failed_delivery,
-                             on_failure::plain),
-           reps);
-    common(RegisterBenchmark("failed_delivery_retry_scheduled/no_failure", failed_delivery,
-                             on_failure::none),
-           reps);
-
-    for (const std::uint64_t keys : {1u, 64u}) {
-      const std::string args = "/keys:" + std::to_string(keys);
-      for (const bool timed_drain : {false, true}) {
-        const std::string figure =
-            timed_drain ? "conflated_flood_drained/" : "conflated_publish_flood/";
-        common(RegisterBenchmark((figure + "tachyon" + args).c_str(),
-                                 conflated_flood<ConflatedLevels>, keys, timed_drain),
-               reps);
-        common(RegisterBenchmark((figure + "plain_publish" + args).c_str(),
-                                 conflated_flood<PlainLevels>, keys, timed_drain),
-               reps);
-      }
-    }
-    common(RegisterBenchmark("keyed_drain/tachyon_64_keys", keyed_drain, std::uint64_t{64}), reps);
-    common(RegisterBenchmark("keyed_drain/tachyon_1_key", keyed_drain, std::uint64_t{1}), reps);
-    common(RegisterBenchmark("keyed_drain/unkeyed", keyed_drain, std::uint64_t{0}), reps);
-
-    for (const bool drain : {false, true}) {
-      const std::string args = drain ? "/drain" : "/dispatch";
-      const auto fn = drain ? breaker_drain : breaker_dispatch;
-      common(RegisterBenchmark(("breaker_success_path/tachyon" + args).c_str(), fn, true), reps);
-      common(RegisterBenchmark(("breaker_success_path/no_breaker" + args).c_str(), fn, false),
+  for (const std::uint64_t keys : {1u, 64u}) {
+    const std::string args = "/keys:" + std::to_string(keys);
+    for (const bool timed_drain : {false, true}) {
+      const std::string figure =
+          timed_drain ? "conflated_flood_drained/" : "conflated_publish_flood/";
+      common(RegisterBenchmark((figure + "tachyon" + args).c_str(),
+                               conflated_flood<ConflatedLevels>, keys, timed_drain),
+             reps);
+      common(RegisterBenchmark((figure + "plain_publish" + args).c_str(),
+                               conflated_flood<PlainLevels>, keys, timed_drain),
              reps);
     }
   }
+  common(RegisterBenchmark("keyed_drain/tachyon_64_keys", keyed_drain, std::uint64_t{64}), reps);
+  common(RegisterBenchmark("keyed_drain/tachyon_1_key", keyed_drain, std::uint64_t{1}), reps);
+  common(RegisterBenchmark("keyed_drain/unkeyed", keyed_drain, std::uint64_t{0}), reps);
+
+  for (const bool drain : {false, true}) {
+    const std::string args = drain ? "/drain" : "/dispatch";
+    const auto fn = drain ? breaker_drain : breaker_dispatch;
+    common(RegisterBenchmark(("breaker_success_path/tachyon" + args).c_str(), fn, true), reps);
+    common(RegisterBenchmark(("breaker_success_path/no_breaker" + args).c_str(), fn, false), reps);
+  }
+}
 
 }  // namespace
 
