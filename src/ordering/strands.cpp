@@ -56,13 +56,9 @@ result bus_core::publish_keyed_erased(unsigned l, std::uint16_t type, std::uint6
   (void)producer_token(ctx, l);        // may allocate: before admitting (the token's enqueue)
   strand& s = strand_for(key);         // may allocate, once per bus
   strand_node* node = take_node(ctx);  // may allocate
-  bool stopped = false;
-  if (!lane_admission::try_admit(ctx.credits[l], 1, asymmetric_, stopping_, stopped)) {
-    const result r = admit_one(ctx, l, type, stopped);
-    if (r != result::ok) {
-      keep_node(ctx, node);
-      return r;
-    }
+  if (const result r = admit_single(ctx, l, type); r != result::ok) {
+    keep_node(ctx, node);
+    return r;
   }
   stamp(ctx, node->env, l, type, correlation, cfg_.timestamps ? clock::now() : 0);
   try {

@@ -186,15 +186,7 @@ class alignas(cache_line) bus_core {
     thread_context& ctx = context();
     lane& ln = lanes_[l];
     moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before admitting
-    bool stopped = false;
-    // The admission is the linearisation point against stop(): try_admit reads stopping_ after
-    // the admission is visible (stop() pairs with a heavy fence), so an admitted event is
-    // always drained.
-    if (!lane_admission::try_admit(ctx.credits[l], 1, asymmetric_, stopping_, stopped))
-        [[unlikely]] {
-      const result r = admit_one(ctx, l, type, stopped);
-      if (r != result::ok) return r;
-    }
+    if (const result r = admit_single(ctx, l, type); r != result::ok) return r;
     unstamped<plain_copy ? 0 : 1> slot;
     envelope& env = plain_copy ? ctx.scratch : slot.at[0];
     stamp(ctx, env, l, type, correlation, cfg_.timestamps ? clock::now() : 0);
@@ -316,12 +308,7 @@ class alignas(cache_line) bus_core {
     thread_context& ctx = context();
     lane& ln = lanes_[l];
     moodycamel::ProducerToken& token = producer_token(ctx, l);  // may allocate: before admitting
-    bool stopped = false;
-    if (!lane_admission::try_admit(ctx.credits[l], 1, asymmetric_, stopping_, stopped))
-        [[unlikely]] {
-      const result r = admit_one(ctx, l, type, stopped);
-      if (r != result::ok) return r;
-    }
+    if (const result r = admit_single(ctx, l, type); r != result::ok) return r;
     // A stack slot, not the context's scratch: claim() constructs the event (user code, which
     // may publish on this bus).
     unstamped<1> slot;
@@ -353,6 +340,18 @@ class alignas(cache_line) bus_core {
     }
     commit(ctx, type, 1);
     return result::ok;
+  }
+
+  /// Admits one event of this thread into lane l: a credit from its account, else admit_one()
+  /// (refill, or the overflow policy). Returns ok, or the refusal to hand back (counted). The
+  /// admission is the linearisation point against stop(): try_admit reads stopping_ after the
+  /// admission is visible (stop() pairs with a heavy fence), so an admitted event is always
+  /// drained.
+  [[gnu::always_inline]] result admit_single(thread_context& ctx, unsigned l, std::uint16_t type) {
+    bool stopped = false;
+    if (lane_admission::try_admit(ctx.credits[l], 1, asymmetric_, stopping_, stopped)) [[likely]]
+      return result::ok;
+    return admit_one(ctx, l, type, stopped);
   }
 
   /// This thread's moodycamel producer in lane l, made on its first publish there: a lane has
