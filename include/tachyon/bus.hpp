@@ -27,10 +27,10 @@
 // leaving, of the "something is retired" hint on the epoch's line, a few counter stores and
 // two of the in-flight mark; per event one 16-byte copy of its sequence and correlation id to
 // the thread's context (what a handler's publish inherits), one indirect call into the type's
-// dispatcher, the handler calls and one counter store. A thread's first call into a bus allocates its context
-// (consumer tokens, counters), and its first publish into a lane its moodycamel producer.
-// A type registered with conflate_by (detail/conflation/) publishes through its key's slot
-// instead: one box allocated per publish, and a replacement of a waiting event is one CAS and
+// dispatcher, the handler calls and one counter store. A thread's first call into a bus allocates
+// its context (consumer tokens, counters), and its first publish into a lane its moodycamel
+// producer. A type registered with conflate_by (detail/conflation/) publishes through its key's
+// slot instead: one box allocated per publish, and a replacement of a waiting event is one CAS and
 // no lane room. Types without the option compile none of it (if constexpr; their dispatch and
 // release rows are unchanged).
 #pragma once
