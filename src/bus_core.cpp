@@ -247,6 +247,7 @@ bool bus_core::displace_one(thread_context& ctx, unsigned l) {
     // a plain event would be (not parked, so nothing waits on it).
     delivery* d = delivery_of(env);
     ctx.count(l, d->event->env.header.type_index, c_displaced);
+    d->event->settled(tachyon::outcome::displaced);
     d->dispose();
   } else {
     ctx.count(l, t, c_displaced);

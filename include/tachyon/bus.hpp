@@ -68,6 +68,7 @@
 #include <tachyon/registry.hpp>
 #include <tachyon/resilience.hpp>
 #include <tachyon/result.hpp>
+#include <tachyon/settle.hpp>
 #include <tachyon/stop_mode.hpp>
 #include <tachyon/subscription.hpp>
 #include <tachyon/time.hpp>
@@ -104,6 +105,15 @@ struct publish_options {
   /// not_before (std::invalid_argument). The first keyed publish of a thread, and of the bus,
   /// allocates; after that the nodes are reused.
   std::uint64_t key = 0;
+  /// Told, exactly once, how the event ended (settle.hpp), if publish() returns `ok`. The event
+  /// is carried as an event with a deadline is (one allocation for it, one for its run); it is
+  /// not conflated. Not with publish_batch() (one listener is told about one event) nor
+  /// dispatch() (which returns when the event has run): std::invalid_argument.
+  settle_listener* on_settle = nullptr;
+  /// The event came from outside this bus (a bridge's import, a journal's replay): its
+  /// handlers see meta_flags::external in meta::flags on every run of it. Costs what a publish
+  /// with options costs, and in a conflated type's slot it is kept with the event.
+  bool external = false;
 };
 
 /// Per-subscription settings. subscribe_options<> (void): those of a subscription to several
@@ -300,8 +310,9 @@ class bus {
   /// the same lane (queued, or dequeued with its handlers not yet started), `ev` replaces it
   /// (the old one is counted `conflated`) and needs no room in the lane; otherwise it is queued
   /// as any event. Allocates one box per call (the event and its meta). Not conflated: events
-  /// with a deadline, not_before or a key, and events whose key finds no slot once Keys keys
-  /// are tracked (counted in metrics' type `unconflated`). See detail/conflation/conflation.hpp.
+  /// with a deadline, not_before, a key or on_settle, and events whose key finds no slot once Keys
+  /// keys are tracked (counted in metrics' type `unconflated`). See
+  /// detail/conflation/conflation.hpp.
   template <class E>
   result publish(E&& ev) {
     return publish(std::forward<E>(ev), publish_options{});
@@ -322,18 +333,21 @@ class bus {
   /// Publishes a span of events of one type, taking lane room for up to 64 at a time (one
   /// admission and one moodycamel bulk enqueue per chunk; inline events are built directly in
   /// the queue's slots). The overflow policy applies per event. `opts` applies to every event
-  /// (lane, correlation id; with a deadline or not_before each event is published on its own,
-  /// as publish() would). If copying an event throws, nothing of its chunk is queued and
-  /// tachyon::publish_batch_error says what was. A conflated type (conflate_by): each event is
+  /// (lane, correlation id; with a deadline, not_before, a key or external each event is
+  /// published on its own, as publish() would). on_settle is refused (std::invalid_argument):
+  /// a listener is told about one event. If copying an event throws, nothing of its chunk is queued
+  /// and tachyon::publish_batch_error says what was. A conflated type (conflate_by): each event is
   /// published in turn as publish() would (no bulk enqueue); a throwing copy stops there, with
   /// publish_batch_error saying what was taken.
   template <class T>
   batch_result publish_batch(std::span<const T> evs, const publish_options& opts = {}) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const unsigned l = lane_of<T>(opts.lane);
+    if (opts.on_settle != nullptr) [[unlikely]]
+      throw_batch_settle();
     if constexpr (interceptor_set::template screens_any<T>) return publish_each(evs, opts);
-    if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key) !=
-        0) [[unlikely]]
+    if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |
+         reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external) != 0) [[unlikely]]
       return publish_each(evs, opts);
     if constexpr (conflated<T>) {
       return publish_batch_conflated(evs, l, opts.correlation_id);
@@ -444,8 +458,9 @@ class bus {
   /// Runs T's handlers now, on this thread, in order; counted like a published event (in
   /// accepted, then dispatched or failed, in the type's default lane, or `opts.lane`). Inside
   /// a handler it inherits the correlation id and takes the running event as its cause, as
-  /// publish() does. `opts`: lane and correlation_id; a deadline, not_before or
-  /// dead_letter_expired is refused (std::invalid_argument): dispatch() runs now. Works after
+  /// publish() does. `opts`: lane, correlation_id and external; a deadline, not_before,
+  /// dead_letter_expired, key or on_settle is refused (std::invalid_argument): dispatch() runs
+  /// now. Works after
   /// stop(). Allocates nothing after the thread's first call into the bus.
   template <class T>
   void dispatch(const T& ev) {
@@ -802,6 +817,14 @@ class bus {
                                 "(2), low (3)");
   }
 
+  /// publish_batch()'s refusal of on_settle, out of line as throw_not_a_lane is.
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_batch_settle() {
+    throw std::invalid_argument(
+        "tachyon::publish_batch: publish_options::on_settle names one listener, which is told "
+        "about one event; publish() each event with a listener of its own (allowed in a "
+        "batch: lane, correlation_id, deadline, not_before, dead_letter_expired, key, external)");
+  }
+
   // ---- conflation (detail/conflation/conflation.hpp) --------------------------------------
 
   /// True for a type registered with conflate_by<...>.
@@ -979,10 +1002,11 @@ class bus {
   [[gnu::noinline]] void dispatch_in(const T& ev, const publish_options& opts) {
     constexpr std::size_t index = Registry::template index_of<T>();
     if ((opts.deadline.count() | opts.not_before.count()) != 0 || opts.dead_letter_expired ||
-        opts.key != 0)
+        opts.key != 0 || opts.on_settle != nullptr)
       throw std::invalid_argument(
-          "tachyon::dispatch: publish_options::deadline, not_before, dead_letter_expired and key "
-          "apply to publish(); dispatch() runs the handlers now (allowed: lane, correlation_id)");
+          "tachyon::dispatch: publish_options::deadline, not_before, dead_letter_expired, key and "
+          "on_settle apply to publish(); dispatch() runs the handlers now and returns when they "
+          "have run (allowed: lane, correlation_id, external)");
     const unsigned l = lane_of<T>(opts.lane);
     detail::thread_context& ctx = core_.context();
     const detail::event_cause outer = ctx.cause;
@@ -994,7 +1018,7 @@ class bus {
         .type_index = static_cast<std::uint16_t>(index),
         .lane = static_cast<priority>(l),
         .attempt = 0,
-        .flags = 0};
+        .flags = opts.external ? meta_flags::external : std::uint8_t{0}};
     core_.enter_dispatch(ctx);
     detail::bus_core::enter_cause(ctx, m);
     const bool ok = run_wrapped(
@@ -1037,8 +1061,8 @@ class bus {
   result publish_admitted(E&& ev, const publish_options& opts) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const unsigned l = lane_of<T>(opts.lane);
-    if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key) !=
-        0) [[unlikely]]
+    if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |
+         reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external) != 0) [[unlikely]]
       return publish_timed<T>(std::forward<E>(ev), l, index, opts);
     if constexpr (conflated<T>) {  // conflate_by: compiled only for such types
       if (auto* s = conflation_.template of<T>().find(conflation_table<T>::key_of(ev), l))
@@ -1156,11 +1180,22 @@ class bus {
   static constexpr bool records_run_errors = interceptor_set::template follows_any_of<Registry>(
       std::make_index_sequence<Registry::size>{});
 
+  /// publish() with a deadline, not_before, a key, on_settle or external: the options that
+  /// cost something, off the plain publish path (which tests them with one branch).
   template <class T, class E>
   [[gnu::noinline]] result publish_timed(E&& ev, unsigned l, std::uint16_t index,
                                          const publish_options& opts) {
     const auto deadline = static_cast<std::uint64_t>(opts.deadline.count());
     const auto not_before = static_cast<std::uint64_t>(opts.not_before.count());
+    const std::uint8_t flags = opts.external ? meta_flags::external : 0;
+    settle_listener* const listener = opts.on_settle;
+    if (listener != nullptr && listener->settled == nullptr)
+      throw std::invalid_argument(
+          "tachyon::publish: publish_options::on_settle names a settle_listener whose `settled` "
+          "is null; allowed: a listener with its function set, or no listener (nullptr)");
+    // An event with a listener is carried in a parked event (deadline 0 if none), the one
+    // place that knows when it settles, whichever way it goes.
+    const bool parked = deadline != 0 || listener != nullptr;
     if (opts.key != 0) {
       // A keyed event takes its place in its key's order when it is published; one held back
       // until later would hold back every later event of its key (and of the keys sharing its
@@ -1170,16 +1205,19 @@ class bus {
             "tachyon::publish: publish_options::key and not_before cannot be combined: a keyed "
             "event takes its place in its key's order when published; allowed: a key with or "
             "without a deadline, or not_before without a key");
-      if (deadline == 0)
-        return core_.publish_keyed(
-            l, index, opts.correlation_id, opts.key,
-            [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
+      if (!parked)
+        return core_.publish_keyed(l, index, opts.correlation_id, opts.key,
+                                   [&](detail::envelope& env) {
+                                     detail::store_payload<T>(env, std::forward<E>(ev));
+                                     env.header.flags = flags;
+                                   });
     }
     if (not_before > core_.now_ns()) {
       if (const result r = core_.timer_admit(l, index); r != result::ok) return r;
       detail::parked_event* pe = nullptr;
       detail::envelope env;
       core_.stamp_delayed(env.header, l, index, opts.correlation_id);
+      env.header.flags = flags;
       try {
         detail::store_payload<T>(env, std::forward<E>(ev));
         try {
@@ -1193,14 +1231,31 @@ class bus {
         throw;
       }
       pe->dead_letter_expired = opts.dead_letter_expired;
+      pe->listener = listener;
       core_.park_delayed(pe, not_before);
       return result::ok;
     }
-    // A deadline alone: through the front door like any event (or its key's strand), carried as
-    // a delivery that checks the deadline when it starts.
+    if (!parked && not_before == 0) {
+      // external alone: a plain event with its flag (conflated as any, for such a type).
+      if constexpr (conflated<T>) {
+        if (auto* s = conflation_.template of<T>().find(conflation_table<T>::key_of(ev), l))
+          return detail::conflate<T>(core_, *s, std::forward<E>(ev), l, index, opts.correlation_id,
+                                     flags);
+        detail::bump(core_.context().type_row(index).v[detail::c_unconflated]);
+      }
+      return core_.template publish<false>(l, index, opts.correlation_id,
+                                           [&](detail::envelope& env) {
+                                             detail::store_payload<T>(env, std::forward<E>(ev));
+                                             env.header.flags = flags;
+                                           });
+    }
+    // A deadline or a listener (or a not_before already past): through the front door like any
+    // event (or its key's strand), carried as a delivery that checks the deadline when it
+    // starts.
     auto with_deadline = [&](detail::envelope& env) {
       detail::envelope held;
       held.header = env.header;  // as stamped: sequence, ticks, the real type
+      held.header.flags = flags;
       detail::store_payload<T>(held, std::forward<E>(ev));
       detail::parked_event* pe;
       detail::delivery* d;
@@ -1211,6 +1266,7 @@ class bus {
         throw;
       }
       pe->dead_letter_expired = opts.dead_letter_expired;
+      pe->listener = listener;
       try {
         d = new detail::delivery{pe, nullptr};
       } catch (...) {

@@ -47,6 +47,10 @@ namespace meta_flags {
 inline constexpr std::uint8_t reentered = 1;
 /// A replay from the dead letters (bus::replay_dead_letters) is running it.
 inline constexpr std::uint8_t replayed = 2;
+/// The event came from outside this bus (a bridge's import, a replay from a journal): its
+/// publisher said so with publish_options::external. Set on every run of it (the first, its
+/// retries, replays from the dead letters), so that an exporting handler can leave it alone.
+inline constexpr std::uint8_t external = 4;
 }  // namespace meta_flags
 
 /// What the error hook (config::on_error) receives when a handler throws, before tachyon

@@ -12,6 +12,7 @@
 #include <tachyon/registry.hpp>
 #include <tachyon/resilience.hpp>
 #include <tachyon/result.hpp>
+#include <tachyon/settle.hpp>
 #include <tachyon/stop_mode.hpp>
 #include <tachyon/subscription.hpp>
 #include <tachyon/time.hpp>

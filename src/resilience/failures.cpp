@@ -34,6 +34,22 @@ counter outcome_of(std::uint8_t marks) noexcept {
   return c_dispatched;
 }
 
+/// What a settle_listener is told for an outcome counter.
+tachyon::outcome told(counter kind) noexcept {
+  switch (kind) {
+    case c_failed:
+      return tachyon::outcome::failed;
+    case c_dead_lettered:
+      return tachyon::outcome::dead_lettered;
+    case c_expired:
+      return tachyon::outcome::expired;
+    case c_discarded:
+      return tachyon::outcome::discarded;
+    default:
+      return tachyon::outcome::dispatched;
+  }
+}
+
 }  // namespace
 
 void bus_core::clear_failures(thread_context& ctx, failure_mark from) noexcept {
@@ -208,17 +224,23 @@ void bus_core::settle_run(thread_context& ctx, parked_event* pe, bool front) noe
   const auto l = static_cast<unsigned>(pe->env.header.lane);
   const counter kind = outcome_of(pe->outcome_marks());
   bump(ctx.type_row(pe->env.header.type_index).v[kind]);
-  if (front) {  // counted with the batch (end_batch), as the lane's in-flight mark moves
+  if (front && pe->listener == nullptr) {
+    // Counted with the batch (end_batch), as the lane's in-flight mark moves.
     if (kind != c_dispatched) {
       ++ctx.batch_failed;
       ++ctx.batch_tally[kind];
     }
   } else {
+    // A listener reads the lane's counts (metrics()) in its call, before the batch ends: the
+    // outcome is counted now and left out of the batch's. A snapshot until the batch ends
+    // counts the event twice (in flight and settled), never not at all.
+    if (front) ++ctx.batch_failed;
     bump(ctx.lane_row(l).v[kind]);
   }
   // The outcome before the way out of the timer: a snapshot in between counts the event
   // twice, never not at all.
   if (pe->waited.load(std::memory_order_relaxed)) bump(ctx.lane_row(l).v[c_unparked]);
+  pe->settled(told(kind));
 }
 
 void bus_core::resolve_failed(thread_context& ctx, envelope& env, release_fn release) noexcept {
@@ -319,6 +341,7 @@ void bus_core::discard_delivery(thread_context& ctx, envelope& env) noexcept {
   parked_event* pe = d->event;
   if (d->front) {  // a published event that never ran: discarded as any queued event
     ctx.count(static_cast<unsigned>(env.header.lane), pe->env.header.type_index, c_discarded);
+    pe->settled(tachyon::outcome::discarded);
     d->dispose();
     return;
   }
@@ -353,6 +376,7 @@ void bus_core::park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexc
     timers_.unreserve();
     ctx.count(l, pe->env.header.type_index, c_accepted);
     ctx.count(l, pe->env.header.type_index, c_failed);
+    pe->settled(tachyon::outcome::failed);
     pe->release_ref();
     return;
   }
@@ -365,6 +389,7 @@ void bus_core::park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexc
     // already, is accepted and discarded, as if the discard had found it waiting.
     ctx.count(l, pe->env.header.type_index, c_discarded);
     bump(ctx.lane_row(l).v[c_unparked]);
+    pe->settled(tachyon::outcome::discarded);
     d->dispose();
     return;
   }

@@ -18,6 +18,7 @@
 
 #include <tachyon/detail/lane/admission.hpp>  // cache_line
 #include <tachyon/detail/lane/envelope.hpp>
+#include <tachyon/settle.hpp>
 #include <tachyon/subscription.hpp>
 
 namespace tachyon::detail {
@@ -47,6 +48,15 @@ struct parked_event {
   // (c_parked): its settlement then counts it out again (c_unparked).
   std::atomic<bool> waited{false};
   bool dead_letter_expired = false;  // publish_options::dead_letter_expired
+  // publish_options::on_settle: told once, by whichever path settles the event (bus_core's
+  // settle_run, or a front delivery discarded or displaced before it ran), after the counts.
+  settle_listener* listener = nullptr;
+
+  /// Tells the listener, if any, how the event ended.
+  void settled(tachyon::outcome o) const noexcept {
+    if (listener != nullptr) [[unlikely]]
+      listener->settled(*listener, env.header, o);
+  }
 
   void acquire() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release_ref() noexcept {
