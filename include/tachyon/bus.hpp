@@ -114,6 +114,9 @@ struct publish_options {
   /// handlers see meta_flags::external in meta::flags on every run of it. Costs what a publish
   /// with options costs, and in a conflated type's slot it is kept with the event.
   bool external = false;
+  /// With external: its source delivered it before (a JetStream redelivery after the importing
+  /// process died, say): handlers see meta_flags::redelivered. The same path as external.
+  bool redelivered = false;
 };
 
 /// Per-subscription settings. subscribe_options<> (void): those of a subscription to several
@@ -347,7 +350,8 @@ class bus {
       throw_batch_settle();
     if constexpr (interceptor_set::template screens_any<T>) return publish_each(evs, opts);
     if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |
-         reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external) != 0) [[unlikely]]
+         reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external | opts.redelivered) != 0)
+        [[unlikely]]
       return publish_each(evs, opts);
     if constexpr (conflated<T>) {
       return publish_batch_conflated(evs, l, opts.correlation_id);
@@ -1018,7 +1022,8 @@ class bus {
         .type_index = static_cast<std::uint16_t>(index),
         .lane = static_cast<priority>(l),
         .attempt = 0,
-        .flags = opts.external ? meta_flags::external : std::uint8_t{0}};
+        .flags = static_cast<std::uint8_t>((opts.external ? meta_flags::external : 0) |
+                                           (opts.redelivered ? meta_flags::redelivered : 0))};
     core_.enter_dispatch(ctx);
     detail::bus_core::enter_cause(ctx, m);
     const bool ok = run_wrapped(
@@ -1062,7 +1067,8 @@ class bus {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     const unsigned l = lane_of<T>(opts.lane);
     if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |
-         reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external) != 0) [[unlikely]]
+         reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external | opts.redelivered) != 0)
+        [[unlikely]]
       return publish_timed<T>(std::forward<E>(ev), l, index, opts);
     if constexpr (conflated<T>) {  // conflate_by: compiled only for such types
       if (auto* s = conflation_.template of<T>().find(conflation_table<T>::key_of(ev), l))
@@ -1187,7 +1193,8 @@ class bus {
                                          const publish_options& opts) {
     const auto deadline = static_cast<std::uint64_t>(opts.deadline.count());
     const auto not_before = static_cast<std::uint64_t>(opts.not_before.count());
-    const std::uint8_t flags = opts.external ? meta_flags::external : 0;
+    const auto flags = static_cast<std::uint8_t>((opts.external ? meta_flags::external : 0) |
+                                                 (opts.redelivered ? meta_flags::redelivered : 0));
     settle_listener* const listener = opts.on_settle;
     if (listener != nullptr && listener->settled == nullptr)
       throw std::invalid_argument(

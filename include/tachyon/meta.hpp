@@ -51,6 +51,10 @@ inline constexpr std::uint8_t replayed = 2;
 /// publisher said so with publish_options::external. Set on every run of it (the first, its
 /// retries, replays from the dead letters), so that an exporting handler can leave it alone.
 inline constexpr std::uint8_t external = 4;
+/// Its source delivered it before (publish_options::redelivered): a JetStream import's message
+/// that the server redelivered, because an earlier delivery was not acknowledged in time (the
+/// importing process died, say). Handlers that must not act twice check it.
+inline constexpr std::uint8_t redelivered = 8;
 }  // namespace meta_flags
 
 /// What the error hook (config::on_error) receives when a handler throws, before tachyon
