@@ -111,7 +111,7 @@ enum class storage : std::uint8_t { file, memory };
 
 /// A JetStream export: the stream its subject is stored in, made if missing.
 struct stream_options {
-  std::string name;  ///< the stream (letters, digits, '-' and '_')
+  std::string name{};  ///< the stream (letters, digits, '-' and '_')
   retention retain = retention::limits;
   storage store = storage::file;
   std::int64_t max_messages = -1;  ///< -1: no limit
@@ -133,11 +133,11 @@ struct export_options {
 enum class start_at : std::uint8_t { all, new_only, sequence, time };
 
 struct consumer_options {
-  std::string stream;   ///< the stream to read
-  std::string durable;  ///< the consumer's name: it remembers what was acknowledged
+  std::string stream{};   ///< the stream to read
+  std::string durable{};  ///< the consumer's name: it remembers what was acknowledged
   start_at start = start_at::all;
   std::uint64_t start_sequence = 0;                  ///< with start_at::sequence
-  std::chrono::system_clock::time_point start_time;  ///< with start_at::time
+  std::chrono::system_clock::time_point start_time{};  ///< with start_at::time
   /// Unacknowledged this long: the server redelivers.
   std::chrono::milliseconds ack_wait{30000};
   /// Deliveries of one message before the server gives up on it (-1: no limit).
@@ -153,7 +153,7 @@ struct import_options {
 /// Where replay() starts.
 struct replay_from {
   std::uint64_t sequence = 0;                  ///< a stream sequence (1 = the first), or
-  std::chrono::system_clock::time_point time;  ///< a time (when sequence is 0)
+  std::chrono::system_clock::time_point time{};  ///< a time (when sequence is 0)
 };
 
 /// A message refused on the way in, kept as it came with the reason.
