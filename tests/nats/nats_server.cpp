@@ -16,6 +16,7 @@
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -196,6 +197,58 @@ bool child_process::wait_for_output(const std::string& needle, std::chrono::mill
     if (!alive || clock::now() > deadline) return false;
     std::this_thread::sleep_for(5ms);
   }
+}
+
+namespace {
+
+constexpr const char* child_role_variable = "TACHYON_CHILD_ROLE";
+
+std::map<std::string, child_role_function>& child_roles() {
+  static std::map<std::string, child_role_function> roles;
+  return roles;
+}
+
+/// Runs the child role named in the environment, if any, when RUN_ALL_TESTS starts: by then
+/// every test file's static initializers have registered their roles.
+class child_role_runner : public ::testing::EmptyTestEventListener {
+  void OnTestProgramStart(const ::testing::UnitTest&) override {
+    const char* name = std::getenv(child_role_variable);
+    if (name == nullptr) return;
+    const auto role = child_roles().find(name);
+    int status = 125;
+    if (role == child_roles().end()) {
+      std::cerr << "no child role '" << name << "' is registered in this binary\n";
+    } else {
+      status = role->second();
+    }
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    std::_Exit(status);
+  }
+};
+
+}  // namespace
+
+bool register_child_role(const char* name, child_role_function function) {
+  if (child_roles().empty()) {
+    ::testing::UnitTest::GetInstance()->listeners().Append(new child_role_runner);
+  }
+  if (!child_roles().emplace(name, function).second) {
+    std::cerr << "TACHYON_CHILD_ROLE(" << name << ") is defined twice\n";
+    std::abort();
+  }
+  return true;
+}
+
+std::unique_ptr<child_process> spawn_child_role(const std::string& name,
+                                                std::filesystem::path output,
+                                                std::vector<std::string> extra_env) {
+  extra_env.push_back(std::string(child_role_variable) + "=" + name);
+  // No test is selected, in case the role returns to gtest by mistake.
+  return std::make_unique<child_process>(
+      std::vector<std::string>{self_exe().string(), "--gtest_filter=-*"}, std::move(output),
+      std::move(extra_env));
 }
 
 std::filesystem::path self_exe() { return std::filesystem::read_symlink("/proc/self/exe"); }

@@ -73,6 +73,28 @@ class child_process {
 /// with --gtest_filter=... or a role in an environment variable.
 std::filesystem::path self_exe();
 
+/// A child role: a function that a child copy of this test binary runs instead of the tests;
+/// its result is the child's exit status. Register one with TACHYON_CHILD_ROLE.
+using child_role_function = int (*)();
+bool register_child_role(const char* name, child_role_function function);
+
+/// Defines and registers a child role, at namespace scope in a test file:
+///   TACHYON_CHILD_ROLE(publisher) { ...; return 0; }
+/// A role reads its parameters from the environment that spawn_child_role gave it.
+#define TACHYON_CHILD_ROLE(name)                                               \
+  static int tachyon_child_role_##name();                                      \
+  [[maybe_unused]] static const bool tachyon_child_role_registered_##name =    \
+      ::tachyon::test::register_child_role(#name, &tachyon_child_role_##name); \
+  static int tachyon_child_role_##name()
+
+/// Starts this test binary again, as a child that runs the role `name` and exits with its
+/// result (125 if no such role is registered), with `extra_env` added to its environment
+/// (e.g. "NATS_URL=..."). The role runs when RUN_ALL_TESTS starts, before any test, and
+/// ends the process with _Exit (no static destructors: libnats threads may still run).
+std::unique_ptr<child_process> spawn_child_role(const std::string& name,
+                                                std::filesystem::path output,
+                                                std::vector<std::string> extra_env = {});
+
 /// The last `lines` lines of the file at `path` (empty if it cannot be read).
 std::string file_tail(const std::filesystem::path& path, std::size_t lines = 40);
 

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -423,6 +425,57 @@ TEST(NatsHarness, ClusterKeepsAcknowledgingWithANodeKilled) {
 
 // ---------------------------------------------------------------------------------------------
 
+// A child copy of this binary that publishes `count` core NATS messages and says so.
+TACHYON_CHILD_ROLE(harness_publisher) {
+  const char* url = std::getenv("NATS_URL");
+  const int count = std::atoi(std::getenv("COUNT"));
+  natsConnection* connection = nullptr;
+  if (url == nullptr || natsConnection_ConnectTo(&connection, url) != NATS_OK) return 2;
+  for (int n = 0; n < count; ++n) {
+    const std::string data = std::to_string(n);
+    if (natsConnection_PublishString(connection, "harness.child", data.c_str()) != NATS_OK) {
+      return 3;
+    }
+  }
+  // Flush: the server has taken every message before this process ends.
+  if (natsConnection_Flush(connection) != NATS_OK) return 4;
+  natsConnection_Destroy(connection);
+  std::printf("published %d\n", count);
+  return 0;
+}
+
+TEST(NatsHarness, ChildProcessPublishesToTheParent) {
+  TACHYON_REQUIRE_NATS_SERVER();
+  nats_server server(core_only());
+  server.start();
+  const auto options = client_options({server.url()});
+  const auto connection = connect(options.get());
+  ASSERT_TRUE(connection);
+  natsSubscription* raw_sub = nullptr;
+  ASSERT_EQ(natsConnection_SubscribeSync(&raw_sub, connection.get(), "harness.child"), NATS_OK);
+  subscription_ptr sub(raw_sub);
+  ASSERT_EQ(natsConnection_Flush(connection.get()), NATS_OK);
+
+  const auto child = tachyon::test::spawn_child_role(
+      "harness_publisher", server.dir() / "child.out", {"NATS_URL=" + server.url(), "COUNT=100"});
+  const auto status = child->wait_for_exit(60s);
+  ASSERT_TRUE(status) << child->output();
+  ASSERT_EQ(*status, 0) << child->output();
+  EXPECT_NE(child->output().find("published 100\n"), std::string::npos) << child->output();
+
+  for (int n = 0; n < 100; ++n) {
+    natsMsg* raw_msg = nullptr;
+    ASSERT_EQ(natsSubscription_NextMsg(&raw_msg, sub.get(), 10000), NATS_OK) << n;
+    msg_ptr msg(raw_msg);
+    EXPECT_STREQ(natsMsg_GetData(msg.get()), std::to_string(n).c_str());
+  }
+  // The server delivered the child's messages before it answers this flush: no 101st.
+  ASSERT_EQ(natsConnection_Flush(connection.get()), NATS_OK);
+  std::uint64_t queued = ~std::uint64_t{0};
+  ASSERT_EQ(natsSubscription_QueuedMsgs(sub.get(), &queued), NATS_OK);
+  EXPECT_EQ(queued, 0u);
+}
+
 class ChildProcess : public ::testing::Test {
  protected:
   std::filesystem::path dir = [] {
@@ -474,6 +527,16 @@ TEST_F(ChildProcess, ExecFailureThrowsWithTheReason) {
         << e.what();
     EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
   }
+}
+
+TEST_F(ChildProcess, AnUnknownRoleExits125) {
+  const auto child = tachyon::test::spawn_child_role("no_such_role", dir / "out");
+  const auto status = child->wait_for_exit(60s);
+  ASSERT_TRUE(status);
+  ASSERT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 125);
+  EXPECT_NE(child->output().find("no child role 'no_such_role'"), std::string::npos)
+      << child->output();
 }
 
 TEST_F(ChildProcess, ThisBinaryRunsAsAChild) {
