@@ -106,7 +106,9 @@ class reader {
       return static_cast<V>(get<std::underlying_type_t<V>>());
     } else if constexpr (std::is_same_v<V, bool>) {
       const auto b = get<std::uint8_t>();
-      if (b > 1) fail("a bool that is neither 0 nor 1", 1);
+      if (b > 1)
+        throw codec_error("tachyon::reader: a bool of " + std::to_string(b) + " at offset " +
+                          std::to_string(at_ - 1) + "; allowed: 0 or 1");
       return b == 1;
     } else {
       unsigned char b[sizeof(V)];
