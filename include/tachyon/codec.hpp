@@ -106,7 +106,9 @@ class reader {
       return static_cast<V>(get<std::underlying_type_t<V>>());
     } else if constexpr (std::is_same_v<V, bool>) {
       const auto b = get<std::uint8_t>();
-      if (b > 1) fail("a bool that is neither 0 nor 1", 1);
+      if (b > 1)
+        throw codec_error("tachyon::reader: a bool of " + std::to_string(b) + " at offset " +
+                          std::to_string(at_ - 1) + "; allowed: 0 or 1");
       return b == 1;
     } else {
       unsigned char b[sizeof(V)];
@@ -186,6 +188,13 @@ constexpr std::uint64_t fnv1a(std::uint64_t h, std::uint32_t v) noexcept {
 
 }  // namespace detail
 
+/// codec<T> names an encode or a decode (whatever its signature).
+template <class T>
+concept codec_names_fields = requires {
+  &codec<T>::encode;
+}
+|| requires { &codec<T>::decode; };
+
 /// What a payload of T is made of: fields a codec wrote, or T's object bytes.
 template <serializable T>
 inline constexpr bool raw_payload = !codec_has_fields<T>;
@@ -199,11 +208,28 @@ constexpr std::uint32_t oldest_version() noexcept {
     return static_cast<std::uint32_t>(codec<T>::version);
 }
 
+/// Mistakes in a codec's declaration that would otherwise compile: checked wherever a payload of
+/// T is fingerprinted, written or read.
+template <serializable T>
+constexpr bool codec_declaration_checked() noexcept {
+  static_assert(oldest_version<T>() <= static_cast<std::uint32_t>(codec<T>::version),
+                "tachyon::codec: oldest is newer than version, so no version would decode; "
+                "allowed: oldest <= version");
+  // Without this, a trivially copyable T whose encode or decode is misspelt (decode without its
+  // version, say) would quietly travel as its raw bytes instead.
+  static_assert(codec_has_fields<T> || !codec_names_fields<T>,
+                "tachyon::codec: encode or decode is declared, but not as static void "
+                "encode(const T&, tachyon::writer&) and static T decode(tachyon::reader&, "
+                "std::uint32_t version); declare both so, or neither for a raw payload");
+  return true;
+}
+
 /// A 64-bit check that sender and receiver mean the same thing by (name, version): FNV-1a of
 /// the name, the version and, for a raw payload, T's size and alignment, so that two builds
 /// whose layouts of a raw type differ refuse each other's bytes instead of misreading them.
 template <serializable T>
 constexpr std::uint64_t fingerprint(std::uint32_t version = codec<T>::version) noexcept {
+  static_assert(codec_declaration_checked<T>());
   std::uint64_t h = detail::fnv1a(0xcbf29ce484222325ULL, std::string_view(codec<T>::name));
   h = detail::fnv1a(h, version);
   if constexpr (raw_payload<T>) {
@@ -217,6 +243,7 @@ constexpr std::uint64_t fingerprint(std::uint32_t version = codec<T>::version) n
 /// Appends T's payload (its codec's fields, or its bytes) to `out`.
 template <serializable T>
 void encode(const T& v, std::vector<std::byte>& out) {
+  static_assert(codec_declaration_checked<T>());
   if constexpr (raw_payload<T>) {
     const auto* b = reinterpret_cast<const std::byte*>(&v);
     out.insert(out.end(), b, b + sizeof(T));
@@ -231,6 +258,7 @@ void encode(const T& v, std::vector<std::byte>& out) {
 /// a payload either decodes whole or is refused, never read as garbage.
 template <serializable T>
 T decode(std::span<const std::byte> payload, std::uint32_t version) {
+  static_assert(codec_declaration_checked<T>());
   constexpr auto current = static_cast<std::uint32_t>(codec<T>::version);
   if (version < oldest_version<T>() || version > current)
     throw codec_error(

@@ -52,8 +52,10 @@ bool parse_meta(std::string_view text, wire_meta& out, std::string& why) {
     return false;
   }
   if (n != meta_fields) {
-    why = "Tachyon-Meta: " + std::to_string(n) + " fields; allowed: exactly " +
-          std::to_string(meta_fields);
+    // The loop stops one past the last field it wants, so n cannot count a longer line.
+    why = "Tachyon-Meta: " +
+          (n > meta_fields ? "more than " + std::to_string(meta_fields) : std::to_string(n)) +
+          " fields; allowed: exactly " + std::to_string(meta_fields);
     return false;
   }
   wire_meta m;
@@ -68,9 +70,21 @@ bool parse_meta(std::string_view text, wire_meta& out, std::string& why) {
   for (int i = 0; i < meta_fields - 1; ++i) {
     if (!ok[i]) {
       why = std::string("Tachyon-Meta: ") + names[i] + " '" + std::string(f[i + 1].substr(0, 24)) +
-            "' is not a " + (i == 1 ? "64-bit hex" : "decimal") + " number";
+            "' is not a " +
+            (i == 0   ? "32-bit decimal"
+             : i == 1 ? "64-bit hex"
+                      : "64-bit decimal") +
+            " number";
       return false;
     }
+  }
+  // One spelling per value (single spaces, the fingerprint in 16 lower-case hex digits, no
+  // leading zeros), so that two bridges never disagree about what a header says and a header
+  // can be compared as text.
+  if (const auto canonical = format_meta(m); canonical != text) {
+    why = "Tachyon-Meta: '" + std::string(text.substr(0, 96)) +
+          "' is not as format_meta writes it; allowed: '" + canonical + "'";
+    return false;
   }
   out = m;
   return true;
