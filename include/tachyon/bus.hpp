@@ -111,8 +111,11 @@ struct publish_options {
   /// dispatch() (which returns when the event has run): std::invalid_argument.
   settle_listener* on_settle = nullptr;
   /// The event came from outside this bus (a bridge's import, a journal's replay): its
-  /// handlers see meta_flags::external in meta::flags on every run of it. Costs what a publish
-  /// with options costs, and in a conflated type's slot it is kept with the event.
+  /// handlers see meta_flags::external in meta::flags on every run of it (retries and
+  /// dead-letter replays included), so that a bridge's export never sends an import back.
+  /// Allowed with dispatch() and publish_batch(). An external event of a conflated type is not
+  /// conflated (as one with a deadline is not): publish() takes the options' path, which keeps
+  /// the plain path free of the flag.
   bool external = false;
   /// With external: its source delivered it before (a JetStream redelivery after the importing
   /// process died, say): handlers see meta_flags::redelivered. The same path as external.
@@ -313,8 +316,8 @@ class bus {
   /// the same lane (queued, or dequeued with its handlers not yet started), `ev` replaces it
   /// (the old one is counted `conflated`) and needs no room in the lane; otherwise it is queued
   /// as any event. Allocates one box per call (the event and its meta). Not conflated: events
-  /// with a deadline, not_before, a key or on_settle, and events whose key finds no slot once Keys
-  /// keys are tracked (counted in metrics' type `unconflated`). See
+  /// with a deadline, not_before, a key, on_settle or external, and events whose key finds no slot
+  /// once Keys keys are tracked (counted in metrics' type `unconflated`). See
   /// detail/conflation/conflation.hpp.
   template <class E>
   result publish(E&& ev) {
@@ -1008,9 +1011,9 @@ class bus {
     if ((opts.deadline.count() | opts.not_before.count()) != 0 || opts.dead_letter_expired ||
         opts.key != 0 || opts.on_settle != nullptr)
       throw std::invalid_argument(
-          "tachyon::dispatch: publish_options::deadline, not_before, dead_letter_expired, key and "
-          "on_settle apply to publish(); dispatch() runs the handlers now and returns when they "
-          "have run (allowed: lane, correlation_id, external)");
+          "tachyon::dispatch: publish_options::deadline, not_before, dead_letter_expired and key "
+          "apply to publish(), as does on_settle; dispatch() runs the handlers now and returns "
+          "when they have run (allowed: lane, correlation_id, external)");
     const unsigned l = lane_of<T>(opts.lane);
     detail::thread_context& ctx = core_.context();
     const detail::event_cause outer = ctx.cause;
@@ -1193,16 +1196,7 @@ class bus {
                                          const publish_options& opts) {
     const auto deadline = static_cast<std::uint64_t>(opts.deadline.count());
     const auto not_before = static_cast<std::uint64_t>(opts.not_before.count());
-    const auto flags = static_cast<std::uint8_t>((opts.external ? meta_flags::external : 0) |
-                                                 (opts.redelivered ? meta_flags::redelivered : 0));
     settle_listener* const listener = opts.on_settle;
-    if (listener != nullptr && listener->settled == nullptr)
-      throw std::invalid_argument(
-          "tachyon::publish: publish_options::on_settle names a settle_listener whose `settled` "
-          "is null; allowed: a listener with its function set, or no listener (nullptr)");
-    // An event with a listener is carried in a parked event (deadline 0 if none), the one
-    // place that knows when it settles, whichever way it goes.
-    const bool parked = deadline != 0 || listener != nullptr;
     if (opts.key != 0) {
       // A keyed event takes its place in its key's order when it is published; one held back
       // until later would hold back every later event of its key (and of the keys sharing its
@@ -1212,13 +1206,22 @@ class bus {
             "tachyon::publish: publish_options::key and not_before cannot be combined: a keyed "
             "event takes its place in its key's order when published; allowed: a key with or "
             "without a deadline, or not_before without a key");
-      if (!parked)
-        return core_.publish_keyed(l, index, opts.correlation_id, opts.key,
-                                   [&](detail::envelope& env) {
-                                     detail::store_payload<T>(env, std::forward<E>(ev));
-                                     env.header.flags = flags;
-                                   });
+      // A key alone: what publish_timed reads besides costs it two tests.
+      if ((deadline | reinterpret_cast<std::uintptr_t>(listener) | opts.external |
+           opts.redelivered) == 0)
+        return core_.publish_keyed(
+            l, index, opts.correlation_id, opts.key,
+            [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
     }
+    const auto flags = static_cast<std::uint8_t>((opts.external ? meta_flags::external : 0) |
+                                                 (opts.redelivered ? meta_flags::redelivered : 0));
+    if (listener != nullptr && listener->settled == nullptr)
+      throw std::invalid_argument(
+          "tachyon::publish: publish_options::on_settle names a settle_listener whose `settled` "
+          "is null; allowed: a listener with its function set, or no listener (nullptr)");
+    // An event with a listener is carried in a parked event (deadline 0 if none), the one
+    // place that knows when it settles, whichever way it goes.
+    const bool parked = deadline != 0 || listener != nullptr;
     if (not_before > core_.now_ns()) {
       if (const result r = core_.timer_admit(l, index); r != result::ok) return r;
       detail::parked_event* pe = nullptr;
@@ -1242,24 +1245,19 @@ class bus {
       core_.park_delayed(pe, not_before);
       return result::ok;
     }
-    if (!parked && not_before == 0) {
-      // external alone: a plain event with its flag (conflated as any, for such a type).
-      if constexpr (conflated<T>) {
-        if (auto* s = conflation_.template of<T>().find(conflation_table<T>::key_of(ev), l))
-          return detail::conflate<T>(core_, *s, std::forward<E>(ev), l, index, opts.correlation_id,
-                                     flags);
-        detail::bump(core_.context().type_row(index).v[detail::c_unconflated]);
-      }
-      return core_.template publish<false>(l, index, opts.correlation_id,
-                                           [&](detail::envelope& env) {
-                                             detail::store_payload<T>(env, std::forward<E>(ev));
-                                             env.header.flags = flags;
-                                           });
-    }
     // A deadline or a listener (or a not_before already past): through the front door like any
     // event (or its key's strand), carried as a delivery that checks the deadline when it
-    // starts.
+    // starts. external alone: a plain event with its flag. One fill for both, so that this
+    // function holds one more copy of the publish path, not two (a second one here had GCC stop
+    // inlining the admission into the plain publish(): +24 instructions, perf/callgrind). Not
+    // conflated either way, as an event with a deadline is not.
+    const bool carried = parked || not_before != 0;
     auto with_deadline = [&](detail::envelope& env) {
+      if (!carried) {
+        detail::store_payload<T>(env, std::forward<E>(ev));
+        env.header.flags = flags;
+        return;
+      }
       detail::envelope held;
       held.header = env.header;  // as stamped: sequence, ticks, the real type
       held.header.flags = flags;

@@ -67,8 +67,8 @@ namespace tachyon::detail {
 /// Bit 7 of meta::flags, tachyon's own: the envelope is a conflation token (its payload names a
 /// slot). Never seen by a handler: the drain replaces the token's header by its box's.
 inline constexpr std::uint8_t token_flag = 0x80;
-static_assert((token_flag &
-               (meta_flags::reentered | meta_flags::replayed | meta_flags::external)) == 0,
+static_assert((token_flag & (meta_flags::reentered | meta_flags::replayed | meta_flags::external |
+                             meta_flags::redelivered)) == 0,
               "tachyon: the token flag is a bit of meta::flags of its own");
 
 /// The type of a data member pointer's member.
@@ -270,10 +270,9 @@ void discard_token(envelope& env) noexcept {
 /// an rvalue `ev` is untouched on full and stopped, but for one race: the slot emptied between
 /// the box's construction and its CAS, and then the lane refused the token; `ev` is then given
 /// its value back by move assignment if T has one, and is left moved-from if not.
-/// `flags`: the event's meta::flags (meta_flags::external), kept with it in its box.
 template <class T, class Slot, class E>
 result conflate(bus_core& core, Slot& s, E&& ev, unsigned l, std::uint16_t type,
-                std::uint64_t correlation, std::uint8_t flags = 0) {
+                std::uint64_t correlation) {
   using box = conflation_box<T>;
   thread_context& ctx = core.context();
   const bool timestamps = core.cfg().timestamps;
@@ -282,7 +281,6 @@ result conflate(bus_core& core, Slot& s, E&& ev, unsigned l, std::uint16_t type,
     b = box::make(std::forward<E>(ev));
     write_fresh_header(b->header, ctx.take_sequence(), correlation, ctx.cause,
                        timestamps ? clock::now() : 0, type, static_cast<priority>(l));
-    b->header.flags = flags;
   };
   box* cur = s.latest.load(std::memory_order_relaxed);
   if (cur != nullptr) {
