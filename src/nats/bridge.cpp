@@ -234,8 +234,12 @@ struct bridge_core::impl {
     check(natsOptions_SetReconnectWait(no, opts.reconnect.wait.count()), "reconnect wait");
     check(natsOptions_SetReconnectBufSize(no, opts.reconnect.buffer_bytes), "reconnect buffer");
     check(natsOptions_SetMaxPendingMsgs(no, opts.import_pending_messages), "pending messages");
+    // With a callback, natsConnection_Connect returns at once and keeps trying in the
+    // background; without one it would block here through every attempt.
     if (opts.reconnect.retry_initial_connect)
-      check(natsOptions_SetRetryOnFailedConnect(no, true, nullptr, nullptr), "retry on connect");
+      check(natsOptions_SetRetryOnFailedConnect(
+                no, true, [](natsConnection*, void*) {}, this),
+            "retry on connect");
     if (!opts.credentials_file.empty())
       check(natsOptions_SetUserCredentialsFromFiles(no, opts.credentials_file.c_str(), nullptr),
             "credentials file " + opts.credentials_file);

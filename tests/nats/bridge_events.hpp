@@ -38,7 +38,9 @@ using Bus = tachyon::bus<Events>;
 using Bridge = tachyon::nats::bridge<Bus>;
 
 inline tachyon::config threaded(std::uint32_t workers = 1, std::uint32_t capacity = 1024) {
-  return {.workers = workers, .lane_capacity = capacity, .wait = tachyon::wait_strategy::spin_then_park};
+  return {.workers = workers,
+          .lane_capacity = capacity,
+          .wait = tachyon::wait_strategy::spin_then_park};
 }
 
 /// Waits until pred() holds; gives up after a minute (a hang, never a slow machine).
@@ -79,7 +81,8 @@ struct tachyon::codec<bt::Note> {
     n.text = r.get_string();
     if (version >= 2) {
       const auto count = r.get<std::uint32_t>();
-      if (count > r.remaining() / 4) throw tachyon::codec_error("test.Note: tag count past the end");
+      if (count > r.remaining() / 4)
+        throw tachyon::codec_error("test.Note: tag count past the end");
       for (std::uint32_t i = 0; i < count; ++i) n.tags.push_back(r.get<std::int32_t>());
     }
     return n;

@@ -52,8 +52,8 @@ struct raw_client {
 std::string order_bytes(const Order& o) {
   return std::string(reinterpret_cast<const char*>(&o), sizeof o);
 }
-std::string valid_meta(std::uint32_t version = 1,
-                       std::uint64_t fp = tachyon::fingerprint<Order>(), std::uint64_t n = 1) {
+std::string valid_meta(std::uint32_t version = 1, std::uint64_t fp = tachyon::fingerprint<Order>(),
+                       std::uint64_t n = 1) {
   return tachyon::nats::format_meta({version, fp, 7, 99, 0, 0, n});
 }
 
@@ -123,7 +123,8 @@ TEST(NatsBridge, CodecTypesCrossWithTheirFields) {
   bb.import_type<Note>("notes.>");
   ba.export_type<Note>("notes.x");
   ASSERT_TRUE(bb.flush());
-  const Note sent[] = {{"", {}}, {std::string("nul\0inside", 10), {-1, 0, 7}}, {std::string(5000, 'z'), {1}}};
+  const Note sent[] = {
+      {"", {}}, {std::string("nul\0inside", 10), {-1, 0, 7}}, {std::string(5000, 'z'), {1}}};
   for (const Note& n : sent) ASSERT_EQ(a.publish(n), tachyon::result::ok);
   ASSERT_TRUE(eventually([&] {
     std::lock_guard lock(mu);
@@ -195,13 +196,14 @@ TEST(NatsBridge, BadMessagesAreQuarantinedWithTheirReasonNeverDecoded) {
   raw_client raw(server.url());
   const std::string good = order_bytes({42, 1, 2.0});
   const std::string type = "test.Order";
-  raw.send("in.a", good, {});                                                    // no headers
+  raw.send("in.a", good, {});  // no headers
   raw.send("in.b", good, {{"Tachyon-Type", "test.Reply"}, {"Tachyon-Meta", valid_meta()}});
   raw.send("in.c", good, {{"Tachyon-Type", type}, {"Tachyon-Meta", valid_meta(2)}});
   raw.send("in.d", good, {{"Tachyon-Type", type}, {"Tachyon-Meta", valid_meta(1, 12345)}});
   raw.send("in.e", good.substr(0, 5), {{"Tachyon-Type", type}, {"Tachyon-Meta", valid_meta()}});
   raw.send("in.f", good, {{"Tachyon-Type", type}, {"Tachyon-Meta", "v1 1 zz"}});
-  raw.send("in.g", std::string(2000, 'x'), {{"Tachyon-Type", type}, {"Tachyon-Meta", valid_meta()}});
+  raw.send("in.g", std::string(2000, 'x'),
+           {{"Tachyon-Type", type}, {"Tachyon-Meta", valid_meta()}});
   raw.send("in.h", good + "x", {{"Tachyon-Type", type}, {"Tachyon-Meta", valid_meta()}});
   raw.send("in.ok", good, {{"Tachyon-Type", type}, {"Tachyon-Meta", valid_meta()}});
   ASSERT_TRUE(eventually([&] { return bb.metrics().received == 9; }));
@@ -214,12 +216,14 @@ TEST(NatsBridge, BadMessagesAreQuarantinedWithTheirReasonNeverDecoded) {
   const auto q = bb.quarantine();
   ASSERT_EQ(q.size(), 4u);  // in.e .. in.h
   EXPECT_EQ(q[0].subject, "in.e");
-  EXPECT_NE(q[0].reason.find("payload of 5 bytes; allowed: exactly 24"), std::string::npos) << q[0].reason;
+  EXPECT_NE(q[0].reason.find("payload of 5 bytes; allowed: exactly 24"), std::string::npos)
+      << q[0].reason;
   EXPECT_EQ(q[0].payload.size(), 5u);
   EXPECT_NE(q[1].reason.find("Tachyon-Meta: 3 fields; allowed: exactly 8"), std::string::npos)
       << q[1].reason;
   EXPECT_NE(q[2].reason.find("2000 bytes"), std::string::npos) << q[2].reason;
-  EXPECT_NE(q[3].reason.find("payload of 5 bytes; allowed: exactly 24"), std::string::npos) << q[3].reason;
+  EXPECT_NE(q[3].reason.find("payload of 5 bytes; allowed: exactly 24"), std::string::npos)
+      << q[3].reason;
   EXPECT_EQ(q[3].type, "test.Order");
 }
 
@@ -318,9 +322,8 @@ tachyon::nats::export_options js_export(std::string stream) {
 }
 tachyon::nats::import_options js_import(std::string stream, std::string durable) {
   tachyon::nats::import_options o;
-  o.jetstream = tachyon::nats::consumer_options{.stream = std::move(stream),
-                                                .durable = std::move(durable),
-                                                .ack_wait = 2s};
+  o.jetstream = tachyon::nats::consumer_options{
+      .stream = std::move(stream), .durable = std::move(durable), .ack_wait = 2s};
   return o;
 }
 
@@ -339,8 +342,7 @@ TEST(NatsBridge, JetStreamAcknowledgesEachImportOnceItSettledWhateverItsOutcome)
   Bridge ba{a, opts(server, "a")}, bb{b, opts(server, "b")};
   ba.export_type<Order>("js.orders", js_export("ORDERS"));
   constexpr int n = 300;
-  for (std::uint64_t i = 0; i < n; ++i)
-    ASSERT_EQ(a.publish(Order{i, 1, 1.0}), tachyon::result::ok);
+  for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(a.publish(Order{i, 1, 1.0}), tachyon::result::ok);
   ASSERT_TRUE(ba.flush(60s));
   EXPECT_EQ(ba.metrics().exported, static_cast<std::uint64_t>(n));  // each acknowledged
   EXPECT_EQ(ba.metrics().export_errors, 0u);
@@ -363,7 +365,8 @@ TEST(NatsBridge, JetStreamReplaysFromASequenceOrATime) {
   Bus a{bt::threaded()};
   Bridge ba{a, opts(server, "a")};
   ba.export_type<Order>("log.orders", js_export("LOG"));
-  for (std::uint64_t i = 1; i <= 50; ++i) ASSERT_EQ(a.publish(Order{i, 1, 1.0}), tachyon::result::ok);
+  for (std::uint64_t i = 1; i <= 50; ++i)
+    ASSERT_EQ(a.publish(Order{i, 1, 1.0}), tachyon::result::ok);
   ASSERT_TRUE(ba.flush(60s));
   std::this_thread::sleep_for(20ms);  // a time strictly between the halves (the server's clock)
   const auto middle = std::chrono::system_clock::now();
@@ -402,8 +405,10 @@ TEST(NatsBridge, JetStreamRefusedByAFullBusIsOfferedAgainAndMarkedRedelivered) {
   server.start();
   Bus a{bt::threaded()};
   // b: a small lane that refuses when full, and a handler held until b has refused some.
-  Bus b{tachyon::config{.workers = 1, .lane_capacity = 4, .wait = tachyon::wait_strategy::spin_then_park,
-         .overflow = tachyon::overflow::fail}};
+  Bus b{tachyon::config{.workers = 1,
+                        .lane_capacity = 4,
+                        .wait = tachyon::wait_strategy::spin_then_park,
+                        .overflow = tachyon::overflow::fail}};
   std::atomic<bool> hold{true};
   std::mutex mu;
   std::map<std::uint64_t, int> runs;
