@@ -184,6 +184,7 @@ struct bridge_core::impl {
   std::atomic<bool> running{true};
   std::atomic<bool> closed{false};
   std::atomic<bool> fetching{true};
+  bool connection_closed = false;  // under sleep_mutex: the closed callback ran
 
   mutable std::mutex quarantine_mutex;
   std::deque<quarantined> kept;
@@ -264,6 +265,17 @@ struct bridge_core::impl {
         this);
     natsOptions_SetReconnectedCB(
         no, [](natsConnection*, void* c) { static_cast<impl*>(c)->reconnects.fetch_add(1); }, this);
+    // The last callback libnats makes for a connection: close() waits for it, so that no
+    // callback can run on a freed bridge.
+    natsOptions_SetClosedCB(
+        no,
+        [](natsConnection*, void* c) {
+          auto* self = static_cast<impl*>(c);
+          std::lock_guard lock(self->sleep_mutex);
+          self->connection_closed = true;
+          self->sleep_cv.notify_all();
+        },
+        this);
     natsOptions_SetErrorHandler(
         no,
         [](natsConnection*, natsSubscription*, natsStatus s, void* c) {
@@ -285,7 +297,22 @@ struct bridge_core::impl {
     jo.PublishAsync.MaxPending = 4096;
     jo.PublishAsync.AckHandler = &on_pub_ack;
     jo.PublishAsync.AckHandlerClosure = this;
-    check(natsConnection_JetStream(&js, nc, &jo), "JetStream context");
+    if (const natsStatus js_status = natsConnection_JetStream(&js, nc, &jo); js_status != NATS_OK) {
+      close_connection();
+      check(js_status, "JetStream context");
+    }
+  }
+
+  /// Closes and frees the connection once libnats has made its last callback.
+  void close_connection() noexcept {
+    if (nc == nullptr) return;
+    natsConnection_Close(nc);
+    {
+      std::unique_lock lock(sleep_mutex);
+      sleep_cv.wait_for(lock, std::chrono::seconds(10), [&] { return connection_closed; });
+    }
+    natsConnection_Destroy(nc);
+    nc = nullptr;
   }
 
   bool is_connected() const {
@@ -853,9 +880,13 @@ struct bridge_core::impl {
     // Imports first: no new events; those in the bus get close_timeout to settle and be
     // acknowledged. Then what is queued for export goes out, and the connection closes.
     fetching.store(false, std::memory_order_release);
+    // A core subscription is drained: what libnats holds for it is delivered, and its
+    // callback has returned for good before the bridge goes on closing.
+    for (auto& e : imports)
+      if (e.sub != nullptr && !e.jetstream) natsSubscription_Drain(e.sub);
     for (auto& e : imports) {
       if (e.fetcher.joinable()) e.fetcher.join();
-      if (e.sub != nullptr && !e.jetstream) natsSubscription_Unsubscribe(e.sub);
+      if (e.sub != nullptr && !e.jetstream) natsSubscription_WaitForDrainCompletion(e.sub, 5000);
     }
     const auto until = clock::now() + opts.close_timeout;
     while (acks->awaiting.load() != 0 && clock::now() < until)
@@ -885,8 +916,7 @@ struct bridge_core::impl {
     export_errors.fetch_add(export_unacked.exchange(0));
     if (js != nullptr) jsCtx_Destroy(js);
     js = nullptr;
-    if (nc != nullptr) natsConnection_Destroy(nc);
-    nc = nullptr;
+    close_connection();
   }
 
   void shut() noexcept {

@@ -222,7 +222,7 @@ TEST(NatsBridge, BadMessagesAreQuarantinedWithTheirReasonNeverDecoded) {
   EXPECT_NE(q[1].reason.find("Tachyon-Meta: 3 fields; allowed: exactly 8"), std::string::npos)
       << q[1].reason;
   EXPECT_NE(q[2].reason.find("2000 bytes"), std::string::npos) << q[2].reason;
-  EXPECT_NE(q[3].reason.find("payload of 5 bytes; allowed: exactly 24"), std::string::npos)
+  EXPECT_NE(q[3].reason.find("payload of 25 bytes; allowed: exactly 24"), std::string::npos)
       << q[3].reason;
   EXPECT_EQ(q[3].type, "test.Order");
 }
