@@ -484,3 +484,53 @@ TEST(NatsBridge, JetStreamLosesNothingAcknowledgedWhenTheServerRestartsMidStream
     return seen.size() == n - ma.export_queue_full;
   }));
 }
+
+TEST(NatsBridge, ASlowImportIsBoundedAndItsDropsAreCountedAndReported) {
+  TACHYON_REQUIRE_NATS_SERVER();
+  nats_server server;
+  server.start();
+  // A lane of 4 under overflow::block and a handler held: the import's publish waits, it stops
+  // taking from NATS, and libnats keeps at most 50 messages for it, dropping the rest.
+  Bus b{tachyon::config{.workers = 1, .lane_capacity = 4}};
+  std::atomic<bool> hold{true};
+  std::atomic<int> handled{0};
+  auto s = b.subscribe<Order>([&](const Order&) {
+    while (hold.load()) std::this_thread::sleep_for(1ms);
+    handled.fetch_add(1);
+  });
+  auto o = opts(server, "b");
+  o.import_pending_messages = 50;
+  Bridge bb{b, o};
+  bb.import_type<Order>("slow");
+  ASSERT_TRUE(bb.flush());
+  raw_client raw(server.url());
+  constexpr int n = 2000;
+  for (int i = 0; i < n; ++i)
+    raw.send("slow", order_bytes({static_cast<std::uint64_t>(i), 1, 1.0}),
+             {{"Tachyon-Type", "test.Order"},
+              {"Tachyon-Meta",
+               valid_meta(1, tachyon::fingerprint<Order>(), static_cast<std::uint64_t>(i + 1))}});
+  ASSERT_EQ(natsConnection_FlushTimeout(raw.nc, 10000), NATS_OK);
+  ASSERT_TRUE(eventually([&] { return bb.metrics().slow_consumer_dropped > 0; }));
+  const auto h = bb.health();
+  EXPECT_FALSE(h.healthy);
+  EXPECT_TRUE(std::any_of(h.problems.begin(), h.problems.end(),
+                          [](const std::string& p) { return p.find("slow consumer") == 0; }));
+  hold = false;
+  // Every message is either taken (and handled) or counted dropped: none vanishes.
+  ASSERT_TRUE(eventually([&] {
+    const auto m = bb.metrics();
+    return m.received + m.slow_consumer_dropped == n;
+  }));
+  // The sender's per-subject count shows the same loss from the importer's side, once a
+  // message after the last one lost arrives.
+  raw.send("slow", order_bytes({n, 1, 1.0}),
+           {{"Tachyon-Type", "test.Order"},
+            {"Tachyon-Meta", valid_meta(1, tachyon::fingerprint<Order>(), n + 1)}});
+  ASSERT_TRUE(eventually(
+      [&] { return bb.metrics().received + bb.metrics().slow_consumer_dropped == n + 1; }));
+  const auto m = bb.metrics();
+  ASSERT_TRUE(eventually([&] { return handled.load() == static_cast<int>(m.received); }));
+  EXPECT_EQ(m.imported, m.received);
+  EXPECT_EQ(m.gaps, m.slow_consumer_dropped);
+}
