@@ -129,6 +129,25 @@ class reader {
     return {p, n};
   }
   std::string get_string() { return std::string(get_view()); }
+  /// A length-prefixed run of bytes (writer::put(std::span<const std::byte>)), as a view into
+  /// the input.
+  std::span<const std::byte> get_bytes() {
+    const std::string_view v = get_view();
+    return {reinterpret_cast<const std::byte*>(v.data()), v.size()};
+  }
+  /// An element count (a std::uint32_t) that the rest of the input can hold, each element
+  /// taking at least `min_bytes_each` (at least 1): checked before anything is allocated for it,
+  /// so that a corrupt count is refused instead of reserving gigabytes.
+  std::size_t get_count(std::size_t min_bytes_each) {
+    const auto n = get<std::uint32_t>();
+    const std::size_t each = min_bytes_each == 0 ? 1 : min_bytes_each;
+    if (n > remaining() / each)
+      throw codec_error("tachyon::reader: a count of " + std::to_string(n) +
+                        " elements of at least " + std::to_string(each) + " bytes at offset " +
+                        std::to_string(at_ - 4) + ", with " + std::to_string(remaining()) +
+                        " bytes left");
+    return n;
+  }
   void raw(void* p, std::size_t n) {
     need(n, "raw bytes");
     std::memcpy(p, in_.data() + at_, n);

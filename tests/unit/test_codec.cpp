@@ -491,3 +491,36 @@ TEST(CodecReader, ABoolThatIsNeitherZeroNorOneIsRefused) {
   EXPECT_EQ(error_of([&] { (void)tachyon::decode<order>(o, 2); }),
             "tachyon::reader: a bool of 2 at offset 21; allowed: 0 or 1");
 }
+
+TEST(Codec, GetCountRefusesACountTheRestCannotHoldAndGetBytesReadsARun) {
+  std::vector<std::byte> out;
+  tachyon::writer w(out);
+  const std::byte run[] = {std::byte{1}, std::byte{2}, std::byte{3}};
+  w.put(std::span<const std::byte>(run));
+  w.put(std::uint32_t{2});
+  w.put(std::uint32_t{7});
+  w.put(std::uint32_t{8});
+  tachyon::reader r(out);
+  const auto bytes = r.get_bytes();
+  ASSERT_EQ(bytes.size(), 3u);
+  EXPECT_EQ(bytes[2], std::byte{3});
+  EXPECT_EQ(r.get_count(4), 2u);
+  EXPECT_EQ(r.get<std::uint32_t>(), 7u);
+
+  std::vector<std::byte> bad;
+  tachyon::writer wb(bad);
+  wb.put(std::uint32_t{3});  // three 4-byte elements promised, two follow
+  wb.put(std::uint32_t{1});
+  wb.put(std::uint32_t{2});
+  tachyon::reader rb(bad);
+  try {
+    (void)rb.get_count(4);
+    FAIL() << "a count past the end was taken";
+  } catch (const tachyon::codec_error& e) {
+    EXPECT_NE(std::string(e.what()).find("a count of 3 elements of at least 4 bytes at offset 0"),
+              std::string::npos)
+        << e.what();
+  }
+  tachyon::reader rz(bad);
+  EXPECT_EQ(rz.get_count(0), 3u);  // 0 is taken as 1 byte each: 8 bytes hold 3
+}
