@@ -22,6 +22,9 @@ endforeach()
 if(NOT DEFINED TACHYON_USE_MIMALLOC)
   set(TACHYON_USE_MIMALLOC ON)
 endif()
+if(NOT DEFINED TACHYON_BUILD_NATS OR TACHYON_BUILD_NATS STREQUAL "")
+  set(TACHYON_BUILD_NATS OFF)
+endif()
 
 set(_work "${TACHYON_WORK_DIR}")
 set(_build "${_work}/tachyon-build")
@@ -65,7 +68,8 @@ _tachyon_step("configure tachyon"
   "${CMAKE_COMMAND}" -S "${TACHYON_SOURCE_DIR}" -B "${_build}" ${_common_args}
     "-DCMAKE_INSTALL_PREFIX=${_work}/configured-prefix-never-used"
     -DTACHYON_BUILD_TESTS=OFF -DTACHYON_BUILD_BENCH=OFF -DTACHYON_BUILD_EXAMPLES=OFF
-    "-DTACHYON_USE_MIMALLOC=${TACHYON_USE_MIMALLOC}")
+    "-DTACHYON_USE_MIMALLOC=${TACHYON_USE_MIMALLOC}"
+    "-DTACHYON_BUILD_NATS=${TACHYON_BUILD_NATS}")
 _tachyon_step("build tachyon" "${CMAKE_COMMAND}" --build "${_build}" ${_config_args} --parallel 2)
 _tachyon_step("install tachyon"
   "${CMAKE_COMMAND}" --install "${_build}" ${_config_args} --prefix "${_prefix}")
@@ -121,5 +125,18 @@ set(_pc_exe "${_work}/consumer-pkgconfig")
 _tachyon_step("build consumer (pkg-config)"
   "${_cxx}" "${_consumer_src}/main.cpp" -o "${_pc_exe}" ${_pc_flags})
 _tachyon_step("run consumer (pkg-config)" "${_pc_exe}")
+
+# 4. The NATS bridge as a component, when this tachyon was built with it.
+if(TACHYON_BUILD_NATS)
+  set(_nats_src "${TACHYON_SOURCE_DIR}/tests/install/nats_consumer")
+  set(_nats_build "${_work}/nats-consumer-build")
+  _tachyon_step("configure NATS consumer (COMPONENTS nats)"
+    "${CMAKE_COMMAND}" -S "${_nats_src}" -B "${_nats_build}" ${_common_args}
+      "-DCMAKE_PREFIX_PATH=${_prefix}")
+  _tachyon_step("build NATS consumer"
+    "${CMAKE_COMMAND}" --build "${_nats_build}" ${_config_args} --parallel 2)
+  file(GLOB_RECURSE _nats_exe LIST_DIRECTORIES false "${_nats_build}/nats_consumer")
+  _tachyon_step("run NATS consumer" "${_nats_exe}")
+endif()
 
 message(STATUS "install test: find_package and pkg-config consumers both passed")
