@@ -25,10 +25,18 @@ namespace {
 using clock = std::chrono::steady_clock;
 
 std::string status_text(natsStatus s) {
-  const char* last = nats_GetLastError(nullptr);
   std::string t = natsStatus_GetText(s);
-  if (last != nullptr && *last != '\0' && t.find(last) == std::string::npos)
-    t += std::string(": ") + last;
+  // libnats's last error of this thread says more at times ("(conn.c:2088): <text>"): kept
+  // when its text, without the source location, is not the status's own.
+  const char* last = nats_GetLastError(nullptr);
+  if (last != nullptr && *last != '\0') {
+    std::string_view l(last);
+    if (l.front() == '(') {
+      if (const auto close = l.find("): "); close != std::string_view::npos)
+        l.remove_prefix(close + 3);
+    }
+    if (!l.empty() && l != t) t += std::string(": ") + std::string(l);
+  }
   return t;
 }
 
