@@ -899,8 +899,10 @@ struct bridge_core::impl {
     const auto until = clock::now() + opts.close_timeout;
     while (acks->awaiting.load() != 0 && clock::now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    flush(std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::max(until - clock::now(), clock::duration(std::chrono::milliseconds(100)))));
+    // Disconnected, there is no one to flush to: what is unsent is counted below, not waited on.
+    if (is_connected())
+      flush(std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::max(until - clock::now(), clock::duration(std::chrono::milliseconds(100)))));
     acks->open.store(false, std::memory_order_release);
     running.store(false, std::memory_order_release);
     wake();
