@@ -761,12 +761,6 @@ struct bridge_core::impl {
                      publish_fn publish, void* bus, const replay_from& from,
                      std::optional<priority> lane, std::chrono::milliseconds timeout) {
     const std::string st(stream);
-    jsStreamInfo* si = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    check(js_GetStreamInfo(&si, js, st.c_str(), nullptr, &jerr), "JetStream stream " + st);
-    const std::uint64_t last = si->State.LastSeq;
-    jsStreamInfo_Destroy(si);
-    if (last == 0) return 0;
     import_entry e;
     e.owner = this;
     e.subject = subject.empty() ? std::string(">") : std::string(subject);
@@ -788,8 +782,9 @@ struct bridge_core::impl {
           std::chrono::duration_cast<std::chrono::nanoseconds>(from.time.time_since_epoch())
               .count();
     }
+    jsErrCode jerr = static_cast<jsErrCode>(0);
     check(js_PullSubscribe(&e.sub, js, e.subject.c_str(), nullptr, nullptr, &so, &jerr),
-          "replay consumer on " + st);
+          "replay consumer on stream " + st);
     struct sub_guard {
       natsSubscription* s;
       ~sub_guard() {
@@ -797,40 +792,35 @@ struct bridge_core::impl {
         natsSubscription_Destroy(s);
       }
     } g{e.sub};
+    // What the new consumer has to deliver, counted by the server when it was made: the
+    // stream's matching messages from the start point to its last one at this moment.
+    jsConsumerInfo* ci = nullptr;
+    check(natsSubscription_GetConsumerInfo(&ci, e.sub, nullptr, &jerr),
+          "replay consumer on stream " + st);
+    const std::uint64_t total = ci->NumPending;
+    jsConsumerInfo_Destroy(ci);
     std::size_t accepted = 0;
+    std::uint64_t taken = 0;
     const auto until = clock::now() + timeout;
-    while (true) {
+    while (taken < total) {
       if (clock::now() > until)
-        throw error("tachyon::nats::bridge::replay: stream " + st + " not read to sequence " +
-                    std::to_string(last) + " within the timeout");
+        throw error("tachyon::nats::bridge::replay: " + std::to_string(taken) + " of " +
+                    std::to_string(total) + " messages of stream " + st +
+                    " read within the timeout");
       natsMsgList list{};
-      const natsStatus s = natsSubscription_Fetch(&list, e.sub, 256, 500, nullptr);
-      if (s == NATS_TIMEOUT) break;  // nothing more matches the subject
+      const int want = static_cast<int>(std::min<std::uint64_t>(256, total - taken));
+      const natsStatus s = natsSubscription_Fetch(&list, e.sub, want, 500, nullptr);
+      if (s == NATS_TIMEOUT) continue;  // a slow server: until the timeout above
       if (s != NATS_OK) {
         natsMsgList_Destroy(&list);
-        check(s, "replay of " + st);
+        check(s, "replay of stream " + st);
       }
-      bool done = false;
-      for (int i = 0; i < list.Count; ++i) {
-        natsMsg* m = list.Msgs[i];
-        jsMsgMetaData* md = nullptr;
-        std::uint64_t seq = 0, pending = 1;
-        if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
-          seq = md->Sequence.Stream;
-          pending = md->NumPending;
-          jsMsgMetaData_Destroy(md);
-        }
-        if (seq > last) {
-          done = true;
-          continue;
-        }
+      for (int i = 0; i < list.Count && taken < total; ++i, ++taken) {
         const std::uint64_t before = imported.load(std::memory_order_relaxed);
-        replay_one(e, m);
+        replay_one(e, list.Msgs[i]);
         if (imported.load(std::memory_order_relaxed) != before) ++accepted;
-        if (seq >= last || pending == 0) done = true;
       }
       natsMsgList_Destroy(&list);
-      if (done) break;
     }
     return accepted;
   }

@@ -54,6 +54,12 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::minute
   return true;
 }
 
+/// Waits until the bus has run every event published so far (none queued or running), so that
+/// the export handlers have queued them all: bridge::flush() covers what is queued.
+inline bool ran_all(Bus& bus) {
+  return eventually([&] { return bus.metrics().in_flight == 0; });
+}
+
 }  // namespace bt
 
 template <>

@@ -343,7 +343,7 @@ TEST(NatsBridge, JetStreamAcknowledgesEachImportOnceItSettledWhateverItsOutcome)
   ba.export_type<Order>("js.orders", js_export("ORDERS"));
   constexpr int n = 300;
   for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(a.publish(Order{i, 1, 1.0}), tachyon::result::ok);
-  ASSERT_TRUE(ba.flush(60s));
+  ASSERT_TRUE(bt::ran_all(a) && ba.flush(60s));
   EXPECT_EQ(ba.metrics().exported, static_cast<std::uint64_t>(n));  // each acknowledged
   EXPECT_EQ(ba.metrics().export_errors, 0u);
   bb.import_type<Order>("js.orders", js_import("ORDERS", "b"));
@@ -367,13 +367,13 @@ TEST(NatsBridge, JetStreamReplaysFromASequenceOrATime) {
   ba.export_type<Order>("log.orders", js_export("LOG"));
   for (std::uint64_t i = 1; i <= 50; ++i)
     ASSERT_EQ(a.publish(Order{i, 1, 1.0}), tachyon::result::ok);
-  ASSERT_TRUE(ba.flush(60s));
+  ASSERT_TRUE(bt::ran_all(a) && ba.flush(60s));
   std::this_thread::sleep_for(20ms);  // a time strictly between the halves (the server's clock)
   const auto middle = std::chrono::system_clock::now();
   std::this_thread::sleep_for(20ms);
   for (std::uint64_t i = 51; i <= 100; ++i)
     ASSERT_EQ(a.publish(Order{i, 1, 1.0}), tachyon::result::ok);
-  ASSERT_TRUE(ba.flush(60s));
+  ASSERT_TRUE(bt::ran_all(a) && ba.flush(60s));
 
   Bus r{bt::threaded()};
   std::mutex mu;
@@ -423,7 +423,7 @@ TEST(NatsBridge, JetStreamRefusedByAFullBusIsOfferedAgainAndMarkedRedelivered) {
   ba.export_type<Order>("bp.orders", js_export("BP"));
   constexpr int n = 40;
   for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(a.publish(Order{i, 1, 1.0}), tachyon::result::ok);
-  ASSERT_TRUE(ba.flush(60s));
+  ASSERT_TRUE(bt::ran_all(a) && ba.flush(60s));
   bb.import_type<Order>("bp.orders", js_import("BP", "b"));
   ASSERT_TRUE(eventually([&] { return bb.metrics().import_refused > 0; }));
   hold = false;
@@ -470,7 +470,7 @@ TEST(NatsBridge, JetStreamLosesNothingAcknowledgedWhenTheServerRestartsMidStream
   server.kill();
   server.restart();
   publisher.join();
-  ASSERT_TRUE(ba.flush(120s));
+  ASSERT_TRUE(bt::ran_all(a) && ba.flush(120s));
   const auto ma = ba.metrics();
   EXPECT_GE(ma.reconnects, 1u);
   // Every export the server acknowledged is handled; an export it never acknowledged is

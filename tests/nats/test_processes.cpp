@@ -1,6 +1,7 @@
 // The bridge across processes and servers: two processes exchanging typed events both ways,
 // a JetStream importer killed with SIGKILL mid-stream and started again, and a three-node
 // cluster losing a node while traffic flows.
+#include <unistd.h>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -8,7 +9,6 @@
 #include <mutex>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 #include "bridge_events.hpp"
 #include "nats_server.hpp"
@@ -74,9 +74,9 @@ TEST(NatsProcesses, TwoProcessesExchangeTypedEventsBothWaysWithCorrelationKept) 
   tachyon::test::nats_server server;
   server.start();
   constexpr std::uint64_t n = 300;
-  auto child = tachyon::test::spawn_child_role(
-      "bridge_responder", server.dir() / "responder.out",
-      {"NATS_URL=" + server.url(), "COUNT=" + std::to_string(n)});
+  auto child =
+      tachyon::test::spawn_child_role("bridge_responder", server.dir() / "responder.out",
+                                      {"NATS_URL=" + server.url(), "COUNT=" + std::to_string(n)});
   ASSERT_TRUE(child->wait_for_output("ready", 60s)) << child->output();
 
   Bus bus{bt::threaded()};
@@ -116,8 +116,8 @@ TACHYON_CHILD_ROLE(bridge_js_importer) {
   });
   Bridge bridge{bus, o};
   tachyon::nats::import_options io;
-  io.jetstream = tachyon::nats::consumer_options{.stream = "KILL", .durable = "worker",
-                                                 .ack_wait = 1s, .batch = 16};
+  io.jetstream = tachyon::nats::consumer_options{
+      .stream = "KILL", .durable = "worker", .ack_wait = 1s, .batch = 16};
   bridge.import_type<Order>("kill.orders", io);
   say("ready");
   while (true) std::this_thread::sleep_for(1s);  // until killed
@@ -138,20 +138,20 @@ TEST(NatsProcesses, JetStreamImporterKilledMidStreamLosesNothingAndMarksRedelive
   bridge.export_type<Order>("kill.orders", eo);
   for (std::uint64_t i = 0; i < n; ++i)
     ASSERT_EQ(bus.publish(Order{i, 1, 1.0}), tachyon::result::ok);
-  ASSERT_TRUE(bridge.flush(60s));
+  ASSERT_TRUE(bt::ran_all(bus) && bridge.flush(60s));
   ASSERT_EQ(bridge.metrics().exported, n);  // every one acknowledged by the server
 
   const std::vector<std::string> child_env{"NATS_URL=" + server.url()};
-  auto first = tachyon::test::spawn_child_role("bridge_js_importer", server.dir() / "first.out",
-                                                child_env);
+  auto first =
+      tachyon::test::spawn_child_role("bridge_js_importer", server.dir() / "first.out", child_env);
   ASSERT_TRUE(eventually([&] { return got_lines(first->output()).size() >= 100; }))
       << first->output();
   first->kill(SIGKILL);
   const auto before = got_lines(first->output());
   ASSERT_LT(before.size(), n) << "the importer finished before it was killed";
 
-  auto second = tachyon::test::spawn_child_role("bridge_js_importer",
-                                                 server.dir() / "second.out", child_env);
+  auto second =
+      tachyon::test::spawn_child_role("bridge_js_importer", server.dir() / "second.out", child_env);
   std::multimap<std::uint64_t, int> after;
   auto all_seen = [&] {
     after = got_lines(second->output());
@@ -175,8 +175,9 @@ TEST(NatsProcesses, JetStreamImporterKilledMidStreamLosesNothingAndMarksRedelive
   for (std::uint64_t id = 0; id < n; ++id)
     EXPECT_TRUE(before.count(id) + after.count(id) >= 1) << "order " << id << " lost";
   EXPECT_GE(marked, duplicates);
-  std::printf("killed after %zu handled; the second run handled %zu, %zu of them again, %zu marked\n",
-              before.size(), after.size(), duplicates, marked);
+  std::printf(
+      "killed after %zu handled; the second run handled %zu, %zu of them again, %zu marked\n",
+      before.size(), after.size(), duplicates, marked);
 }
 
 TEST(NatsProcesses, ClusterLosesANodeWhileTrafficFlowsAndNothingAcknowledgedIsLost) {
@@ -215,7 +216,7 @@ TEST(NatsProcesses, ClusterLosesANodeWhileTrafficFlowsAndNothingAcknowledgedIsLo
   cluster.kill(0);
   publisher.join();
   ASSERT_TRUE(flowing);
-  ASSERT_TRUE(ba.flush(120s));
+  ASSERT_TRUE(bt::ran_all(a) && ba.flush(120s));
   const auto ma = ba.metrics();
   EXPECT_EQ(ma.export_errors, 0u);
   EXPECT_EQ(ma.export_queue_full, 0u);

@@ -344,7 +344,8 @@ class bridge {
   }
 
   /// Waits until every export queued so far was handed to NATS and, for JetStream,
-  /// acknowledged. False on timeout.
+  /// acknowledged. False on timeout. An event still waiting in the bus is not queued yet: to
+  /// flush what was published, wait for the bus to run it first (metrics().in_flight == 0).
   bool flush(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     return core_.flush(timeout);
   }
