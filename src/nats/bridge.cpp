@@ -190,7 +190,8 @@ struct bridge_core::impl {
   std::condition_variable sleep_cv;
   std::atomic<bool> sleeping{false};
   std::atomic<bool> running{true};
-  std::atomic<bool> closed{false};
+  std::atomic<bool> closed{false};    // imports stopped: no add_export/add_import either
+  std::atomic<bool> finished{false};  // the connection closed
   std::atomic<bool> fetching{true};
   bool connection_closed = false;  // under sleep_mutex: the closed callback ran
 
@@ -870,13 +871,13 @@ struct bridge_core::impl {
     return natsConnection_FlushTimeout(nc, std::max<std::int64_t>(left.count(), 1)) == NATS_OK;
   }
 
-  void close() {
+  /// No more imports; the imported events in the bus get until `until` to settle (their
+  /// acknowledgements queued). False if the bridge was closed already.
+  bool stop_imports(clock::time_point until) {
     {
       std::lock_guard lock(setup);
-      if (closed.exchange(true)) return;
+      if (closed.exchange(true)) return false;
     }
-    // Imports first: no new events; those in the bus get close_timeout to settle and be
-    // acknowledged. Then what is queued for export goes out, and the connection closes.
     fetching.store(false, std::memory_order_release);
     // A core subscription is drained: what libnats holds for it is delivered, and its
     // callback has returned for good before the bridge goes on closing.
@@ -886,9 +887,20 @@ struct bridge_core::impl {
       if (e.fetcher.joinable()) e.fetcher.join();
       if (e.sub != nullptr && !e.jetstream) natsSubscription_WaitForDrainCompletion(e.sub, 5000);
     }
-    const auto until = clock::now() + opts.close_timeout;
     while (acks->awaiting.load() != 0 && clock::now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return true;
+  }
+
+  void close() {
+    const auto until = clock::now() + opts.close_timeout;
+    stop_imports(until);
+    finish(until);
+  }
+
+  /// What is queued goes out (until `until`), then the connection closes. Once.
+  void finish(clock::time_point until) {
+    if (finished.exchange(true)) return;
     // Disconnected, there is no one to flush to: what is unsent is counted below, not waited on.
     if (is_connected())
       flush(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -990,6 +1002,12 @@ void bridge_core::count_skipped() noexcept {
 }
 bool bridge_core::flush(std::chrono::milliseconds timeout) { return impl_->flush(timeout); }
 void bridge_core::close() { impl_->close(); }
+bool bridge_core::stop_imports() {
+  return impl_->stop_imports(clock::now() + impl_->opts.close_timeout);
+}
+std::chrono::milliseconds bridge_core::close_timeout() const noexcept {
+  return impl_->opts.close_timeout;
+}
 bridge_metrics bridge_core::metrics() const { return impl_->metrics(); }
 std::vector<quarantined> bridge_core::quarantine() const {
   std::lock_guard lock(impl_->quarantine_mutex);

@@ -534,3 +534,32 @@ TEST(NatsBridge, ASlowImportIsBoundedAndItsDropsAreCountedAndReported) {
   EXPECT_EQ(m.imported, m.received);
   EXPECT_EQ(m.gaps, m.slow_consumer_dropped);
 }
+
+TEST(NatsBridge, CloseSendsWhatImportedEventsCausedBeforeItDisconnects) {
+  TACHYON_REQUIRE_NATS_SERVER();
+  nats_server server;
+  server.start();
+  Bus front{bt::threaded()}, worker{bt::threaded()};
+  std::atomic<bool> started{false};
+  std::atomic<int> done{0};
+  auto work = worker.subscribe<Order>([&](const Order& o) {
+    started = true;
+    std::this_thread::sleep_for(300ms);  // still running when close() begins
+    (void)worker.publish(Reply{o.id, 0});
+  });
+  auto seen = front.subscribe<Reply>([&](const Reply&) { done.fetch_add(1); });
+  Bridge bf{front, opts(server, "front")};
+  auto bw = std::make_unique<Bridge>(worker, opts(server, "worker"));
+  bf.export_type<Order>("close.orders", js_export("CLOSE"));
+  bf.import_type<Reply>("close.done");
+  bw->import_type<Order>("close.orders", js_import("CLOSE", "w"));
+  bw->export_type<Reply>("close.done");
+  ASSERT_TRUE(bf.flush() && bw->flush());
+  ASSERT_EQ(front.publish(Order{1, 1, 1.0}), tachyon::result::ok);
+  ASSERT_TRUE(eventually([&] { return started.load(); }));
+  bw->close();
+  const auto m = bw->metrics();
+  EXPECT_EQ(m.acknowledged, 1u);
+  EXPECT_EQ(m.exported, 1u);  // the reply its handler published after close() began
+  ASSERT_TRUE(eventually([&] { return done.load() == 1; }));
+}

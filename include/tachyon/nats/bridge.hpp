@@ -37,6 +37,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -273,7 +274,12 @@ class bridge_core {
   void count_skipped() noexcept;
 
   bool flush(std::chrono::milliseconds timeout);
+  /// close()'s first half: imports stop and what they brought in settles (options::
+  /// close_timeout at most). False if already closed.
+  bool stop_imports();
+  /// The second half (or all of it): queued exports go out, the connection closes. Idempotent.
   void close();
+  std::chrono::milliseconds close_timeout() const noexcept;
   bridge_metrics metrics() const;
   bridge_health health() const;
   std::vector<quarantined> quarantine() const;
@@ -349,9 +355,16 @@ class bridge {
   bool flush(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     return core_.flush(timeout);
   }
-  /// Stops exporting (the subscriptions go), sends what is queued and waits for imported
-  /// events to settle (options::close_timeout at most), then disconnects. Idempotent.
+  /// Stops importing and lets what was imported settle; then, while its export subscriptions
+  /// still stand, waits for the bus to run what is queued in it (so that events the imported
+  /// ones caused still go out); then removes them, sends what is queued and disconnects. All
+  /// within options::close_timeout (a bus in manual mode that nobody polls waits it out).
+  /// Idempotent.
   void close() {
+    const auto until = std::chrono::steady_clock::now() + core_.close_timeout();
+    if (core_.stop_imports() && !exports_.empty())
+      while (bus_->metrics().in_flight != 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     exports_.clear();
     core_.close();
   }
