@@ -909,9 +909,12 @@ struct bridge_core::impl {
       js_PublishAsyncComplete(js, &po);
     }
     if (nc != nullptr) natsConnection_Close(nc);
-    for (auto& e : imports) {
-      if (e.sub != nullptr) natsSubscription_Destroy(e.sub);
-      e.sub = nullptr;
+    {
+      std::lock_guard lock(setup);  // metrics() reads the subscriptions under it
+      for (auto& e : imports) {
+        if (e.sub != nullptr) natsSubscription_Destroy(e.sub);
+        e.sub = nullptr;
+      }
     }
     export_errors.fetch_add(export_unacked.exchange(0));
     if (js != nullptr) jsCtx_Destroy(js);
