@@ -471,7 +471,9 @@ struct bridge_core::impl {
       natsMsg_Destroy(m);
       return;
     }
-    const std::string id = origin + "/" + e.subject + "/" + std::to_string(o.meta.export_sequence);
+    // Each export counts its own sequence: the type tells apart two types sent to one subject.
+    const std::string id = origin + "/" + e.subject + "/" + std::string(e.type.name) + "/" +
+                           std::to_string(o.meta.export_sequence);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = id.c_str();
