@@ -446,13 +446,17 @@ struct bridge_core::impl {
   void send(outbound& o) {
     export_entry& e = exports[o.export_id];
     o.meta.export_sequence = ++e.count;
+    // Nothing went out: the number is given back, so that the importer does not count this
+    // loss again as a gap (export_errors counts it).
+    auto unsent = [&] {
+      --e.count;
+      export_errors.fetch_add(1, std::memory_order_relaxed);
+    };
     natsMsg* m = nullptr;
     if (natsMsg_Create(&m, e.subject.c_str(), nullptr,
                        reinterpret_cast<const char*>(o.payload.data()),
-                       static_cast<int>(o.payload.size())) != NATS_OK) {
-      export_errors.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
+                       static_cast<int>(o.payload.size())) != NATS_OK)
+      return unsent();
     const std::string meta_text = format_meta(o.meta);
     bool ok =
         natsMsgHeader_Set(m, type_header.data(), std::string(e.type.name).c_str()) == NATS_OK &&
@@ -460,14 +464,13 @@ struct bridge_core::impl {
         natsMsgHeader_Set(m, origin_header.data(), origin.c_str()) == NATS_OK;
     if (!ok) {
       natsMsg_Destroy(m);
-      export_errors.fetch_add(1, std::memory_order_relaxed);
-      return;
+      return unsent();
     }
     if (!e.jetstream) {
       if (natsConnection_PublishMsg(nc, m) == NATS_OK)
         exported.fetch_add(1, std::memory_order_relaxed);
       else
-        export_errors.fetch_add(1, std::memory_order_relaxed);  // lost: at most once
+        unsent();  // lost: at most once
       natsMsg_Destroy(m);
       return;
     }

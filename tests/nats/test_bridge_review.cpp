@@ -118,3 +118,27 @@ TEST(NatsBridgeReview, MetricsDuringCloseNeverReadsAFreedSubscription) {
     reader.join();
   }
 }
+
+// A core NATS export that NATS refuses (here: larger than the server's max_payload) is counted
+// lost by the exporter (export_errors); it must not also have used up a per-subject sequence
+// number, or the importer counts the same loss again as a gap.
+TEST(NatsBridgeReview, AnExportNatsRefusedIsCountedOnceNotAlsoAsAGap) {
+  TACHYON_REQUIRE_NATS_SERVER();
+  nats_server server;
+  server.start();
+  Bus a{bt::threaded()}, b{bt::threaded()};
+  std::atomic<int> got{0};
+  auto s = b.subscribe<Note>([&](const Note&) { got.fetch_add(1); });
+  Bridge ba{a, opts(server, "a")}, bb{b, opts(server, "b")};
+  bb.import_type<Note>("big.notes");
+  ba.export_type<Note>("big.notes");
+  ASSERT_TRUE(bb.flush());
+  ASSERT_EQ(a.publish(Note{"small", {}}), tachyon::result::ok);
+  ASSERT_TRUE(eventually([&] { return got.load() == 1; }));
+  ASSERT_EQ(a.publish(Note{std::string(2 << 20, 'x'), {}}), tachyon::result::ok);  // > 1 MiB
+  ASSERT_TRUE(eventually([&] { return ba.metrics().export_errors == 1; }));
+  ASSERT_EQ(a.publish(Note{"small", {}}), tachyon::result::ok);
+  ASSERT_TRUE(eventually([&] { return got.load() == 2; }));
+  EXPECT_EQ(ba.metrics().export_errors, 1u);
+  EXPECT_EQ(bb.metrics().gaps, 0u) << "one message lost, counted by both bridges";
+}
