@@ -172,8 +172,11 @@ struct bridge_core::impl {
   moodycamel::ConcurrentQueue<outbound*> ready;
   std::shared_ptr<ack_sink> acks = std::make_shared<ack_sink>();
 
-  std::mutex setup;                  // exports_, imports_, close
-  std::deque<export_entry> exports;  // stable addresses: the sender reads them unlocked
+  std::mutex setup;  // exports_, imports_, close
+  // Stable addresses, but the deque's map moves when it grows: the sender looks an entry up
+  // under exports_mutex and then uses it unlocked.
+  std::deque<export_entry> exports;
+  std::mutex exports_mutex;
   std::atomic<std::size_t> export_count{0};
   std::deque<import_entry> imports;
 
@@ -327,7 +330,10 @@ struct bridge_core::impl {
     if (o.jetstream) ensure_stream(*o.jetstream, subject);
     std::lock_guard lock(setup);
     if (closed) throw std::logic_error("tachyon::nats::bridge::export_type: the bridge is closed");
-    exports.push_back({std::string(subject), type, o.jetstream, 0});
+    {
+      std::lock_guard grow(exports_mutex);
+      exports.push_back({std::string(subject), type, o.jetstream, 0});
+    }
     export_count.store(exports.size(), std::memory_order_release);
     return static_cast<std::uint32_t>(exports.size() - 1);
   }
@@ -444,7 +450,10 @@ struct bridge_core::impl {
   }
 
   void send(outbound& o) {
-    export_entry& e = exports[o.export_id];
+    export_entry& e = [&]() -> export_entry& {
+      std::lock_guard look(exports_mutex);
+      return exports[o.export_id];
+    }();
     o.meta.export_sequence = ++e.count;
     // Nothing went out: the number is given back, so that the importer does not count this
     // loss again as a gap (export_errors counts it).

@@ -119,6 +119,35 @@ TEST(NatsBridgeReview, MetricsDuringCloseNeverReadsAFreedSubscription) {
   }
 }
 
+// export_type while another export is being sent: the sender thread looks its
+// export up by index in a std::deque that add_export grows (a data race TSan
+// sees once the deque's map grows).
+TEST(NatsBridgeReview, ExportTypeWhileExportingIsRaceFree) {
+  TACHYON_REQUIRE_NATS_SERVER();
+  nats_server server;
+  server.start();
+  Bus a{bt::threaded()};
+  Bridge ba{a, opts(server, "a")};
+  ba.export_type<Order>("busy");
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> sent{0};
+  std::thread publisher([&] {
+    std::uint64_t i = 0;
+    while (!stop.load())
+      if (a.publish(Order{i++, 1, 1.0}) == tachyon::result::ok) sent.fetch_add(1);
+  });
+  ASSERT_TRUE(eventually([&] { return ba.metrics().exported > 100; }));
+  for (int i = 0; i < 200; ++i) ba.export_type<Note>("more." + std::to_string(i));
+  stop = true;
+  publisher.join();
+  // Every event the bus took reaches the export handler and one of these
+  // counters.
+  ASSERT_TRUE(eventually([&] {
+    const auto m = ba.metrics();
+    return m.exported + m.export_queue_full + m.export_errors == sent.load();
+  }));
+}
+
 // A core NATS export that NATS refuses (here: larger than the server's max_payload) is counted
 // lost by the exporter (export_errors); it must not also have used up a per-subject sequence
 // number, or the importer counts the same loss again as a gap.
