@@ -180,8 +180,11 @@ struct bridge_core::impl {
   moodycamel::ConcurrentQueue<outbound*> ready;
   std::shared_ptr<ack_sink> acks = std::make_shared<ack_sink>();
 
-  std::mutex setup;                  // exports_, imports_, close
-  std::deque<export_entry> exports;  // stable addresses: the sender reads them unlocked
+  std::mutex setup;  // exports_, imports_, close
+  // Stable addresses, but the deque's map moves when it grows: the sender looks an entry up
+  // under exports_mutex and then uses it unlocked.
+  std::deque<export_entry> exports;
+  std::mutex exports_mutex;
   std::atomic<std::size_t> export_count{0};
   std::deque<import_entry> imports;
 
@@ -336,7 +339,10 @@ struct bridge_core::impl {
     if (o.jetstream) ensure_stream(*o.jetstream, subject);
     std::lock_guard lock(setup);
     if (closed) throw std::logic_error("tachyon::nats::bridge::export_type: the bridge is closed");
-    exports.push_back({std::string(subject), type, o.jetstream, 0});
+    {
+      std::lock_guard grow(exports_mutex);
+      exports.push_back({std::string(subject), type, o.jetstream, 0});
+    }
     export_count.store(exports.size(), std::memory_order_release);
     return static_cast<std::uint32_t>(exports.size() - 1);
   }
@@ -453,15 +459,22 @@ struct bridge_core::impl {
   }
 
   void send(outbound& o) {
-    export_entry& e = exports[o.export_id];
+    export_entry& e = [&]() -> export_entry& {
+      std::lock_guard look(exports_mutex);
+      return exports[o.export_id];
+    }();
     o.meta.export_sequence = ++e.count;
+    // Nothing went out: the number is given back, so that the importer does not count this
+    // loss again as a gap (export_errors counts it).
+    auto unsent = [&] {
+      --e.count;
+      export_errors.fetch_add(1, std::memory_order_relaxed);
+    };
     natsMsg* m = nullptr;
     if (natsMsg_Create(&m, e.subject.c_str(), nullptr,
                        reinterpret_cast<const char*>(o.payload.data()),
-                       static_cast<int>(o.payload.size())) != NATS_OK) {
-      export_errors.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
+                       static_cast<int>(o.payload.size())) != NATS_OK)
+      return unsent();
     const std::string meta_text = format_meta(o.meta);
     bool ok =
         natsMsgHeader_Set(m, type_header.data(), std::string(e.type.name).c_str()) == NATS_OK &&
@@ -469,18 +482,19 @@ struct bridge_core::impl {
         natsMsgHeader_Set(m, origin_header.data(), origin.c_str()) == NATS_OK;
     if (!ok) {
       natsMsg_Destroy(m);
-      export_errors.fetch_add(1, std::memory_order_relaxed);
-      return;
+      return unsent();
     }
     if (!e.jetstream) {
       if (natsConnection_PublishMsg(nc, m) == NATS_OK)
         exported.fetch_add(1, std::memory_order_relaxed);
       else
-        export_errors.fetch_add(1, std::memory_order_relaxed);  // lost: at most once
+        unsent();  // lost: at most once
       natsMsg_Destroy(m);
       return;
     }
-    const std::string id = origin + "/" + e.subject + "/" + std::to_string(o.meta.export_sequence);
+    // Each export counts its own sequence: the type tells apart two types sent to one subject.
+    const std::string id = origin + "/" + e.subject + "/" + std::string(e.type.name) + "/" +
+                           std::to_string(o.meta.export_sequence);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = id.c_str();
@@ -921,9 +935,12 @@ struct bridge_core::impl {
       js_PublishAsyncComplete(js, &po);
     }
     if (nc != nullptr) natsConnection_Close(nc);
-    for (auto& e : imports) {
-      if (e.sub != nullptr) natsSubscription_Destroy(e.sub);
-      e.sub = nullptr;
+    {
+      std::lock_guard lock(setup);  // metrics() reads the subscriptions under it
+      for (auto& e : imports) {
+        if (e.sub != nullptr) natsSubscription_Destroy(e.sub);
+        e.sub = nullptr;
+      }
     }
     export_errors.fetch_add(export_unacked.exchange(0));
     if (js != nullptr) jsCtx_Destroy(js);

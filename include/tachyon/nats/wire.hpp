@@ -8,9 +8,10 @@
 //                   fingerprint in 16 hex digits, the rest decimal)
 //   Tachyon-Origin: <bridge name>/<run nonce, 16 hex digits>
 //
-// and, for JetStream, Nats-Msg-Id: <origin>/<export_sequence> (the server's deduplication key:
-// the nonce changes with every run, so a restarted exporter whose sequences start again is not
-// taken for a duplicate). The payload is the event's codec bytes (tachyon/codec.hpp).
+// and, for JetStream, Nats-Msg-Id: <origin>/<subject>/<type>/<export_sequence> (the server's
+// deduplication key: the nonce changes with every run, so a restarted exporter whose sequences
+// start again is not taken for a duplicate, and each type sent to one subject counts its own
+// sequence). The payload is the event's codec bytes (tachyon/codec.hpp).
 #pragma once
 
 #include <cstddef>
