@@ -62,12 +62,12 @@ class export_queue_full : public std::runtime_error {
 };
 
 struct tls_options {
-  bool enabled = false;   ///< also implied by a tls:// URL
-  std::string ca_file;    ///< trusted CAs (PEM); empty: the system's
-  std::string cert_file;  ///< client certificate (PEM), with key_file
-  std::string key_file;
-  std::string expected_hostname;  ///< empty: the URL's host
-  bool skip_verify = false;       ///< never in production
+  bool enabled = false;     ///< also implied by a tls:// URL
+  std::string ca_file{};    ///< trusted CAs (PEM); empty: the system's
+  std::string cert_file{};  ///< client certificate (PEM), with key_file
+  std::string key_file{};
+  std::string expected_hostname{};  ///< empty: the URL's host
+  bool skip_verify = false;         ///< never in production
 };
 
 struct reconnect_options {
@@ -85,14 +85,14 @@ struct options {
   /// One URL, or several separated by commas (a cluster's servers; the client fails over).
   std::string url = "nats://127.0.0.1:4222";
   /// This bridge's origin, in every message it exports; empty: "<hostname>:<pid>".
-  std::string name;
-  std::string credentials_file;  ///< a .creds file (user JWT and NKey seed)
-  std::string nkey_public;       ///< with nkey_seed_file: NKey authentication
-  std::string nkey_seed_file;
-  std::string token;
-  std::string user, password;
-  tls_options tls;
-  reconnect_options reconnect;
+  std::string name{};
+  std::string credentials_file{};  ///< a .creds file (user JWT and NKey seed)
+  std::string nkey_public{};       ///< with nkey_seed_file: NKey authentication
+  std::string nkey_seed_file{};
+  std::string token{};
+  std::string user{}, password{};
+  tls_options tls{};
+  reconnect_options reconnect{};
   std::chrono::milliseconds connect_timeout{2000};
   /// Exported events waiting for the sender thread, all exports together.
   std::size_t export_queue = 16384;
@@ -123,7 +123,7 @@ struct stream_options {
 };
 
 struct export_options {
-  std::optional<stream_options> jetstream;  ///< empty: core NATS
+  std::optional<stream_options> jetstream{};  ///< empty: core NATS
   /// The export subscription's retries (a full export queue throws: with retries, the event is
   /// tried again after the backoff rather than counted failed at once).
   retry_policy retry = {};
@@ -136,7 +136,7 @@ struct consumer_options {
   std::string stream{};   ///< the stream to read
   std::string durable{};  ///< the consumer's name: it remembers what was acknowledged
   start_at start = start_at::all;
-  std::uint64_t start_sequence = 0;                  ///< with start_at::sequence
+  std::uint64_t start_sequence = 0;                    ///< with start_at::sequence
   std::chrono::system_clock::time_point start_time{};  ///< with start_at::time
   /// Unacknowledged this long: the server redelivers.
   std::chrono::milliseconds ack_wait{30000};
@@ -146,13 +146,13 @@ struct consumer_options {
 };
 
 struct import_options {
-  std::optional<priority> lane;               ///< empty: the type's default
-  std::optional<consumer_options> jetstream;  ///< empty: core NATS
+  std::optional<priority> lane{};               ///< empty: the type's default
+  std::optional<consumer_options> jetstream{};  ///< empty: core NATS
 };
 
 /// Where replay() starts.
 struct replay_from {
-  std::uint64_t sequence = 0;                  ///< a stream sequence (1 = the first), or
+  std::uint64_t sequence = 0;                    ///< a stream sequence (1 = the first), or
   std::chrono::system_clock::time_point time{};  ///< a time (when sequence is 0)
 };
 
