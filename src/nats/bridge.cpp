@@ -114,10 +114,17 @@ struct ack_sink {
     action what;
   };
   moodycamel::ConcurrentQueue<item> queue;
-  std::atomic<bool> open{true};
+  // Held across a listener's look at `open`, its enqueue and its wake, and by close() to shut
+  // it: once close() has shut it, no listener can reach into the bridge (wake) any more.
+  std::mutex mutex;
+  bool open = true;
   std::atomic<std::uint64_t> awaiting{0};
   std::function<void()> wake;  // set once before the first listener exists
 
+  void shut() {
+    std::lock_guard lock(mutex);
+    open = false;
+  }
   ~ack_sink() {
     item it;
     while (queue.try_dequeue(it)) natsMsg_Destroy(it.msg);
@@ -137,12 +144,15 @@ struct pending_ack : settle_listener {
     delete p;
     // Discarded: the bus stopped before running it; another run of the importer should.
     const auto what = o == outcome::discarded ? ack_sink::nak : ack_sink::ack;
-    if (sink->open.load(std::memory_order_acquire) && sink->queue.enqueue({msg, what})) {
-      sink->awaiting.fetch_sub(1, std::memory_order_acq_rel);
-      sink->wake();
-      return;
+    {
+      std::lock_guard lock(sink->mutex);
+      if (sink->open && sink->queue.enqueue({msg, what})) {
+        sink->wake();
+        msg = nullptr;
+      }
     }
-    natsMsg_Destroy(msg);
+    // Closed: let go unacknowledged; the server redelivers it after its ack wait.
+    if (msg != nullptr) natsMsg_Destroy(msg);
     sink->awaiting.fetch_sub(1, std::memory_order_acq_rel);
   }
 };
@@ -166,6 +176,7 @@ struct bridge_core::impl {
     std::optional<consumer_options> jetstream;
     natsSubscription* sub = nullptr;
     std::thread fetcher;
+    std::atomic<bool> bus_stopped{false};  // publish said stopped: this import takes no more
     // Core NATS: the last export sequence seen per "<origin> <subject>" (the callback thread's).
     std::unordered_map<std::string, std::uint64_t> last_seen;
   };
@@ -179,6 +190,8 @@ struct bridge_core::impl {
   moodycamel::ConcurrentQueue<outbound*> free_slots;
   moodycamel::ConcurrentQueue<outbound*> ready;
   std::shared_ptr<ack_sink> acks = std::make_shared<ack_sink>();
+  moodycamel::ConcurrentQueue<natsMsg*> resends;                // JetStream exports to send again
+  std::vector<std::pair<clock::time_point, natsMsg*>> delayed;  // the sender's: waiting to
 
   std::mutex setup;  // exports_, imports_, close
   // Stable addresses, but the deque's map moves when it grows: the sender looks an entry up
@@ -207,6 +220,8 @@ struct bridge_core::impl {
       imported{0}, import_refused{0}, quarantined_count{0}, own_skipped{0}, gaps{0}, redelivered{0},
       acknowledged{0}, negative_acknowledged{0}, terminated{0}, slow_consumer{0}, disconnects{0},
       reconnects{0};
+  std::atomic<std::uint64_t> import_waits{0};
+  std::atomic<std::uint32_t> in_take{0};  // core NATS callbacks inside take()
   std::atomic<std::uint64_t> in_send{0};  // slots the sender took and has not finished
 
   explicit impl(options o) : opts(std::move(o)) {
@@ -315,14 +330,17 @@ struct bridge_core::impl {
     }
   }
 
+  /// Closes the connection and waits (10 s at most) for libnats's last callback.
+  void wait_closed() noexcept {
+    if (nc == nullptr) return;
+    natsConnection_Close(nc);
+    std::unique_lock lock(sleep_mutex);
+    sleep_cv.wait_for(lock, std::chrono::seconds(10), [&] { return connection_closed; });
+  }
   /// Closes and frees the connection once libnats has made its last callback.
   void close_connection() noexcept {
     if (nc == nullptr) return;
-    natsConnection_Close(nc);
-    {
-      std::unique_lock lock(sleep_mutex);
-      sleep_cv.wait_for(lock, std::chrono::seconds(10), [&] { return connection_closed; });
-    }
+    wait_closed();
     natsConnection_Destroy(nc);
     nc = nullptr;
   }
@@ -436,16 +454,22 @@ struct bridge_core::impl {
       const std::size_t k = acks->queue.try_dequeue_bulk(items, 64);
       for (std::size_t i = 0; i < k; ++i) finish_ack(items[i].msg, items[i].what);
       did = did || k != 0;
+      const clock::duration next = resend_due();
       if (did) continue;
       if (!running.load(std::memory_order_acquire)) break;
       std::unique_lock lock(sleep_mutex);
       sleeping.store(true, std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the look (wake)
       if (ready.size_approx() == 0 && acks->queue.size_approx() == 0 &&
-          running.load(std::memory_order_acquire))
-        sleep_cv.wait_for(lock, std::chrono::milliseconds(50));
+          resends.size_approx() == 0 && running.load(std::memory_order_acquire))
+        sleep_cv.wait_for(lock, next);
       sleeping.store(false, std::memory_order_relaxed);
     }
+    // Closing: what still waits for a resend is given up (counted with the unacknowledged).
+    natsMsg* m = nullptr;
+    while (resends.try_dequeue(m)) natsMsg_Destroy(m);
+    for (auto& [due, d] : delayed) natsMsg_Destroy(d);
+    delayed.clear();
   }
 
   void finish_ack(natsMsg* m, ack_sink::action what) {
@@ -516,10 +540,13 @@ struct bridge_core::impl {
     export_errors.fetch_add(1, std::memory_order_relaxed);
   }
 
-  static constexpr int max_resends = 20;
+  /// A JetStream export without an acknowledgement is sent again, with its id, at growing
+  /// intervals (50 ms doubling to 1 s): about 25 s in all, which outlasts a stream leader's
+  /// election; then it counts as lost.
+  static constexpr int max_resends = 30;
 
   /// JetStream's answer to one export (on libnats's thread).
-  static void on_pub_ack(jsCtx* js, natsMsg* m, jsPubAck* pa, jsPubAckErr* pae, void* c) {
+  static void on_pub_ack(jsCtx*, natsMsg* m, jsPubAck* pa, jsPubAckErr*, void* c) {
     auto* self = static_cast<impl*>(c);
     if (pa != nullptr) {
       (pa->Duplicate ? self->export_duplicates : self->exported).fetch_add(1);
@@ -527,24 +554,55 @@ struct bridge_core::impl {
       natsMsg_Destroy(m);
       return;
     }
-    (void)pae;
-    // No acknowledgement (a timeout while the server restarts, a lost leader): the same
-    // message again, with its id, so a copy the server did store is dropped as a duplicate.
-    const std::string n = header(m, "Tachyon-Resend");
-    const int resends = n.empty() ? 0 : std::atoi(n.c_str());
-    if (resends < max_resends && self->running.load(std::memory_order_acquire)) {
-      natsMsgHeader_Set(m, "Tachyon-Resend", std::to_string(resends + 1).c_str());
-      self->export_resent.fetch_add(1);
-      std::string id = header(m, msg_id_header);
-      jsPubOptions po;
-      jsPubOptions_Init(&po);
-      po.MsgId = id.c_str();
-      po.MaxWait = 5000;
-      if (js_PublishMsgAsync(js, &m, &po) == NATS_OK) return;
+    // No acknowledgement (a timeout while the server restarts, no responders while a leader is
+    // elected): the sender thread sends it again after a pause, so that a copy the server did
+    // store is dropped as a duplicate and an election has time to end.
+    if (self->running.load(std::memory_order_acquire) && self->resends.enqueue(m)) {
+      self->wake();
+      return;
     }
     self->export_errors.fetch_add(1);
     self->export_unacked.fetch_sub(1);
     natsMsg_Destroy(m);
+  }
+
+  /// On the sender thread: takes failed exports in and sends those whose pause is over.
+  /// Returns the time until the next is due (or 50 ms).
+  clock::duration resend_due() {
+    natsMsg* m = nullptr;
+    while (resends.try_dequeue(m)) {
+      const std::string n = header(m, "Tachyon-Resend");
+      const int count = n.empty() ? 0 : std::atoi(n.c_str());
+      if (count >= max_resends) {
+        export_errors.fetch_add(1);
+        export_unacked.fetch_sub(1);
+        natsMsg_Destroy(m);
+        continue;
+      }
+      natsMsgHeader_Set(m, "Tachyon-Resend", std::to_string(count + 1).c_str());
+      const auto pause = std::chrono::milliseconds(std::min(1000, 50 << std::min(count, 5)));
+      delayed.emplace_back(clock::now() + pause, m);
+    }
+    clock::duration next = std::chrono::milliseconds(50);
+    const auto now = clock::now();
+    for (std::size_t i = 0; i < delayed.size();) {
+      if (delayed[i].first > now) {
+        next = std::min<clock::duration>(next, delayed[i].first - now);
+        ++i;
+        continue;
+      }
+      natsMsg* d = delayed[i].second;
+      delayed[i] = delayed.back();
+      delayed.pop_back();
+      export_resent.fetch_add(1);
+      const std::string id = header(d, msg_id_header);
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MsgId = id.c_str();
+      po.MaxWait = 5000;
+      if (js_PublishMsgAsync(js, &d, &po) != NATS_OK) on_pub_ack(js, d, nullptr, nullptr, this);
+    }
+    return next;
   }
 
   // ---- imports -------------------------------------------------------------------------------
@@ -621,12 +679,17 @@ struct bridge_core::impl {
 
   static void on_core_msg(natsConnection*, natsSubscription*, natsMsg* m, void* c) {
     auto& e = *static_cast<import_entry*>(c);
-    e.owner->take(e, m, false);
+    impl* self = e.owner;
+    self->in_take.fetch_add(1, std::memory_order_acq_rel);
+    self->take(e, m, false);
+    self->in_take.fetch_sub(1, std::memory_order_acq_rel);
   }
 
   void fetch_loop(import_entry& e) {
     const int batch = e.jetstream->batch;
-    while (fetching.load(std::memory_order_acquire)) {
+    // A stopped bus takes nothing more: the rest stays in the stream for the next run.
+    while (fetching.load(std::memory_order_acquire) &&
+           !e.bus_stopped.load(std::memory_order_acquire)) {
       natsMsgList list{};
       const natsStatus s = natsSubscription_Fetch(&list, e.sub, batch, 200, nullptr);
       if (s == NATS_OK) {
@@ -711,6 +774,22 @@ struct bridge_core::impl {
     import_status st;
     try {
       st = e.publish(e.bus, in, e.lane, why);
+      // JetStream, a full lane: the message waits here, and the fetcher with it, rather than go
+      // back to the server, where each return would use up one of its max_deliver deliveries.
+      // The server is told it is still being worked on, so its ack wait does not run out.
+      auto pause = std::chrono::milliseconds(1);
+      auto told = clock::now();
+      if (jetstream && st == import_status::full)
+        import_waits.fetch_add(1, std::memory_order_relaxed);
+      while (jetstream && st == import_status::full && fetching.load(std::memory_order_acquire)) {
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::milliseconds(50));
+        if (clock::now() - told > e.jetstream->ack_wait / 3) {
+          natsMsg_InProgress(m, nullptr);
+          told = clock::now();
+        }
+        st = e.publish(e.bus, in, e.lane, why);
+      }
     } catch (const std::exception& x) {  // the event's copy or a publish option threw
       st = import_status::undecodable;
       why = std::string("publish threw: ") + x.what();
@@ -734,9 +813,11 @@ struct bridge_core::impl {
           acknowledged.fetch_add(1, std::memory_order_relaxed);
         natsMsg_Destroy(m);
         return;
-      case import_status::refused:  // full or stopped: JetStream offers it again later
+      case import_status::full:     // core NATS: lost, counted; JetStream: the bridge closes
+      case import_status::stopped:  // the bus stops: JetStream keeps it for the next run
         import_refused.fetch_add(1, std::memory_order_relaxed);
-        if (jetstream && natsMsg_NakWithDelay(m, 100, nullptr) == NATS_OK)
+        if (st == import_status::stopped) e.bus_stopped.store(true, std::memory_order_release);
+        if (jetstream && natsMsg_Nak(m, nullptr) == NATS_OK)
           negative_acknowledged.fetch_add(1, std::memory_order_relaxed);
         natsMsg_Destroy(m);
         return;
@@ -862,7 +943,8 @@ struct bridge_core::impl {
       case import_status::dropped:
         imported.fetch_add(1, std::memory_order_relaxed);
         break;
-      case import_status::refused:
+      case import_status::full:
+      case import_status::stopped:
       case import_status::vetoed:
         import_refused.fetch_add(1, std::memory_order_relaxed);
         break;
@@ -901,6 +983,11 @@ struct bridge_core::impl {
       if (e.fetcher.joinable()) e.fetcher.join();
       if (e.sub != nullptr && !e.jetstream) natsSubscription_WaitForDrainCompletion(e.sub, 5000);
     }
+    // A callback still inside take() (its publish waits for room under overflow::block) must
+    // return before the bridge can go: it waits for the bus, however long, rather than return
+    // into a freed bridge. A stopping bus releases it (publish returns `stopped`).
+    while (in_take.load(std::memory_order_acquire) != 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     while (acks->awaiting.load() != 0 && clock::now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return true;
@@ -919,7 +1006,7 @@ struct bridge_core::impl {
     if (is_connected())
       flush(std::chrono::duration_cast<std::chrono::milliseconds>(
           std::max(until - clock::now(), clock::duration(std::chrono::milliseconds(100)))));
-    acks->open.store(false, std::memory_order_release);
+    acks->shut();
     running.store(false, std::memory_order_release);
     wake();
     {
@@ -942,6 +1029,7 @@ struct bridge_core::impl {
         e.sub = nullptr;
       }
     }
+    wait_closed();  // after libnats's last callback: no acknowledgement can come any more
     export_errors.fetch_add(export_unacked.exchange(0));
     if (js != nullptr) jsCtx_Destroy(js);
     js = nullptr;
@@ -969,6 +1057,7 @@ struct bridge_core::impl {
     m.received = r(received);
     m.imported = r(imported);
     m.import_refused = r(import_refused);
+    m.import_waits = r(import_waits);
     m.quarantined = r(quarantined_count);
     m.own_skipped = r(own_skipped);
     m.gaps = r(gaps);

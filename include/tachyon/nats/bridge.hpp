@@ -178,9 +178,12 @@ struct bridge_metrics {
   std::uint64_t export_queued = 0;      ///< waiting in the export queue now
   std::uint64_t export_unacknowledged = 0;  ///< JetStream: sent, acknowledgement pending
   // Imports.
-  std::uint64_t received = 0;               ///< messages taken from NATS
-  std::uint64_t imported = 0;               ///< published into the bus and accepted
-  std::uint64_t import_refused = 0;         ///< the bus refused them (full, stopped, vetoed)
+  std::uint64_t received = 0;        ///< messages taken from NATS
+  std::uint64_t imported = 0;        ///< published into the bus and accepted
+  std::uint64_t import_refused = 0;  ///< the bus refused them (full, stopped, vetoed)
+  /// JetStream: messages that found their lane full and waited in the bridge for room (the
+  /// fetcher paused meanwhile) instead of going back to the server.
+  std::uint64_t import_waits = 0;
   std::uint64_t quarantined = 0;            ///< refused as not decodable (quarantine())
   std::uint64_t own_skipped = 0;            ///< this bridge's own exports, seen again
   std::uint64_t gaps = 0;                   ///< core NATS: messages lost between exporter and here
@@ -224,7 +227,8 @@ type_identity identity_of() {
 enum class import_status : std::uint8_t {
   accepted,     ///< in the bus (with a settle listener: it will be told)
   dropped,      ///< taken and dropped by the bus's overflow::drop (counted there)
-  refused,      ///< the bus said full or stopped: it may be offered again later
+  full,         ///< the lane was full (overflow::fail, or block's timeout): may be offered again
+  stopped,      ///< the bus is stopping: nothing more goes in
   vetoed,       ///< an interceptor refused it: it will not be taken later either
   undecodable,  ///< the payload did not decode: quarantine, `why` says why
 };
@@ -425,11 +429,12 @@ class bridge {
         return detail::import_status::dropped;
       case result::vetoed:
         return detail::import_status::vetoed;
-      case result::full:
       case result::stopped:
+        return detail::import_status::stopped;
+      case result::full:
         break;
     }
-    return detail::import_status::refused;
+    return detail::import_status::full;
   }
 
   Bus* bus_;
