@@ -357,6 +357,13 @@ struct bridge_core::impl {
     if (o.jetstream) ensure_stream(*o.jetstream, subject);
     std::lock_guard lock(setup);
     if (closed) throw std::logic_error("tachyon::nats::bridge::export_type: the bridge is closed");
+    for (const auto& e : exports)
+      if (e.subject == subject && e.type.name == type.name)
+        throw std::invalid_argument(
+            "tachyon::nats::bridge::export_type: " + std::string(type.name) + " is exported to '" +
+            std::string(subject) +
+            "' already; allowed: each type once per subject (twice would "
+            "send every event twice)");
     {
       std::lock_guard grow(exports_mutex);
       exports.push_back({std::string(subject), type, o.jetstream, 0});
@@ -624,7 +631,8 @@ struct bridge_core::impl {
       if (!o.jetstream) {
         check(natsConnection_Subscribe(&e.sub, nc, e.subject.c_str(), &on_core_msg, &e),
               "subscribe to " + e.subject);
-        natsSubscription_SetPendingLimits(e.sub, opts.import_pending_messages, -1);
+        natsSubscription_SetPendingLimits(e.sub, opts.import_pending_messages,
+                                          opts.import_pending_bytes);
       } else {
         subscribe_pull(e);
         e.fetcher = std::thread([this, &e] { fetch_loop(e); });
@@ -746,6 +754,9 @@ struct bridge_core::impl {
                     " does not match this build's: the two sides declare or lay out the type "
                     "differently");
     if (!jetstream) {
+      // Bounded: a new origin per exporter run (and any a hostile sender makes up). Past the
+      // bound it starts afresh; a gap spanning the reset is not counted.
+      if (e.last_seen.size() >= 4096) e.last_seen.clear();
       std::uint64_t& last = e.last_seen[header(m, origin_header) + " " + natsMsg_GetSubject(m)];
       if (last != 0 && wm.export_sequence > last + 1)
         gaps.fetch_add(wm.export_sequence - last - 1, std::memory_order_relaxed);
@@ -839,9 +850,9 @@ struct bridge_core::impl {
     q.reason = std::move(why);
     q.type = header(m, type_header).substr(0, 256);
     q.origin = header(m, origin_header).substr(0, 256);
-    const int n =
-        std::min<int>(natsMsg_GetDataLength(m),
-                      static_cast<int>(std::min<std::size_t>(opts.max_message_bytes, 1 << 20)));
+    // The first 64 KiB: 256 kept messages of 1 MiB would hold a quarter of a gigabyte.
+    q.size = static_cast<std::size_t>(std::max(natsMsg_GetDataLength(m), 0));
+    const int n = std::min<int>(natsMsg_GetDataLength(m), 64 * 1024);
     const auto* d = reinterpret_cast<const std::byte*>(natsMsg_GetData(m));
     if (d != nullptr && n > 0) q.payload.assign(d, d + n);
     q.at = std::chrono::system_clock::now();
@@ -912,9 +923,7 @@ struct bridge_core::impl {
         check(s, "replay of stream " + st);
       }
       for (int i = 0; i < list.Count && taken < total; ++i, ++taken) {
-        const std::uint64_t before = imported.load(std::memory_order_relaxed);
-        replay_one(e, list.Msgs[i]);
-        if (imported.load(std::memory_order_relaxed) != before) ++accepted;
+        if (replay_one(e, list.Msgs[i])) ++accepted;
       }
       natsMsgList_Destroy(&list);
     }
@@ -923,18 +932,23 @@ struct bridge_core::impl {
 
   /// One replayed message: as an import, without acknowledgement; messages of this bridge's
   /// own origin are replayed too (a replay is asked for).
-  void replay_one(import_entry& e, natsMsg* m) {
+  /// True if the bus took it.
+  bool replay_one(import_entry& e, natsMsg* m) {
     wire_meta wm;
     std::string why;
     const int size = natsMsg_GetDataLength(m);
     const std::string type = header(m, type_header);
     if (type != e.type.name)
-      return keep(m, "replay: type '" + type.substr(0, 128) + "'; takes '" +
-                         std::string(e.type.name) + "'");
-    if (!parse_meta(header(m, meta_header), wm, why)) return keep(m, why);
-    if (wm.version < e.type.oldest || wm.version > e.type.version ||
-        wm.fingerprint != e.type.fingerprint(wm.version))
-      return keep(m, "replay: version or fingerprint of " + type + " does not match this build's");
+      why = "replay: type '" + type.substr(0, 128) + "'; takes '" + std::string(e.type.name) + "'";
+    else if (!parse_meta(header(m, meta_header), wm, why))
+      ;
+    else if (wm.version < e.type.oldest || wm.version > e.type.version ||
+             wm.fingerprint != e.type.fingerprint(wm.version))
+      why = "replay: version or fingerprint of " + type + " does not match this build's";
+    if (!why.empty()) {
+      keep(m, std::move(why));
+      return false;
+    }
     const auto* data = reinterpret_cast<const std::byte*>(natsMsg_GetData(m));
     const incoming in{wm, std::span<const std::byte>(data, static_cast<std::size_t>(size)), false,
                       nullptr};
@@ -942,16 +956,17 @@ struct bridge_core::impl {
       case import_status::accepted:
       case import_status::dropped:
         imported.fetch_add(1, std::memory_order_relaxed);
-        break;
+        return true;
       case import_status::full:
       case import_status::stopped:
       case import_status::vetoed:
         import_refused.fetch_add(1, std::memory_order_relaxed);
-        break;
+        return false;
       case import_status::undecodable:
         keep(m, why);
-        break;
+        return false;
     }
+    return false;
   }
 
   // ---- flush and close -----------------------------------------------------------------------

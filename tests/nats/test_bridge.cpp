@@ -569,3 +569,22 @@ TEST(NatsBridge, CloseSendsWhatImportedEventsCausedBeforeItDisconnects) {
   EXPECT_EQ(m.exported, 1u);  // the reply its handler published after close() began
   ASSERT_TRUE(eventually([&] { return done.load() == 1; }));
 }
+
+TEST(NatsBridge, ATypeIsExportedOnceToASubject) {
+  TACHYON_REQUIRE_NATS_SERVER();
+  nats_server server;
+  server.start();
+  Bus a{bt::threaded()};
+  Bridge b{a, opts(server, "a")};
+  b.export_type<Order>("once");
+  try {
+    b.export_type<Order>("once");
+    FAIL() << "exported twice";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("test.Order is exported to 'once' already"),
+              std::string::npos)
+        << e.what();
+  }
+  b.export_type<Order>("twice");  // another subject is another export
+  b.export_type<Reply>("once");   // another type too
+}

@@ -101,8 +101,10 @@ struct options {
   std::size_t quarantine_capacity = 256;
   /// Largest message accepted from the network (headers and payload); larger: quarantined.
   std::size_t max_message_bytes = 1 << 20;
-  /// A core NATS import's buffer in libnats before it drops (counted `slow_consumer_dropped`).
+  /// A core NATS import's buffer in libnats before it drops (counted `slow_consumer_dropped`),
+  /// in messages and in bytes.
   int import_pending_messages = 65536;
+  int import_pending_bytes = 64 * 1024 * 1024;
   /// How long close() waits for queued exports to be sent and imported events to settle.
   std::chrono::milliseconds close_timeout{5000};
 };
@@ -161,9 +163,10 @@ struct replay_from {
 struct quarantined {
   std::string subject;
   std::string reason;
-  std::string type;    ///< its Tachyon-Type header, if any
-  std::string origin;  ///< its Tachyon-Origin header, if any
-  std::vector<std::byte> payload;
+  std::string type;                ///< its Tachyon-Type header, if any
+  std::string origin;              ///< its Tachyon-Origin header, if any
+  std::vector<std::byte> payload;  ///< as it came, its first 64 KiB
+  std::size_t size = 0;            ///< the payload's whole size
   std::chrono::system_clock::time_point at;
 };
 
