@@ -176,7 +176,9 @@ struct bridge_core::impl {
     std::optional<consumer_options> jetstream;
     natsSubscription* sub = nullptr;
     std::thread fetcher;
-    std::atomic<bool> bus_stopped{false};  // publish said stopped: this import takes no more
+    std::atomic<bool> bus_stopped{false};
+    std::atomic<int> failing{0};  // JetStream: the last fetch's failure (a natsStatus), or 0  //
+                                  // publish said stopped: this import takes no more
     // Core NATS: the last export sequence seen per "<origin> <subject>" (the callback thread's).
     std::unordered_map<std::string, std::uint64_t> last_seen;
   };
@@ -700,6 +702,10 @@ struct bridge_core::impl {
            !e.bus_stopped.load(std::memory_order_acquire)) {
       natsMsgList list{};
       const natsStatus s = natsSubscription_Fetch(&list, e.sub, batch, 200, nullptr);
+      // A fetch that fails (not one that finds nothing) marks the import failing in health()
+      // until one succeeds: a consumer deleted, or lost with a server's memory store.
+      e.failing.store(s != NATS_OK && s != NATS_TIMEOUT ? static_cast<int>(s) : 0,
+                      std::memory_order_relaxed);
       if (s == NATS_OK) {
         for (int i = 0; i < list.Count; ++i) {
           natsMsg* m = list.Msgs[i];
@@ -1153,6 +1159,14 @@ bridge_health bridge_core::health() const {
     h.problems.push_back("gaps: " + std::to_string(m.gaps) + " messages lost in transit");
   if (m.quarantined != 0)
     h.problems.push_back("quarantined: " + std::to_string(m.quarantined) + " messages");
+  {
+    std::lock_guard lock(impl_->setup);
+    for (const auto& e : impl_->imports)
+      if (const int s = e.failing.load(std::memory_order_relaxed); s != 0)
+        h.problems.push_back("import of " + e.subject + " (stream " + e.jetstream->stream +
+                             ", consumer " + e.jetstream->durable +
+                             "): fetch failing: " + natsStatus_GetText(static_cast<natsStatus>(s)));
+  }
   h.healthy = h.problems.empty();
   return h;
 }
