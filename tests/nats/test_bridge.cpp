@@ -588,3 +588,27 @@ TEST(NatsBridge, ATypeIsExportedOnceToASubject) {
   b.export_type<Order>("twice");  // another subject is another export
   b.export_type<Reply>("once");   // another type too
 }
+
+TEST(NatsBridge, HealthNamesAJetStreamImportWhoseConsumerIsGone) {
+  TACHYON_REQUIRE_NATS_SERVER();
+  nats_server server;
+  server.start();
+  Bus a{bt::threaded()}, b{bt::threaded()};
+  Bridge ba{a, opts(server, "a")}, bb{b, opts(server, "b")};
+  ba.export_type<Order>("gone.orders", js_export("GONE"));
+  bb.import_type<Order>("gone.orders", js_import("GONE", "b"));
+  ASSERT_TRUE(bb.health().healthy);
+  raw_client raw(server.url());
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, raw.nc, nullptr), NATS_OK);
+  jsErrCode jerr{};
+  ASSERT_EQ(js_DeleteConsumer(js, "GONE", "b", nullptr, &jerr), NATS_OK);
+  jsCtx_Destroy(js);
+  ASSERT_TRUE(eventually([&] { return !bb.health().healthy; }));
+  const auto h = bb.health();
+  ASSERT_FALSE(h.problems.empty());
+  EXPECT_NE(
+      h.problems.back().find("import of gone.orders (stream GONE, consumer b): fetch failing"),
+      std::string::npos)
+      << h.problems.back();
+}
