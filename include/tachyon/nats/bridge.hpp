@@ -10,7 +10,8 @@
 // publishes from that queue. A full queue makes the handler throw export_queue_full: the bus
 // counts that event `failed` (or retries it, with export_options::retry), never blocks a worker.
 // Imports are publishers: the event is published into the bus with the bus's backpressure
-// (under overflow::block, the importing thread waits, and stops taking from NATS meanwhile).
+// (under overflow::block, the importing thread waits, and stops taking from NATS meanwhile; a
+// JetStream import whose lane is full under overflow::fail waits in the bridge the same way).
 // An imported event carries meta_flags::external and is never exported back by any bridge.
 //
 // Delivery, per type:
@@ -18,13 +19,14 @@
 //   (`export_errors`); what NATS lost in between shows at the importer as `gaps` (each message
 //   carries its exporter's per-subject count).
 // - JetStream (export_options::jetstream, import_options::jetstream): the server acknowledges
-//   each export (deduplicated by a message id made of the bridge's name, a per-run nonce and the
-//   count, so a restarted exporter is not taken for a duplicate; a failed acknowledgement is
-//   resent, the same id). The import is a durable pull consumer that acknowledges each message
-//   once its event has settled in the bus, whatever the outcome (publish_options::on_settle),
-//   so a crash of the importing process redelivers it: at least once. meta_flags::redelivered
-//   marks a message the server delivered before. A message that keeps failing to reach the bus
-//   is not redelivered forever (consumer_options::max_deliver).
+//   each export (deduplicated by a message id made of the bridge's name, a per-run nonce, the
+//   type and the count, so a restarted exporter is not taken for a duplicate; a missing
+//   acknowledgement is resent with the same id, backing off, for about 25 s). The import is a
+//   durable pull consumer that acknowledges each message once its event has settled in the
+//   bus, whatever the outcome (publish_options::on_settle), so a crash of the importing process
+//   redelivers it: at least once. meta_flags::redelivered marks a message the server delivered
+//   before; consumer_options::max_deliver bounds how often (a poison message that crashes the
+//   importer is not tried forever).
 #pragma once
 
 #include <chrono>
