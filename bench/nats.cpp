@@ -15,10 +15,12 @@
 //   atomic the main thread spins on. Each round trip timed on its own; p50 and p99. Threads: two
 //   buses of one worker each, two bridges (each one connection: a sender thread, libnats's
 //   reader, flusher and one delivery thread per import). The peer, raw_request: two libnats
-//   connections, a responder subscribed on bench.raw.ping whose callback publishes the reply
-//   (natsConnection_Respond... by natsConnection_Publish to the reply subject) and a requester
-//   calling natsConnection_Request, payloads of 64 bytes both ways as the events are.
-//   Target: bridge p50 / raw p50 <= 1.2.
+//   connections, a responder subscribed on bench.raw.ping whose callback publishes the reply to
+//   the reply subject, and a requester calling natsConnection_Request, payloads of 64 bytes both
+//   ways as the events are. Target: bridge p50 / raw_request p50 <= 1.2. Shown beside it,
+//   raw_request_asap: the responder's connection with natsOptions_SetSendAsap (libnats's advice
+//   for a connection that only replies: by default a reply waits up to 1 ms for libnats's
+//   flusher thread, which is most of raw_request's time on loopback).
 //
 // throughput  M events of 64 bytes published into bus A (one worker, overflow::block), exported
 //   on core NATS, timed from the first publish until bridge::flush() returns (every event handed
@@ -159,11 +161,12 @@ double percentile(std::vector<double>& sorted, double p) {
 struct raw_connection {
   natsConnection* nc = nullptr;
   jsCtx* js = nullptr;
-  explicit raw_connection(const std::string& url, bool jetstream = false) {
+  explicit raw_connection(const std::string& url, bool jetstream = false, bool send_asap = false) {
     natsOptions* no = nullptr;
     check(natsOptions_Create(&no), "natsOptions_Create");
     natsOptions_SetURL(no, url.c_str());
     natsOptions_SetNoEcho(no, true);
+    natsOptions_SetSendAsap(no, send_asap);
     const natsStatus s = natsConnection_Connect(&nc, no);
     natsOptions_Destroy(no);
     check(s, "connect");
@@ -200,6 +203,18 @@ struct figure {
   double target = 0;
   std::vector<side> sides;  // [0]: the raw peer the target is against; [1]: the bridge; extras
   std::vector<std::string> settings, notes;
+  /// Ratios shown beside the target's (side, peer); empty: every extra side over sides[0].
+  std::vector<std::pair<std::size_t, std::size_t>> extra_ratios;
+
+  std::vector<std::pair<std::size_t, std::size_t>> ratio_pairs() const {
+    std::vector<std::pair<std::size_t, std::size_t>> p = {{1, 0}};
+    if (!extra_ratios.empty()) {
+      p.insert(p.end(), extra_ratios.begin(), extra_ratios.end());
+    } else {
+      for (std::size_t i = 2; i < sides.size(); ++i) p.push_back({i, 0});
+    }
+    return p;
+  }
 
   /// Per round: bridge / raw (time ratio for round trip, rate ratio for throughput).
   std::vector<double> ratios(std::size_t a = 1, std::size_t b = 0) const {
@@ -236,22 +251,24 @@ std::string figure_json(const figure& f) {
     s += "]}";
   }
   s += "],\"ratios\":[";
-  for (std::size_t i = 1; i < f.sides.size(); ++i) {
-    const auto r = f.ratios(i, 0);
+  bool first = true;
+  for (const auto& [i, j] : f.ratio_pairs()) {
+    const auto r = f.ratios(i, j);
     if (r.empty()) continue;
     const double m = median(r);
-    const bool has_target = i == 1;
+    const bool has_target = i == 1 && j == 0;
     const bool met = f.higher_is_better ? m >= f.target : m <= f.target;
     s +=
         fmt("%s\n  {\"side\":%s,\"peer\":%s,\"value\":%.4f,\"min\":%.4f,\"max\":%.4f,"
             "\"per_round\":[",
-            i > 1 ? "," : "", json_string(f.sides[i].name).c_str(),
-            json_string(f.sides[0].name).c_str(), m, *std::min_element(r.begin(), r.end()),
+            first ? "" : ",", json_string(f.sides[i].name).c_str(),
+            json_string(f.sides[j].name).c_str(), m, *std::min_element(r.begin(), r.end()),
             *std::max_element(r.begin(), r.end()));
     for (std::size_t k = 0; k < r.size(); ++k) s += fmt("%s%.4f", k ? "," : "", r[k]);
     s +=
         fmt("],\"target\":%s,\"met\":%s}", has_target ? json_string(f.target_text).c_str() : "null",
             has_target ? (met ? "true" : "false") : "null");
+    first = false;
   }
   s += "],\"notes\":[";
   for (std::size_t i = 0; i < f.notes.size(); ++i) s += (i ? "," : "") + json_string(f.notes[i]);
@@ -266,12 +283,12 @@ std::string show(const figure& f, double v) {
 void print_figure(const figure& f) {
   std::printf("\n== %s: %s\n", f.name.c_str(), f.title.c_str());
   for (const auto& s : f.settings) std::printf("   %s\n", s.c_str());
-  std::printf("   %-32s", "round");
+  std::printf("   %-40s", "round");
   for (std::size_t r = 0; r < f.sides[0].rounds.size(); ++r) std::printf(" %11zu", r + 1);
   std::printf(" %11s\n", "median");
   for (const auto& sd : f.sides) {
     std::vector<double> v;
-    std::printf("   %-32s", sd.name.c_str());
+    std::printf("   %-40s", sd.name.c_str());
     for (const auto& t : sd.rounds) {
       std::printf(" %11s", show(f, t.value).c_str());
       v.push_back(t.value);
@@ -279,7 +296,7 @@ void print_figure(const figure& f) {
     std::printf(" %11s\n", show(f, median(v)).c_str());
     if (f.unit == "ns") {
       std::vector<double> p;
-      std::printf("   %-32s", ("  p99 " + sd.name).c_str());
+      std::printf("   %-40s", ("  p99 " + sd.name).c_str());
       for (const auto& t : sd.rounds) {
         std::printf(" %11s", show(f, t.p99).c_str());
         p.push_back(t.p99);
@@ -287,14 +304,14 @@ void print_figure(const figure& f) {
       std::printf(" %11s\n", show(f, median(p)).c_str());
     }
   }
-  for (std::size_t i = 1; i < f.sides.size(); ++i) {
-    const auto r = f.ratios(i, 0);
+  for (const auto& [i, j] : f.ratio_pairs()) {
+    const auto r = f.ratios(i, j);
     if (r.empty()) continue;
-    std::printf("   %-32s", (f.sides[i].name + " / " + f.sides[0].name).c_str());
+    std::printf("   %-40s", (f.sides[i].name + " / " + f.sides[j].name).c_str());
     for (double x : r) std::printf(" %11.3f", x);
     const double m = median(r);
     std::printf(" %11.3f", m);
-    if (i == 1)
+    if (i == 1 && j == 0)
       std::printf("  target %s: %s", f.target_text.c_str(),
                   (f.higher_is_better ? m >= f.target : m <= f.target) ? "met" : "MISSED");
     std::printf("\n");
@@ -358,7 +375,7 @@ trial time_round_trips(int warmup, int n, Once once) {
 }
 
 figure roundtrip(const settings& s) {
-  const int n = s.quick ? 200 : 1000;
+  const int n = s.quick ? 300 : 2000;
   const int warmup = n / 10;
   figure f;
   f.name = "roundtrip";
@@ -371,25 +388,27 @@ figure roundtrip(const settings& s) {
                     s.rounds, n, warmup),
                 "payload 64 bytes both ways; figure per trial: p50 (and p99) of its round trips"};
 
-  // The peer: a responder connection and a requester connection.
-  raw_connection responder(s.url), requester(s.url);
+  // The peers: a responder connection and a requester connection; and the same with the
+  // responder's connection set to send at once (natsOptions_SetSendAsap, libnats's advice for a
+  // connection that only replies), without which each reply waits for libnats's flusher thread.
+  auto on_request = [](natsConnection* nc, natsSubscription*, natsMsg* m, void*) {
+    natsConnection_Publish(nc, natsMsg_GetReply(m), natsMsg_GetData(m), natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+  };
+  raw_connection responder(s.url), asap_responder(s.url, false, true), requester(s.url);
   natsSubscription* rsub = nullptr;
-  check(natsConnection_Subscribe(
-            &rsub, responder.nc, "bench.raw.ping",
-            [](natsConnection* nc, natsSubscription*, natsMsg* m, void*) {
-              natsConnection_Publish(nc, natsMsg_GetReply(m), natsMsg_GetData(m),
-                                     natsMsg_GetDataLength(m));
-              natsMsg_Destroy(m);
-            },
-            nullptr),
+  natsSubscription* asub = nullptr;
+  check(natsConnection_Subscribe(&rsub, responder.nc, "bench.raw.ping", on_request, nullptr),
+        "responder subscription");
+  check(natsConnection_Subscribe(&asub, asap_responder.nc, "bench.raw.asap", on_request, nullptr),
         "responder subscription");
   check(natsConnection_Flush(responder.nc), "responder flush");
+  check(natsConnection_Flush(asap_responder.nc), "responder flush");
   std::uint64_t raw_id = 0;
-  auto raw_once = [&] {
+  auto raw_once = [&](const char* subject) {
     Ping p{++raw_id, {}};
     natsMsg* reply = nullptr;
-    const natsStatus st =
-        natsConnection_Request(&reply, requester.nc, "bench.raw.ping", &p, sizeof p, 5000);
+    const natsStatus st = natsConnection_Request(&reply, requester.nc, subject, &p, sizeof p, 5000);
     bool ok = st == NATS_OK && natsMsg_GetDataLength(reply) == sizeof p &&
               std::memcmp(natsMsg_GetData(reply), &p, 8) == 0;
     natsMsg_Destroy(reply);
@@ -436,12 +455,21 @@ figure roundtrip(const settings& s) {
               "natsConnection_Request on one connection, a responder connection "
               "whose subscription callback publishes the reply",
               {}},
-             {"bridge", "tachyon::nats::bridge both ways: 2 buses x 1 worker, 2 bridges", {}}};
-  paired_rounds(f, s.rounds,
-                {[&] { return time_round_trips(warmup, n, raw_once); },
-                 [&] { return time_round_trips(warmup, n, bridge_once); }});
-  natsSubscription_Unsubscribe(rsub);
-  natsSubscription_Destroy(rsub);
+             {"bridge", "tachyon::nats::bridge both ways: 2 buses x 1 worker, 2 bridges", {}},
+             {"raw_request_asap",
+              "the same as raw_request, the responder's connection with "
+              "natsOptions_SetSendAsap",
+              {}}};
+  paired_rounds(
+      f, s.rounds,
+      {[&] { return time_round_trips(warmup, n, [&] { return raw_once("bench.raw.ping"); }); },
+       [&] { return time_round_trips(warmup, n, bridge_once); },
+       [&] { return time_round_trips(warmup, n, [&] { return raw_once("bench.raw.asap"); }); }});
+  f.extra_ratios = {{1, 2}};
+  for (natsSubscription* sub : {rsub, asub}) {
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+  }
   const auto ma = ba.metrics(), mb = bb.metrics();
   f.notes.push_back(fmt(
       "bridge A exported %llu, imported %llu; bridge B exported %llu, imported "
@@ -479,7 +507,7 @@ bool wait_exported(Bridge& br, std::uint64_t total) {
 }
 
 figure throughput(const settings& s) {
-  const std::uint64_t m = s.quick ? 20000 : 200000;
+  const std::uint64_t m = s.quick ? 50000 : 200000;
   figure f;
   f.name = "throughput";
   f.title = "export throughput, one type, 64-byte events, core NATS, vs natsConnection_Publish";
@@ -555,7 +583,7 @@ figure throughput(const settings& s) {
 // ---- JetStream -------------------------------------------------------------------------------
 
 figure jetstream(const settings& s) {
-  const std::uint64_t m = s.quick ? 3000 : 20000;
+  const std::uint64_t m = s.quick ? 10000 : 30000;
   figure f;
   f.name = "jetstream";
   f.title = "JetStream export throughput, 64-byte events, vs js_PublishAsync (MaxPending 4096)";
@@ -589,8 +617,10 @@ figure jetstream(const settings& s) {
   }
   auto purge = [&] { check(js_PurgeStream(raw.js, "BENCH_JS", nullptr, nullptr), "purge"); };
   const std::string origin = "bench-js/0123456789abcdef";
+  std::uint64_t trial_no = 0;
   auto raw_run = [&](std::uint64_t count, bool headers) {
     purge();
+    ++trial_no;
     Tick t{};
     std::uint64_t errors = 0;
     const auto t0 = steady::now();
@@ -603,7 +633,9 @@ figure jetstream(const settings& s) {
       natsMsg* msg = nullptr;
       natsMsg_Create(&msg, "bench.js.raw", nullptr, reinterpret_cast<const char*>(&t), sizeof t);
       set_bridge_like_headers(msg, origin, i + 1);
-      const std::string id = origin + "/bench.js.tick/" + std::to_string(i + 1);
+      // Unique in every trial: a repeated id is acknowledged as a duplicate and not stored.
+      const std::string id =
+          origin + "/bench.js.tick/" + std::to_string(trial_no) + "-" + std::to_string(i + 1);
       jsPubOptions po;
       jsPubOptions_Init(&po);
       po.MsgId = id.c_str();
