@@ -572,6 +572,7 @@ figure throughput(const settings& s) {
   paired_rounds(f, s.rounds,
                 {[&] { return raw_run(m, false); }, [&] { return bridge_run(m); },
                  [&] { return raw_run(m, true); }});
+  f.extra_ratios = {{2, 0}, {1, 2}};  // what the headers cost; what the bridge adds beyond them
   const auto mt = br.metrics();
   f.notes.push_back(fmt("bridge: exported %llu, export errors %llu, queue full %llu",
                         static_cast<unsigned long long>(mt.exported),
@@ -687,6 +688,7 @@ figure jetstream(const settings& s) {
   paired_rounds(f, s.rounds,
                 {[&] { return raw_run(m, false); }, [&] { return bridge_run(m); },
                  [&] { return raw_run(m, true); }});
+  f.extra_ratios = {{2, 0}, {1, 2}};  // what the headers cost; what the bridge adds beyond them
   const auto mt = br.metrics();
   f.notes.push_back(fmt("bridge: exported %llu, duplicates %llu, resent %llu, errors %llu",
                         static_cast<unsigned long long>(mt.exported),

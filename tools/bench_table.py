@@ -690,8 +690,8 @@ def nats_figure(nats, name):
 def format_nats_value(figure, value):
     if value is None:
         return "—"
-    if figure.get("unit") == "ns":
-        return format_time(value)
+    if figure.get("unit") == "ns":  # round trips: µs to ms, three significant digits
+        return f"{value / 1e6:.3g} ms" if value >= 999.5e3 else f"{value / 1e3:.3g} µs"
     return format_rate(value)
 
 
