@@ -2,17 +2,22 @@
 """Prints the Markdown report of one tools/bench run: tachyon beside its peers, and the targets.
 
 Usage: tools/bench_table.py [GBENCH_JSON] [--latency LATENCY_JSON] [--callgrind CALLGRIND_TXT]
-                            [--metric real_time|cpu_time]
-       tools/bench_table.py --results DIR    (DIR/gbench.json, DIR/latency.json and
-                                              DIR/callgrind.txt, each where present)
+                            [--nats NATS_JSON] [--metric real_time|cpu_time]
+       tools/bench_table.py --results DIR    (DIR/gbench.json, DIR/latency.json,
+                                              DIR/callgrind.txt and DIR/nats.json, each where
+                                              present)
 
 Inputs, each optional (a missing one is reported as not measured):
   GBENCH_JSON    Google Benchmark's --benchmark_out_format=json output (tachyon_bench).
   LATENCY_JSON   tachyon_latency --json output: {"groups": [{"group", "title", "rows": [{"name",
                  "samples", "p50_ns", ..., "max_ns", "mean_ns", "curve"}], "ratios": [...]}]}.
   CALLGRIND_TXT  perf/callgrind's output: one "<hot path>  <instructions per op>" line each.
+  NATS_JSON      tachyon_nats_bench --json output: {"figures": [{"figure", "title", "unit",
+                 "sides": [{"name", "median", "median_p99", "rounds"}], "ratios": [{"side",
+                 "peer", "value", "min", "max", "per_round", "target", "met"}]}]}.
 
-Sections: the Google Benchmark pairs, each latency group, the callgrind counts, and a summary of
+Sections: the Google Benchmark pairs, each latency group, the callgrind counts, the NATS
+bridge's figures, and a summary of
 every target of the issue with the measured value and met / missed / not measured. Figures from
 a shared machine are reported, not asserted: a missed target does not change the exit status.
 
@@ -465,7 +470,7 @@ def render_callgrind(counts, out):
 
 # ---- targets summary -------------------------------------------------------------------------
 
-def summarize(gb, latency, counts):
+def summarize(gb, latency, counts, nats=None):
     """([target rows], [extra figure rows]): each row (what, tachyon, peer, ratio, status text).
     The ratio is written the way its target is: a speed ratio (≥), a time ratio (≤), or the
     figure over its bound (≤ 1)."""
@@ -621,6 +626,7 @@ def summarize(gb, latency, counts):
     extra("instructions per dispatch(), 1 handler (earlier target: ≤ 30)",
           "not run" if v is None else f"{v:.1f}", "—", "—")
     failure_extras(pair, extra, latency, counts)
+    nats_targets(add, nats, counts)
     return rows, extras
 
 
@@ -662,6 +668,118 @@ def failure_extras(pair, extra, latency, counts):
           "not run" if v is None else f"{v:.1f}",
           "—" if base is None else f"without a breaker {base:.1f}",
           "—" if v is None or base is None else f"+{v - base:.1f}")
+
+
+# ---- the NATS bridge -------------------------------------------------------------------------
+
+# perf/callgrind rows of a bus with a bridge attached (exporting another type) and the same bus
+# without one: (what, label with the bridge, label without).
+CALLGRIND_BRIDGED = [
+    ("publish()", "publish(), bridged bus, type not exported", "publish(), unbridged twin bus"),
+    ("drained event", "drained event, bridged bus, type not exp.", "drained event, unbridged twin bus"),
+]
+
+
+def nats_figure(nats, name):
+    for f in (nats or {}).get("figures", []):
+        if f.get("figure") == name:
+            return f
+    return None
+
+
+def format_nats_value(figure, value):
+    if value is None:
+        return "—"
+    if figure.get("unit") == "ns":  # round trips: µs to ms, three significant digits
+        return f"{value / 1e6:.3g} ms" if value >= 999.5e3 else f"{value / 1e3:.3g} µs"
+    return format_rate(value)
+
+
+def nats_side(figure, name):
+    for side in (figure or {}).get("sides", []):
+        if side.get("name") == name:
+            return side
+    return None
+
+
+def nats_side_text(figure, side):
+    if side is None:
+        return "—"
+    text = format_nats_value(figure, side.get("median"))
+    if figure.get("unit") == "ns":
+        text = f"p50 {text}, p99 {format_nats_value(figure, side.get('median_p99'))}"
+    return f"{side['name']} {text}"
+
+
+def nats_targets(add, nats, counts):
+    """The NATS bridge's rows of the Targets table: three paired figures from
+    tachyon_nats_bench, and the bridged bus's instruction counts from perf/callgrind."""
+    wanted = [("roundtrip", "round trip bus A → NATS → bus B → NATS → bus A, core NATS, loopback, "
+                            "vs libnats request/reply (natsConnection_Request, raw responder), "
+                            "median of paired per-round p50 ratios: ≤ 1.2×"),
+              ("throughput", "NATS export throughput, one type, 64-byte events, vs "
+                             "natsConnection_Publish in a loop, median of paired rounds: ≥ 0.8×"),
+              ("jetstream", "JetStream export throughput, 64-byte events, vs js_PublishAsync "
+                            "(MaxPending 4096), median of paired rounds: ≥ 0.8×")]
+    for name, what in wanted:
+        f = nats_figure(nats, name)
+        ratio = None
+        for r in (f or {}).get("ratios", []):
+            if r.get("target"):
+                ratio = r
+        if f is None or ratio is None:
+            add(what, "not run" if nats is None else "not measured", "—", "—", None)
+            continue
+        add(what, nats_side_text(f, nats_side(f, ratio["side"])),
+            nats_side_text(f, nats_side(f, ratio["peer"])),
+            f"{ratio['value']:.3f}× (rounds {format_number(ratio.get('min'))}–"
+            f"{format_number(ratio.get('max'))}; {ratio['target']})", ratio.get("met"))
+    for what, with_label, without_label in CALLGRIND_BRIDGED:
+        w = callgrind_count(counts, with_label)
+        wo = callgrind_count(counts, without_label)
+        add(f"instructions per {what} of a type not exported, on a bus with a NATS bridge "
+            "attached vs the same bus without (perf/callgrind): equal",
+            "not run" if w is None else f"{w:.1f}", "—" if wo is None else f"without {wo:.1f}",
+            "—" if w is None or wo is None else f"{w - wo:+.1f}",
+            None if w is None or wo is None else w == wo)
+
+
+def render_nats(nats, out):
+    out.append("## NATS bridge (tachyon_nats_bench)")
+    out.append("")
+    out.append(f"Paired rounds ({nats.get('rounds', '?')}; raw and bridge alternate, the order "
+               f"swapped each round); {'quick' if nats.get('quick') else 'full'} run, "
+               f"{nats.get('cpus', '?')} CPUs shared with nats-server.")
+    out.append("")
+    for f in nats.get("figures", []):
+        out.append(f"### {f.get('figure')}: {f.get('title', '')}")
+        out.append("")
+        for line in f.get("settings", []):
+            out.append(f"- {line}")
+        out.append("")
+        p99 = f.get("unit") == "ns"
+        out.append("| side | median" + (" p50 | median p99" if p99 else "") +
+                   " | per round | what |")
+        out.append("|---|--:" + ("|--:" if p99 else "") + "|---|---|")
+        for side in f.get("sides", []):
+            rounds = ", ".join(format_nats_value(f, r.get("value")) for r in side.get("rounds", []))
+            out.append(f"| {cell(side.get('name'))} | {format_nats_value(f, side.get('median'))}" +
+                       (f" | {format_nats_value(f, side.get('median_p99'))}" if p99 else "") +
+                       f" | {rounds} | {cell(side.get('what', ''))} |")
+        out.append("")
+        out.append("| ratio | median | min | max | per round | target | met |")
+        out.append("|---|--:|--:|--:|---|---|---|")
+        for r in f.get("ratios", []):
+            per_round = ", ".join(f"{x:.3f}" for x in r.get("per_round", []))
+            target = r.get("target") or ""
+            met = status(r.get("met")) if target else ""
+            out.append(f"| {cell(r.get('side'))} / {cell(r.get('peer'))} | {r['value']:.3f} | "
+                       f"{r['min']:.3f} | {r['max']:.3f} | {per_round} | {target} | {met} |")
+        out.append("")
+        for n in f.get("notes", []):
+            out.append(f"Note: {n}")
+        if f.get("notes"):
+            out.append("")
 
 
 def aggregate_throughput(gb):
@@ -715,7 +833,8 @@ def main(argv):
     parser.add_argument("gbench", nargs="?", help="Google Benchmark JSON (gbench.json)")
     parser.add_argument("--latency", help="tachyon_latency --json output (latency.json)")
     parser.add_argument("--callgrind", help="perf/callgrind output (callgrind.txt)")
-    parser.add_argument("--results", help="a results directory: reads the three files there")
+    parser.add_argument("--nats", help="tachyon_nats_bench --json output (nats.json)")
+    parser.add_argument("--results", help="a results directory: reads the four files there")
     parser.add_argument("--metric", choices=("real_time", "cpu_time"), default="real_time",
                         help="which time to compare (default: real_time)")
     options = parser.parse_args(argv)
@@ -727,17 +846,19 @@ def main(argv):
         options.gbench = options.gbench or present("gbench.json")
         options.latency = options.latency or present("latency.json")
         options.callgrind = options.callgrind or present("callgrind.txt")
+        options.nats = options.nats or present("nats.json")
 
     gb_data = load_json(options.gbench, "Google Benchmark JSON")
     latency = load_json(options.latency, "latency JSON")
     counts = load_callgrind(options.callgrind)
-    if gb_data is None and latency is None and counts is None:
+    nats = load_json(options.nats, "NATS bench JSON")
+    if gb_data is None and latency is None and counts is None and nats is None:
         print("bench_table.py: nothing to report (no readable input)", file=sys.stderr)
         return 1
 
     gb = GbReport(gb_data, options.metric) if gb_data is not None else None
     out = ["# tachyon benchmark report", ""]
-    render_summary(summarize(gb, latency, counts), out)
+    render_summary(summarize(gb, latency, counts, nats), out)
     if gb is not None:
         gb.render(out)
         out.append("")
@@ -751,6 +872,10 @@ def main(argv):
         render_callgrind(counts, out)
     else:
         out += ["## Instructions per operation (perf/callgrind)", "", "Not run.", ""]
+    if nats is not None:
+        render_nats(nats, out)
+    else:
+        out += ["## NATS bridge (tachyon_nats_bench)", "", "Not run.", ""]
     print("\n".join(out).rstrip("\n"))
     return 3 if gb is not None and gb.errors else 0
 

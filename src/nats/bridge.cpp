@@ -447,6 +447,7 @@ struct bridge_core::impl {
   void send_loop() {
     outbound* batch[64];
     ack_sink::item items[64];
+    bool unflushed = false;
     while (true) {
       bool did = false;
       std::size_t n = ready.try_dequeue_bulk(batch, 64);
@@ -464,7 +465,20 @@ struct bridge_core::impl {
       for (std::size_t i = 0; i < k; ++i) finish_ack(items[i].msg, items[i].what);
       did = did || k != 0;
       const clock::duration next = resend_due();
-      if (did) continue;
+      if (did) {
+        unflushed = unflushed || n != 0 || k != 0;
+        continue;
+      }
+      // Out of work: push what libnats buffered to the server now. Left to libnats, a buffer
+      // goes out when its flusher thread next wakes, about 1 ms after a publish: a round trip
+      // through two bridges waited for that twice. Flushing only when the queue runs dry costs
+      // one PING/PONG per idle spell, not per message; under load the sender never idles, and
+      // while this waits, exports queue up and go out together.
+      if (unflushed) {
+        unflushed = false;
+        if (is_connected()) natsConnection_FlushTimeout(nc, 100);
+        continue;
+      }
       if (!running.load(std::memory_order_acquire)) break;
       std::unique_lock lock(sleep_mutex);
       sleeping.store(true, std::memory_order_relaxed);

@@ -29,14 +29,28 @@ bool parse_number(std::string_view field, U& out, int base) {
 }  // namespace
 
 std::string format_meta(const wire_meta& m) {
-  char buf[256];
-  const int n = std::snprintf(
-      buf, sizeof buf, "v1 %u %016llx %llu %llu %llu %llu %llu", static_cast<unsigned>(m.version),
-      static_cast<unsigned long long>(m.fingerprint), static_cast<unsigned long long>(m.sequence),
-      static_cast<unsigned long long>(m.correlation), static_cast<unsigned long long>(m.causation),
-      static_cast<unsigned long long>(m.published_ns),
-      static_cast<unsigned long long>(m.export_sequence));
-  return std::string(buf, static_cast<std::size_t>(n));
+  // std::to_chars rather than snprintf: this runs for every exported message (and every
+  // imported one, in parse_meta's check of the spelling), and snprintf took about 2.5 times as
+  // long. The text is snprintf's "v1 %u %016llx %llu %llu %llu %llu %llu".
+  std::string out;
+  out.reserve(2 + 11 + 17 + 5 * 21);
+  const auto put = [&out](std::uint64_t v) {
+    char digits[20];
+    const auto r = std::to_chars(digits, digits + sizeof digits, v);
+    out += ' ';
+    out.append(digits, r.ptr);
+  };
+  out += "v1";
+  put(m.version);
+  out += ' ';
+  static constexpr char hex[] = "0123456789abcdef";
+  for (int shift = 60; shift >= 0; shift -= 4) out += hex[(m.fingerprint >> shift) & 0xf];
+  put(m.sequence);
+  put(m.correlation);
+  put(m.causation);
+  put(m.published_ns);
+  put(m.export_sequence);
+  return out;
 }
 
 bool parse_meta(std::string_view text, wire_meta& out, std::string& why) {
