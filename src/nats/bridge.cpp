@@ -919,31 +919,48 @@ struct bridge_core::impl {
         natsSubscription_Destroy(s);
       }
     } g{e.sub};
-    // What the new consumer has to deliver, counted by the server when it was made: the
-    // stream's matching messages from the start point to its last one at this moment.
-    jsConsumerInfo* ci = nullptr;
-    check(natsSubscription_GetConsumerInfo(&ci, e.sub, nullptr, &jerr),
-          "replay consumer on stream " + st);
-    const std::uint64_t total = ci->NumPending;
-    jsConsumerInfo_Destroy(ci);
+    // Up to the stream's last message now: a message at or past it, or one after which the
+    // server counts nothing more pending, ends the replay; so does a fetch that finds nothing
+    // when the consumer, asked, has nothing pending either (nothing matched).
+    jsStreamInfo* si = nullptr;
+    check(js_GetStreamInfo(&si, js, st.c_str(), nullptr, &jerr), "JetStream stream " + st);
+    const std::uint64_t last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
     std::size_t accepted = 0;
-    std::uint64_t taken = 0;
     const auto until = clock::now() + timeout;
-    while (taken < total) {
+    bool done = last == 0;
+    while (!done) {
       if (clock::now() > until)
-        throw error("tachyon::nats::bridge::replay: " + std::to_string(taken) + " of " +
-                    std::to_string(total) + " messages of stream " + st +
-                    " read within the timeout");
+        throw error("tachyon::nats::bridge::replay: stream " + st + " not read to sequence " +
+                    std::to_string(last) + " within the timeout");
       natsMsgList list{};
-      const int want = static_cast<int>(std::min<std::uint64_t>(256, total - taken));
-      const natsStatus s = natsSubscription_Fetch(&list, e.sub, want, 500, nullptr);
-      if (s == NATS_TIMEOUT) continue;  // a slow server: until the timeout above
+      const natsStatus s = natsSubscription_Fetch(&list, e.sub, 256, 500, nullptr);
+      if (s == NATS_TIMEOUT) {
+        jsConsumerInfo* ci = nullptr;
+        if (natsSubscription_GetConsumerInfo(&ci, e.sub, nullptr, &jerr) == NATS_OK) {
+          done = ci->NumPending == 0 && ci->NumAckPending == 0;
+          jsConsumerInfo_Destroy(ci);
+        }
+        continue;
+      }
       if (s != NATS_OK) {
         natsMsgList_Destroy(&list);
         check(s, "replay of stream " + st);
       }
-      for (int i = 0; i < list.Count && taken < total; ++i, ++taken) {
+      for (int i = 0; i < list.Count && !done; ++i) {
+        jsMsgMetaData* md = nullptr;
+        std::uint64_t seq = 0, pending = 1;
+        if (natsMsg_GetMetaData(&md, list.Msgs[i]) == NATS_OK) {
+          seq = md->Sequence.Stream;
+          pending = md->NumPending;
+          jsMsgMetaData_Destroy(md);
+        }
+        if (seq > last) {
+          done = true;
+          break;
+        }
         if (replay_one(e, list.Msgs[i])) ++accepted;
+        done = seq >= last || pending == 0;
       }
       natsMsgList_Destroy(&list);
     }
