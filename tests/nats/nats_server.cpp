@@ -433,6 +433,7 @@ std::vector<std::string> nats_server::argv() const {
                 {"--cluster", "nats://127.0.0.1:" + std::to_string(options_.cluster_port),
                  "--cluster_name", options_.cluster_name, "--routes", routes});
   }
+  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   return args;
 }
 

@@ -134,6 +134,8 @@ struct nats_server_options {
   std::vector<int> route_ports;  ///< the other nodes' cluster ports
   int port = 0;                  ///< client port
   int monitor_port = 0;          ///< HTTP monitoring port: readiness comes from its /healthz
+  /// More nats-server arguments (TLS, authorization), appended to the command line.
+  std::vector<std::string> extra_args = {};
 };
 
 /// One nats-server process with its own temporary directory (log, JetStream store).
