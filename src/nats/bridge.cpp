@@ -200,7 +200,6 @@ struct bridge_core::impl {
   // under exports_mutex and then uses it unlocked.
   std::deque<export_entry> exports;
   std::mutex exports_mutex;
-  std::atomic<std::size_t> export_count{0};
   std::deque<import_entry> imports;
 
   std::thread sender;
@@ -220,8 +219,7 @@ struct bridge_core::impl {
   std::atomic<std::uint64_t> exported{0}, export_duplicates{0}, export_resent{0}, export_errors{0},
       export_queue_full{0}, export_skipped{0}, export_queued{0}, export_unacked{0}, received{0},
       imported{0}, import_refused{0}, quarantined_count{0}, own_skipped{0}, gaps{0}, redelivered{0},
-      acknowledged{0}, negative_acknowledged{0}, terminated{0}, slow_consumer{0}, disconnects{0},
-      reconnects{0};
+      acknowledged{0}, negative_acknowledged{0}, terminated{0}, disconnects{0}, reconnects{0};
   std::atomic<std::uint64_t> import_waits{0};
   std::atomic<std::uint32_t> in_take{0};  // core NATS callbacks inside take()
   std::atomic<std::uint64_t> in_send{0};  // slots the sender took and has not finished
@@ -305,12 +303,8 @@ struct bridge_core::impl {
           self->sleep_cv.notify_all();
         },
         this);
-    natsOptions_SetErrorHandler(
-        no,
-        [](natsConnection*, natsSubscription*, natsStatus s, void* c) {
-          if (s == NATS_SLOW_CONSUMER) static_cast<impl*>(c)->slow_consumer.fetch_add(1);
-        },
-        this);
+    // Slow consumers are read per subscription (natsSubscription_GetDropped, in metrics()): an
+    // error handler would see only that one began. None is set, so libnats prints nothing.
 
     const natsStatus s = natsConnection_Connect(&nc, no);
     if (s == NATS_NOT_YET_CONNECTED && opts.reconnect.retry_initial_connect) {
@@ -370,7 +364,6 @@ struct bridge_core::impl {
       std::lock_guard grow(exports_mutex);
       exports.push_back({std::string(subject), type, o.jetstream, 0});
     }
-    export_count.store(exports.size(), std::memory_order_release);
     return static_cast<std::uint32_t>(exports.size() - 1);
   }
 
