@@ -704,6 +704,7 @@ struct bridge_core::impl {
 
   void fetch_loop(import_entry& e) {
     const int batch = e.jetstream->batch;
+    unsigned idle = 0;  // fetches in a row that found nothing
     // A stopped bus takes nothing more: the rest stays in the stream for the next run.
     while (fetching.load(std::memory_order_acquire) &&
            !e.bus_stopped.load(std::memory_order_acquire)) {
@@ -711,8 +712,21 @@ struct bridge_core::impl {
       const natsStatus s = natsSubscription_Fetch(&list, e.sub, batch, 200, nullptr);
       // A fetch that fails (not one that finds nothing) marks the import failing in health()
       // until one succeeds: a consumer deleted, or lost with a server's memory store.
-      e.failing.store(s != NATS_OK && s != NATS_TIMEOUT ? static_cast<int>(s) : 0,
-                      std::memory_order_relaxed);
+      // A consumer deleted under a pending fetch can also look like fetches that find nothing:
+      // after 2 s of those, the consumer is looked up.
+      int failure = s != NATS_OK && s != NATS_TIMEOUT ? static_cast<int>(s) : 0;
+      idle = s == NATS_TIMEOUT ? idle + 1 : 0;
+      if (idle % 10 == 9) {
+        jsConsumerInfo* ci = nullptr;
+        jsErrCode jerr{};
+        const natsStatus look = natsSubscription_GetConsumerInfo(&ci, e.sub, nullptr, &jerr);
+        if (look == NATS_OK)
+          jsConsumerInfo_Destroy(ci);
+        else
+          failure = static_cast<int>(look);
+      }
+      if (failure != 0 || s != NATS_TIMEOUT || idle % 10 == 9)
+        e.failing.store(failure, std::memory_order_relaxed);
       if (s == NATS_OK) {
         for (int i = 0; i < list.Count; ++i) {
           natsMsg* m = list.Msgs[i];
