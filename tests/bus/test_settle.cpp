@@ -4,6 +4,7 @@
 // every run. Manual mode on a virtual clock, and a threaded stress test under TSan.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <functional>
@@ -657,3 +658,29 @@ TEST(SettleStress, EveryListenerToldOnceAndTheCountsMatchTheMetricsDiscard) {
 }
 
 }  // namespace
+
+TEST(External, RedeliveredIsMarkedWithExternalOnlyOnEveryWayIn) {
+  vbus bus{manual_dl()};
+  std::vector<std::pair<std::uint32_t, std::uint8_t>> seen;
+  auto s = bus.subscribe<tt::Quote>([&](const tt::Quote& q, const tachyon::meta& m) {
+    seen.emplace_back(q.instrument, m.flags);
+  });
+  constexpr auto ext = tachyon::meta_flags::external;
+  constexpr auto again = tachyon::meta_flags::redelivered;
+  ASSERT_EQ(bus.publish(tt::Quote{1, 0, 0}, {.external = true, .redelivered = true}), result::ok);
+  ASSERT_EQ(bus.publish(tt::Quote{2, 0, 0}, {.redelivered = true}), result::ok);  // alone: ignored
+  ASSERT_EQ(bus.publish(tt::Quote{3, 0, 0}, {.key = 5, .external = true, .redelivered = true}),
+            result::ok);
+  ASSERT_EQ(bus.publish(tt::Quote{4, 0, 0},
+                        {.deadline = bus.now() + 1h, .external = true, .redelivered = true}),
+            result::ok);
+  bus.poll();
+  bus.dispatch(tt::Quote{5, 0, 0}, {.external = true, .redelivered = true});
+  bus.dispatch(tt::Quote{6, 0, 0}, {.redelivered = true});
+  using seen_t = std::vector<std::pair<std::uint32_t, std::uint8_t>>;
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(
+      seen,
+      (seen_t{
+          {1, ext | again}, {2, 0}, {3, ext | again}, {4, ext | again}, {5, ext | again}, {6, 0}}));
+}
