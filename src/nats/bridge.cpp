@@ -80,6 +80,16 @@ std::string header(natsMsg* m, std::string_view key) {
   return v;
 }
 
+/// A start time libnats 3.4 sends as it is: it writes the nanoseconds of a second without
+/// their leading zeros (".5" for 5 ms past the second, read back as 500 ms), which starts a
+/// consumer up to a second late. A fraction of nine digits, or none, is written right: the time
+/// is rounded down to one (at most 0.1 s earlier), and the bridge skips what came before the
+/// time asked for by each message's timestamp.
+std::int64_t start_time_for_libnats(std::int64_t ns) {
+  const std::int64_t second = 1000000000, fraction = ns % second;
+  return fraction >= 100000000 ? ns : ns - fraction;
+}
+
 void check(natsStatus s, const std::string& what) {
   if (s != NATS_OK) throw error("tachyon::nats: " + what + ": " + status_text(s));
 }
@@ -177,8 +187,10 @@ struct bridge_core::impl {
     natsSubscription* sub = nullptr;
     std::thread fetcher;
     std::atomic<bool> bus_stopped{false};
-    std::atomic<int> failing{0};  // JetStream: the last fetch's failure (a natsStatus), or 0  //
-                                  // publish said stopped: this import takes no more
+    std::atomic<int> failing{0};
+    std::int64_t not_before_ns =
+        0;  // start_at::time: messages stored earlier are skipped  // JetStream: the last fetch's
+            // failure (a natsStatus), or 0  // publish said stopped: this import takes no more
     // Core NATS: the last export sequence seen per "<origin> <subject>" (the callback thread's).
     std::unordered_map<std::string, std::uint64_t> last_seen;
   };
@@ -221,6 +233,7 @@ struct bridge_core::impl {
       imported{0}, import_refused{0}, quarantined_count{0}, own_skipped{0}, gaps{0}, redelivered{0},
       acknowledged{0}, negative_acknowledged{0}, terminated{0}, disconnects{0}, reconnects{0};
   std::atomic<std::uint64_t> import_waits{0};
+  std::atomic<std::uint64_t> before_start{0};
   std::atomic<std::uint32_t> in_take{0};  // core NATS callbacks inside take()
   std::atomic<std::uint64_t> in_send{0};  // slots the sender took and has not finished
 
@@ -680,9 +693,10 @@ struct bridge_core::impl {
         break;
       case start_at::time:
         so.Config.DeliverPolicy = js_DeliverByStartTime;
-        so.Config.OptStartTime =
+        e.not_before_ns =
             std::chrono::duration_cast<std::chrono::nanoseconds>(c.start_time.time_since_epoch())
                 .count();
+        so.Config.OptStartTime = start_time_for_libnats(e.not_before_ns);
         break;
     }
     jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -792,9 +806,18 @@ struct bridge_core::impl {
     bool again = false;
     if (jetstream) {
       jsMsgMetaData* md = nullptr;
+      std::int64_t stored = 0;
       if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
         again = md->NumDelivered > 1;
+        stored = md->Timestamp;
         jsMsgMetaData_Destroy(md);
+      }
+      if (stored < e.not_before_ns) {  // before the start time (see start_time_for_libnats)
+        before_start.fetch_add(1, std::memory_order_relaxed);
+        if (natsMsg_Ack(m, nullptr) == NATS_OK)
+          acknowledged.fetch_add(1, std::memory_order_relaxed);
+        natsMsg_Destroy(m);
+        return;
       }
       if (again) redelivered.fetch_add(1, std::memory_order_relaxed);
     }
@@ -912,9 +935,10 @@ struct bridge_core::impl {
       so.Config.OptStartSeq = from.sequence;
     } else {
       so.Config.DeliverPolicy = js_DeliverByStartTime;
-      so.Config.OptStartTime =
+      e.not_before_ns =
           std::chrono::duration_cast<std::chrono::nanoseconds>(from.time.time_since_epoch())
               .count();
+      so.Config.OptStartTime = start_time_for_libnats(e.not_before_ns);
     }
     jsErrCode jerr = static_cast<jsErrCode>(0);
     check(js_PullSubscribe(&e.sub, js, e.subject.c_str(), nullptr, nullptr, &so, &jerr),
@@ -957,16 +981,21 @@ struct bridge_core::impl {
       for (int i = 0; i < list.Count && !done; ++i) {
         jsMsgMetaData* md = nullptr;
         std::uint64_t seq = 0, pending = 1;
+        std::int64_t stored = 0;
         if (natsMsg_GetMetaData(&md, list.Msgs[i]) == NATS_OK) {
           seq = md->Sequence.Stream;
           pending = md->NumPending;
+          stored = md->Timestamp;
           jsMsgMetaData_Destroy(md);
         }
         if (seq > last) {
           done = true;
           break;
         }
-        if (replay_one(e, list.Msgs[i])) ++accepted;
+        if (stored < e.not_before_ns)
+          before_start.fetch_add(1, std::memory_order_relaxed);
+        else if (replay_one(e, list.Msgs[i]))
+          ++accepted;
         done = seq >= last || pending == 0;
       }
       natsMsgList_Destroy(&list);
@@ -1117,6 +1146,7 @@ struct bridge_core::impl {
     m.imported = r(imported);
     m.import_refused = r(import_refused);
     m.import_waits = r(import_waits);
+    m.before_start = r(before_start);
     m.quarantined = r(quarantined_count);
     m.own_skipped = r(own_skipped);
     m.gaps = r(gaps);

@@ -189,6 +189,9 @@ struct bridge_metrics {
   /// JetStream: messages that found their lane full and waited in the bridge for room (the
   /// fetcher paused meanwhile) instead of going back to the server.
   std::uint64_t import_waits = 0;
+  /// JetStream, started at a time: messages stored before it, skipped (libnats 3.4 sends the
+  /// start time rounded down, up to 0.1 s early; each message's timestamp decides).
+  std::uint64_t before_start = 0;
   std::uint64_t quarantined = 0;            ///< refused as not decodable (quarantine())
   std::uint64_t own_skipped = 0;            ///< this bridge's own exports, seen again
   std::uint64_t gaps = 0;                   ///< core NATS: messages lost between exporter and here
