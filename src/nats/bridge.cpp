@@ -555,18 +555,14 @@ struct bridge_core::impl {
     export_unacked.fetch_add(1, std::memory_order_relaxed);
     // The library stalls here while 4096 acknowledgements are outstanding: the sender thread
     // waits, the export queue fills, and exports are refused (counted) rather than buffered.
-    while (true) {
-      const natsStatus s = js_PublishMsgAsync(js, &m, &po);
+    // The stall (NATS_TIMEOUT) is retried here; any other refusal (the connection down, the
+    // server restarting) goes the way of a missing acknowledgement: sent again after a pause.
+    natsStatus s = NATS_TIMEOUT;
+    while (s == NATS_TIMEOUT && running.load(std::memory_order_acquire)) {
+      s = js_PublishMsgAsync(js, &m, &po);
       if (s == NATS_OK) return;  // the library owns m now; on_pub_ack finishes it
-      if (!running.load(std::memory_order_acquire) && s != NATS_TIMEOUT) break;
-      if (s != NATS_TIMEOUT && s != NATS_CONNECTION_DISCONNECTED && s != NATS_INSUFFICIENT_BUFFER)
-        break;
-      if (!running.load(std::memory_order_acquire)) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    natsMsg_Destroy(m);
-    export_unacked.fetch_sub(1, std::memory_order_relaxed);
-    export_errors.fetch_add(1, std::memory_order_relaxed);
+    on_pub_ack(js, m, nullptr, nullptr, this);
   }
 
   /// A JetStream export without an acknowledgement is sent again, with its id, at growing
