@@ -109,6 +109,7 @@
 
 #include "hops.hpp"
 #include "pinning.hpp"
+#include "text.hpp"
 
 namespace {
 
@@ -117,29 +118,8 @@ using tachyon::clock::now;
 
 // ---- formatting ----------------------------------------------------------------------------
 
-__attribute__((format(printf, 1, 2))) std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, f);
-  const int n = std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return std::string(buf, n < 0 ? 0 : std::min<std::size_t>(static_cast<std::size_t>(n), 511));
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt("\\u%04x", static_cast<unsigned>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+using bench::fmt;
+using bench::json_string;
 
 double ticks_to_ns(ticks t) { return tachyon::clock::to_ns(t); }
 ticks ns_to_ticks(double ns) {

@@ -64,6 +64,7 @@
 #include <tachyon/tachyon.hpp>
 
 #include "nats_launcher.hpp"
+#include "text.hpp"
 
 namespace bn {
 
@@ -109,29 +110,8 @@ namespace {
 using namespace bn;
 using steady = std::chrono::steady_clock;
 
-__attribute__((format(printf, 1, 2))) std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, f);
-  const int n = std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return std::string(buf, n < 0 ? 0 : std::min<std::size_t>(static_cast<std::size_t>(n), 511));
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt("\\u%04x", static_cast<unsigned>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+using bench::fmt;
+using bench::json_string;
 
 void check(natsStatus s, const char* what) {
   if (s != NATS_OK)
@@ -480,6 +460,20 @@ figure roundtrip(const settings& s) {
   return f;
 }
 
+/// A throughput figure's runs, its sides set: raw, the bridge, raw with the bridge's headers,
+/// each warmed up with a tenth of `m`, then paired rounds of `m`.
+template <class Raw, class Bridged>
+void throughput_rounds(figure& f, const settings& s, std::uint64_t m, Raw& raw_run,
+                       Bridged& bridge_run) {
+  (void)raw_run(m / 10, false);
+  (void)raw_run(m / 10, true);
+  (void)bridge_run(m / 10);
+  paired_rounds(f, s.rounds,
+                {[&] { return raw_run(m, false); }, [&] { return bridge_run(m); },
+                 [&] { return raw_run(m, true); }});
+  f.extra_ratios = {{2, 0}, {1, 2}};  // what the headers cost; what the bridge adds beyond them
+}
+
 // ---- throughput ------------------------------------------------------------------------------
 
 /// Headers of the lengths the bridge writes for `subject` (Tachyon-Meta with values of typical
@@ -561,18 +555,12 @@ figure throughput(const settings& s) {
     return trial{static_cast<double>(count) / secs, 0,
                  (done == count && flushed) ? 0 : count - done};
   };
-  (void)raw_run(m / 10, false);
-  (void)raw_run(m / 10, true);
-  (void)bridge_run(m / 10);
   f.sides = {{"raw_publish", "natsConnection_Publish of 64 bytes in a loop, one connection", {}},
              {"bridge", "bus::publish of a 64-byte event, exported by one bridge", {}},
              {"raw_publish_headers",
               "natsConnection_PublishMsg of 64 bytes with the bridge's three headers",
               {}}};
-  paired_rounds(f, s.rounds,
-                {[&] { return raw_run(m, false); }, [&] { return bridge_run(m); },
-                 [&] { return raw_run(m, true); }});
-  f.extra_ratios = {{2, 0}, {1, 2}};  // what the headers cost; what the bridge adds beyond them
+  throughput_rounds(f, s, m, raw_run, bridge_run);
   const auto mt = br.metrics();
   f.notes.push_back(fmt("bridge: exported %llu, export errors %llu, queue full %llu",
                         static_cast<unsigned long long>(mt.exported),
@@ -674,9 +662,6 @@ figure jetstream(const settings& s) {
     return trial{static_cast<double>(count) / secs, 0,
                  (done == count && flushed) ? 0 : count - done};
   };
-  (void)raw_run(m / 10, false);
-  (void)raw_run(m / 10, true);
-  (void)bridge_run(m / 10);
   f.sides = {{"raw_js_publish_async",
               "js_PublishAsync of 64 bytes, MaxPending 4096, then "
               "js_PublishAsyncComplete",
@@ -685,10 +670,7 @@ figure jetstream(const settings& s) {
              {"raw_js_publish_async_headers",
               "js_PublishMsgAsync with the bridge's three headers and a message id",
               {}}};
-  paired_rounds(f, s.rounds,
-                {[&] { return raw_run(m, false); }, [&] { return bridge_run(m); },
-                 [&] { return raw_run(m, true); }});
-  f.extra_ratios = {{2, 0}, {1, 2}};  // what the headers cost; what the bridge adds beyond them
+  throughput_rounds(f, s, m, raw_run, bridge_run);
   const auto mt = br.metrics();
   f.notes.push_back(fmt("bridge: exported %llu, duplicates %llu, resent %llu, errors %llu",
                         static_cast<unsigned long long>(mt.exported),

@@ -9,8 +9,7 @@
 #include <mutex>
 #include <set>
 
-#include "bridge_events.hpp"
-#include "nats_server.hpp"
+#include "bridge_fixture.hpp"
 
 namespace {
 
@@ -23,39 +22,12 @@ using bt::Order;
 using bt::Reply;
 using tachyon::test::nats_server;
 
-tachyon::nats::options opts(const nats_server& s, std::string name) {
-  tachyon::nats::options o;
-  o.url = s.url();
-  o.name = std::move(name);
-  return o;
-}
-
-/// A plain libnats connection, for messages the bridge did not write.
-struct raw_client {
-  natsConnection* nc = nullptr;
-  explicit raw_client(const std::string& url) {
-    if (natsConnection_ConnectTo(&nc, url.c_str()) != NATS_OK) throw std::runtime_error("connect");
-  }
-  ~raw_client() { natsConnection_Destroy(nc); }
-  void send(const std::string& subject, const std::string& payload,
-            std::vector<std::pair<std::string, std::string>> headers) {
-    natsMsg* m = nullptr;
-    ASSERT_EQ(natsMsg_Create(&m, subject.c_str(), nullptr, payload.data(),
-                             static_cast<int>(payload.size())),
-              NATS_OK);
-    for (auto& [k, v] : headers) natsMsgHeader_Set(m, k.c_str(), v.c_str());
-    ASSERT_EQ(natsConnection_PublishMsg(nc, m), NATS_OK);
-    natsMsg_Destroy(m);
-  }
-};
-
-std::string order_bytes(const Order& o) {
-  return std::string(reinterpret_cast<const char*>(&o), sizeof o);
-}
-std::string valid_meta(std::uint32_t version = 1, std::uint64_t fp = tachyon::fingerprint<Order>(),
-                       std::uint64_t n = 1) {
-  return tachyon::nats::format_meta({version, fp, 7, 99, 0, 0, n});
-}
+using bt::js_export;
+using bt::js_import;
+using bt::opts;
+using bt::order_bytes;
+using bt::raw_client;
+using bt::valid_meta;
 
 }  // namespace
 
@@ -313,22 +285,6 @@ TEST(NatsBridge, BadArgumentsNameWhatIsAllowed) {
 
 // ---- JetStream --------------------------------------------------------------------------------
 
-namespace {
-
-tachyon::nats::export_options js_export(std::string stream) {
-  tachyon::nats::export_options o;
-  o.jetstream = tachyon::nats::stream_options{.name = std::move(stream)};
-  return o;
-}
-tachyon::nats::import_options js_import(std::string stream, std::string durable) {
-  tachyon::nats::import_options o;
-  o.jetstream = tachyon::nats::consumer_options{
-      .stream = std::move(stream), .durable = std::move(durable), .ack_wait = 2s};
-  return o;
-}
-
-}  // namespace
-
 TEST(NatsBridge, JetStreamAcknowledgesEachImportOnceItSettledWhateverItsOutcome) {
   TACHYON_REQUIRE_NATS_SERVER();
   nats_server server;
@@ -521,10 +477,7 @@ TEST(NatsBridge, ASlowImportIsBoundedAndItsDropsAreCountedAndReported) {
   raw_client raw(server.url());
   constexpr int n = 2000;
   for (int i = 0; i < n; ++i)
-    raw.send("slow", order_bytes({static_cast<std::uint64_t>(i), 1, 1.0}),
-             {{"Tachyon-Type", "test.Order"},
-              {"Tachyon-Meta",
-               valid_meta(1, tachyon::fingerprint<Order>(), static_cast<std::uint64_t>(i + 1))}});
+    raw.send_order("slow", static_cast<std::uint64_t>(i), static_cast<std::uint64_t>(i + 1));
   ASSERT_EQ(natsConnection_FlushTimeout(raw.nc, 10000), NATS_OK);
   ASSERT_TRUE(eventually([&] { return bb.metrics().slow_consumer_dropped > 0; }));
   const auto h = bb.health();
@@ -539,9 +492,7 @@ TEST(NatsBridge, ASlowImportIsBoundedAndItsDropsAreCountedAndReported) {
   }));
   // The sender's per-subject count shows the same loss from the importer's side, once a
   // message after the last one lost arrives.
-  raw.send("slow", order_bytes({n, 1, 1.0}),
-           {{"Tachyon-Type", "test.Order"},
-            {"Tachyon-Meta", valid_meta(1, tachyon::fingerprint<Order>(), n + 1)}});
+  raw.send_order("slow", static_cast<std::uint64_t>(n), static_cast<std::uint64_t>(n) + 1);
   ASSERT_TRUE(eventually(
       [&] { return bb.metrics().received + bb.metrics().slow_consumer_dropped == n + 1; }));
   const auto m = bb.metrics();

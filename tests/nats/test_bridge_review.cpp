@@ -9,8 +9,7 @@
 #include <set>
 #include <thread>
 
-#include "bridge_events.hpp"
-#include "nats_server.hpp"
+#include "bridge_fixture.hpp"
 
 namespace {
 
@@ -22,45 +21,10 @@ using bt::Note;
 using bt::Order;
 using tachyon::test::nats_server;
 
-tachyon::nats::options opts(const nats_server& s, std::string name) {
-  tachyon::nats::options o;
-  o.url = s.url();
-  o.name = std::move(name);
-  return o;
-}
-
-tachyon::nats::export_options js_export(std::string stream) {
-  tachyon::nats::export_options o;
-  o.jetstream = tachyon::nats::stream_options{.name = std::move(stream)};
-  return o;
-}
-tachyon::nats::import_options js_import(std::string stream, std::string durable) {
-  tachyon::nats::import_options o;
-  o.jetstream = tachyon::nats::consumer_options{
-      .stream = std::move(stream), .durable = std::move(durable), .ack_wait = 2s};
-  return o;
-}
-
-struct raw_client {
-  natsConnection* nc = nullptr;
-  explicit raw_client(const std::string& url) {
-    if (natsConnection_ConnectTo(&nc, url.c_str()) != NATS_OK) throw std::runtime_error("connect");
-  }
-  ~raw_client() { natsConnection_Destroy(nc); }
-  void send_order(const std::string& subject, std::uint64_t id, std::uint64_t n) {
-    const Order o{id, 1, 1.0};
-    natsMsg* m = nullptr;
-    ASSERT_EQ(natsMsg_Create(&m, subject.c_str(), nullptr, reinterpret_cast<const char*>(&o),
-                             static_cast<int>(sizeof o)),
-              NATS_OK);
-    natsMsgHeader_Set(m, "Tachyon-Type", "test.Order");
-    natsMsgHeader_Set(
-        m, "Tachyon-Meta",
-        tachyon::nats::format_meta({1, tachyon::fingerprint<Order>(), 7, 99, 0, 0, n}).c_str());
-    ASSERT_EQ(natsConnection_PublishMsg(nc, m), NATS_OK);
-    natsMsg_Destroy(m);
-  }
-};
+using bt::js_export;
+using bt::js_import;
+using bt::opts;
+using bt::raw_client;
 
 }  // namespace
 
