@@ -175,6 +175,11 @@ struct bridge_core::impl {
     type_identity type;
     std::optional<stream_options> jetstream;
     std::uint64_t count = 0;  // sender thread only
+    // Made once, read per message: the Tachyon-Type value (NUL-terminated for libnats) and,
+    // for JetStream, the message id's prefix "<origin>/<subject>/<type>/". The type tells
+    // apart two types sent to one subject, each counting its own sequence.
+    std::string type_name;
+    std::string id_prefix;
   };
   struct import_entry {
     impl* owner = nullptr;
@@ -317,7 +322,7 @@ struct bridge_core::impl {
         },
         this);
     // Slow consumers are read per subscription (natsSubscription_GetDropped, in metrics()): an
-    // error handler would see only that one began. None is set, so libnats prints nothing.
+    // error handler would see only that one began, so none is set.
 
     const natsStatus s = natsConnection_Connect(&nc, no);
     if (s == NATS_NOT_YET_CONNECTED && opts.reconnect.retry_initial_connect) {
@@ -375,7 +380,9 @@ struct bridge_core::impl {
             "send every event twice)");
     {
       std::lock_guard grow(exports_mutex);
-      exports.push_back({std::string(subject), type, o.jetstream, 0});
+      const std::string name(type.name);
+      exports.push_back({std::string(subject), type, o.jetstream, 0, name,
+                         origin + "/" + std::string(subject) + "/" + name + "/"});
     }
     return static_cast<std::uint32_t>(exports.size() - 1);
   }
@@ -529,10 +536,9 @@ struct bridge_core::impl {
                        static_cast<int>(o.payload.size())) != NATS_OK)
       return unsent();
     const std::string meta_text = format_meta(o.meta);
-    bool ok =
-        natsMsgHeader_Set(m, type_header.data(), std::string(e.type.name).c_str()) == NATS_OK &&
-        natsMsgHeader_Set(m, meta_header.data(), meta_text.c_str()) == NATS_OK &&
-        natsMsgHeader_Set(m, origin_header.data(), origin.c_str()) == NATS_OK;
+    bool ok = natsMsgHeader_Set(m, type_header.data(), e.type_name.c_str()) == NATS_OK &&
+              natsMsgHeader_Set(m, meta_header.data(), meta_text.c_str()) == NATS_OK &&
+              natsMsgHeader_Set(m, origin_header.data(), origin.c_str()) == NATS_OK;
     if (!ok) {
       natsMsg_Destroy(m);
       return unsent();
@@ -545,9 +551,7 @@ struct bridge_core::impl {
       natsMsg_Destroy(m);
       return;
     }
-    // Each export counts its own sequence: the type tells apart two types sent to one subject.
-    const std::string id = origin + "/" + e.subject + "/" + std::string(e.type.name) + "/" +
-                           std::to_string(o.meta.export_sequence);
+    const std::string id = e.id_prefix + std::to_string(o.meta.export_sequence);
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = id.c_str();
@@ -565,9 +569,9 @@ struct bridge_core::impl {
     on_pub_ack(js, m, nullptr, nullptr, this);
   }
 
-  /// A JetStream export without an acknowledgement is sent again, with its id, at growing
-  /// intervals (50 ms doubling to 1 s): about 25 s in all, which outlasts a stream leader's
-  /// election; then it counts as lost.
+  /// A JetStream export without an acknowledgement is sent again, with its id, after pauses of
+  /// 50 ms doubling to 1 s, 30 times (26.55 s of pauses, plus each try's wait for an answer),
+  /// which outlasts a stream leader's election; then it counts as lost.
   static constexpr int max_resends = 30;
 
   /// JetStream's answer to one export (on libnats's thread).

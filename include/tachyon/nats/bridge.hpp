@@ -21,7 +21,7 @@
 // - JetStream (export_options::jetstream, import_options::jetstream): the server acknowledges
 //   each export (deduplicated by a message id made of the bridge's name, a per-run nonce, the
 //   type and the count, so a restarted exporter is not taken for a duplicate; a missing
-//   acknowledgement is resent with the same id, backing off, for about 25 s). The import is a
+//   acknowledgement is resent with the same id, backing off, for at least 27 s). The import is a
 //   durable pull consumer that acknowledges each message once its event has settled in the
 //   bus, whatever the outcome (publish_options::on_settle), so a crash of the importing process
 //   redelivers it: at least once. meta_flags::redelivered marks a message the server delivered
