@@ -2,6 +2,7 @@
 // and the publish path's slow halves (admission refills, overflow, re-entry, growing a lane).
 // The drain, idling and stop are in src/worker/, the metrics snapshot in src/metrics/.
 #include <tachyon/detail/bus_core.hpp>
+#include <tachyon/detail/journal/journal.hpp>
 
 #include <stdexcept>
 #include <string>
@@ -247,10 +248,11 @@ bool bus_core::displace_one(thread_context& ctx, unsigned l) {
     // a plain event would be (not parked, so nothing waits on it).
     delivery* d = delivery_of(env);
     ctx.count(l, d->event->env.header.type_index, c_displaced);
-    d->event->settled(tachyon::outcome::displaced);
+    told(ctx, *d->event, tachyon::outcome::displaced);
     d->dispose();
   } else {
     ctx.count(l, t, c_displaced);
+    journal_settled(ctx, env.header, tachyon::outcome::displaced);
     types_.ops[t].release(env);
   }
   lane_admission::hand_over(ctx.credits[l]);
@@ -317,6 +319,10 @@ void bus_core::enqueue_growing(thread_context& ctx, lane& ln, envelope* envs, st
     throw std::bad_alloc();
   }
   bump(ctx.misc_row().v[m_lane_allocations]);
+}
+
+void bus_core::journal_outcome(thread_context& ctx, const meta& m, tachyon::outcome o) noexcept {
+  journal_->settled(ctx, m, o);
 }
 
 }  // namespace tachyon::detail

@@ -72,6 +72,21 @@ void validate(const config& cfg) {
                std::to_string(cfg.max_reserved_bytes) +
                "; lower lane_capacity, producers or workers, or raise max_reserved_bytes");
 
+  if (!cfg.journal.directory.empty()) {
+    const std::size_t seg = cfg.journal.segment_bytes;
+    if (seg < (std::size_t{64} << 10) || seg > (std::size_t{1} << 30) || seg % 4096 != 0)
+      refuse("journal.segment_bytes", std::to_string(seg),
+             "allowed 65536 (64 KiB) .. 1073741824 (1 GiB), a multiple of 4096");
+    if (static_cast<unsigned>(cfg.journal.durability) >
+        static_cast<unsigned>(durability::every_event))
+      refuse("journal.durability", std::to_string(static_cast<unsigned>(cfg.journal.durability)),
+             "allowed process (0), interval (1), every_event (2)");
+    if (cfg.journal.sync_interval < std::chrono::milliseconds(1) ||
+        cfg.journal.sync_interval > std::chrono::hours(1))
+      refuse("journal.sync_interval", std::to_string(cfg.journal.sync_interval.count()) + " ms",
+             "allowed 1 ms .. 1 hour");
+  }
+
   if (cfg.workers != 0 && !cfg.cpus.empty()) {  // manual mode pins nothing: cpus is ignored
     // The machine's CPUs, not the calling thread's affinity: a bus may be built on a thread
     // pinned elsewhere. A CPU the machine has but a cpuset forbids is refused when the worker

@@ -58,6 +58,8 @@
 #include <tachyon/config.hpp>
 #include <tachyon/detail/bus_core.hpp>
 #include <tachyon/detail/conflation/conflation.hpp>
+#include <tachyon/detail/journal/identity.hpp>
+#include <tachyon/detail/journal/journal.hpp>
 #include <tachyon/detail/subscription/handler_tables.hpp>
 #include <tachyon/detail/subscription/waiters.hpp>
 #include <tachyon/detail/type_name.hpp>
@@ -117,6 +119,9 @@ struct publish_options {
   /// conflated (as one with a deadline is not): publish() takes the options' path, which keeps
   /// the plain path free of the flag.
   bool external = false;
+  /// With external (alone it is ignored): a replay from a journal (tachyon::replay); handlers
+  /// see meta_flags::replayed as well as external. Read only on external's cold path.
+  bool replayed = false;
   /// With external (alone it is ignored): its source delivered it before (a JetStream
   /// redelivery after the importing process died, say); handlers see meta_flags::redelivered.
   /// Read only on the cold path that `external` already takes: plain publish()'s one test of
@@ -289,6 +294,10 @@ class bus {
                   "tachyon: the core and the handler tables each start a cache line");
     static_assert(sizeof(bus) % detail::cache_line == 0,
                   "tachyon: a bus shares no cache line with its neighbours");
+    if (!cfg.journal.directory.empty()) {
+      journal_ = std::make_unique<detail::journal>(cfg.journal, journal_types());
+      core_.attach_journal(journal_.get());
+    }
     core_.start();
   }
 
@@ -354,6 +363,8 @@ class bus {
     if (opts.on_settle != nullptr) [[unlikely]]
       throw_batch_settle();
     if constexpr (interceptor_set::template screens_any<T>) return publish_each(evs, opts);
+    if constexpr (Registry::template is_journaled<T>)
+      if (journal_ != nullptr) return publish_each(evs, opts);  // one record per publish
     if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |
          reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external) != 0) [[unlikely]]
       return publish_each(evs, opts);
@@ -733,6 +744,16 @@ class bus {
 
   const config& settings() const noexcept { return core_.cfg(); }
 
+  /// What the journal (config::journal) has written, refused and made; `enabled` false and
+  /// zeros without one. Takes the journal's lock (cold).
+  ::tachyon::journal_stats journal_stats() const {
+    return journal_ != nullptr ? journal_->stats() : ::tachyon::journal_stats{};
+  }
+  /// The journal's run id: every record this bus writes carries it (0 without a journal).
+  std::uint64_t journal_run_id() const noexcept {
+    return journal_ != nullptr ? journal_->run_id() : 0;
+  }
+
   // ---- time and dead letters -------------------------------------------------------------
 
   /// Now, on the bus's time source: what publish_options::deadline and not_before are
@@ -899,6 +920,8 @@ class bus {
     if (run_wrapped(tables.core(), ev, env.header, ctx,
                     [&] { return tables.template run<T, I>(ev, env.header, ctx); })) [[likely]] {
       detail::bus_core::settle_ok(ctx, env);
+      if constexpr (Registry::template is_journaled<T>)
+        tables.core().journal_settled(ctx, env.header, outcome::dispatched);
       detail::release_payload<T>(env);
     } else {
       tables.core().resolve_failed(ctx, env, &release_one<T>);  // takes the payload
@@ -1027,8 +1050,10 @@ class bus {
         .lane = static_cast<priority>(l),
         .attempt = 0,
         .flags = static_cast<std::uint8_t>(
-            opts.external ? meta_flags::external | (opts.redelivered ? meta_flags::redelivered : 0)
-                          : 0)};
+            opts.external
+                ? meta_flags::external | (opts.redelivered ? meta_flags::redelivered : 0) |
+                      (opts.replayed ? meta_flags::replayed : 0)
+                : 0)};
     core_.enter_dispatch(ctx);
     detail::bus_core::enter_cause(ctx, m);
     const bool ok = run_wrapped(
@@ -1070,6 +1095,8 @@ class bus {
   template <class T, class E>
   result publish_admitted(E&& ev, const publish_options& opts) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
+    if constexpr (Registry::template is_journaled<T>)
+      if (journal_ != nullptr) return publish_journaled<T>(std::forward<E>(ev), opts);
     const unsigned l = lane_of<T>(opts.lane);
     if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |
          reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external) != 0) [[unlikely]]
@@ -1083,6 +1110,93 @@ class bus {
     return core_.template publish<detail::stored_inline<T>>(
         l, index, opts.correlation_id,
         [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
+  }
+
+  /// publish() of a journaled type with the journal on: its record is reserved in this thread's
+  /// segment (a refusal, if it cannot be, before anything else happens), filled where the
+  /// header is stamped, and committed once the event is queued; a refused event's record is
+  /// wiped. Either path of publish(): the plain one, or publish_timed for the options.
+  template <class T, class E>
+  result publish_journaled(E&& ev, const publish_options& opts) {
+    constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
+    using id = detail::journal_identity<T>;
+    const unsigned l = lane_of<T>(opts.lane);
+    detail::thread_context& ctx = core_.context();
+    detail::journal_writer* w = ctx.journal;
+    if (w == nullptr) [[unlikely]] {
+      w = journal_->writer_for(ctx);
+      if (w == nullptr) return journal_refusal(l, index);
+    }
+    const void* payload;
+    std::size_t n;
+    if constexpr (id::raw) {
+      payload = std::addressof(ev);
+      n = sizeof(T);
+    } else {
+      w->scratch.clear();
+      tachyon::writer out(w->scratch);
+      codec<T>::encode(ev, out);
+      payload = w->scratch.data();
+      n = w->scratch.size();
+    }
+    const std::size_t length = sizeof(detail::journal_format::record_header) + n;
+    if (length > UINT32_MAX) [[unlikely]]
+      return journal_refusal(l, index);
+    std::byte* at = w->reserve(length);
+    if (at == nullptr) [[unlikely]]
+      return journal_refusal(l, index);
+    detail::journal_slot slot{w, at, length, payload, n};
+    result r;
+    try {
+      if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |
+           reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external) != 0)
+        r = publish_timed<T>(std::forward<E>(ev), l, index, opts, &slot);
+      else
+        r = core_.template publish<detail::stored_inline<T>>(
+            l, index, opts.correlation_id, [&](detail::envelope& env) {
+              slot.write(env.header);
+              detail::store_payload<T>(env, std::forward<E>(ev));
+            });
+    } catch (...) {
+      if (slot.filled) w->abandon(at, length);
+      throw;
+    }
+    if (r == result::ok) [[likely]]
+      w->commit(at, length, false);
+    else if (slot.filled)
+      w->abandon(at, length);
+    return r;
+  }
+  [[gnu::cold, gnu::noinline]] result journal_refusal(unsigned l, std::uint16_t index) {
+    core_.count_refusal(l, index, detail::c_journal_refused);
+    journal_->refused();
+    return result::journal_failed;
+  }
+
+  /// What the journal is told of each registered type: whether it is journaled, and if so its
+  /// declared identity. A journaled type that cannot be written fails to compile here.
+  static std::vector<detail::journal_type> journal_types() {
+    std::vector<detail::journal_type> out(Registry::size);
+    Registry::for_each_type([&]<class T, std::size_t I>() {
+      if constexpr (Registry::template is_journaled<T>) {
+        static_assert(detail::journal_payload<T>,
+                      "tachyon::journaled: this event type is neither trivially copyable nor has "
+                      "a tachyon::codec<T> with encode and decode (tachyon/codec.hpp); give it "
+                      "one, or leave the type out of the journal");
+        using id = detail::journal_identity<T>;
+        detail::journal_type& t = out[I];
+        t.journaled = true;
+        t.kind = id::raw ? detail::journal_format::payload_kind::raw
+                         : detail::journal_format::payload_kind::codec;
+        t.version = id::version;
+        t.oldest = id::oldest;
+        t.size = id::raw ? static_cast<std::uint32_t>(sizeof(T)) : 0;
+        t.align = static_cast<std::uint32_t>(alignof(T));
+        t.fingerprint = id::fingerprint_of(id::version);
+        t.name = id::name;
+      }
+    });
+    return out;
   }
 
   /// publish() through the interceptors' before_publish (intercept.hpp), in order: the first
@@ -1194,7 +1308,14 @@ class bus {
   /// cost something, off the plain publish path (which tests them with one branch).
   template <class T, class E>
   [[gnu::noinline]] result publish_timed(E&& ev, unsigned l, std::uint16_t index,
-                                         const publish_options& opts) {
+                                         const publish_options& opts,
+                                         detail::journal_slot* journaled = nullptr) {
+    // A journaled event's record is written where its header has been stamped, before its
+    // payload is moved in.
+    auto record = [journaled](const meta& h) {
+      if constexpr (Registry::template is_journaled<T>)
+        if (journaled != nullptr) journaled->write(h);
+    };
     const auto deadline = static_cast<std::uint64_t>(opts.deadline.count());
     const auto not_before = static_cast<std::uint64_t>(opts.not_before.count());
     settle_listener* const listener = opts.on_settle;
@@ -1209,12 +1330,15 @@ class bus {
             "without a deadline, or not_before without a key");
       // A key alone: what publish_timed reads besides costs it two tests.
       if ((deadline | reinterpret_cast<std::uintptr_t>(listener) | opts.external) == 0)
-        return core_.publish_keyed(
-            l, index, opts.correlation_id, opts.key,
-            [&](detail::envelope& env) { detail::store_payload<T>(env, std::forward<E>(ev)); });
+        return core_.publish_keyed(l, index, opts.correlation_id, opts.key,
+                                   [&](detail::envelope& env) {
+                                     record(env.header);
+                                     detail::store_payload<T>(env, std::forward<E>(ev));
+                                   });
     }
     const auto flags = static_cast<std::uint8_t>(
-        opts.external ? meta_flags::external | (opts.redelivered ? meta_flags::redelivered : 0)
+        opts.external ? meta_flags::external | (opts.redelivered ? meta_flags::redelivered : 0) |
+                            (opts.replayed ? meta_flags::replayed : 0)
                       : 0);
     if (listener != nullptr && listener->settled == nullptr)
       throw std::invalid_argument(
@@ -1229,6 +1353,7 @@ class bus {
       detail::envelope env;
       core_.stamp_delayed(env.header, l, index, opts.correlation_id);
       env.header.flags = flags;
+      record(env.header);
       try {
         detail::store_payload<T>(env, std::forward<E>(ev));
         try {
@@ -1255,13 +1380,15 @@ class bus {
     const bool carried = parked || not_before != 0;
     auto with_deadline = [&](detail::envelope& env) {
       if (!carried) {
-        detail::store_payload<T>(env, std::forward<E>(ev));
         env.header.flags = flags;
+        record(env.header);
+        detail::store_payload<T>(env, std::forward<E>(ev));
         return;
       }
       detail::envelope held;
       held.header = env.header;  // as stamped: sequence, ticks, the real type
       held.header.flags = flags;
+      record(held.header);
       detail::store_payload<T>(held, std::forward<E>(ev));
       detail::parked_event* pe;
       detail::delivery* d;
@@ -1478,6 +1605,9 @@ class bus {
   // conflate_by's key tables (empty without such a type). Before the core: its stop(), in the
   // destructors, drains or discards the tokens that name their slots.
   [[no_unique_address]] detail::conflation_tables<Registry> conflation_;
+  // config::journal (null without one): closed after the core has stopped and settled
+  // everything, so every outcome record is written before its segment is cut.
+  std::unique_ptr<detail::journal> journal_;
   detail::bus_core core_;                             // destroyed after the tables
   detail::handler_tables<Registry> handlers_{core_};  // its tables start a line
   // Cold: the waiter table (wait_for, request), made on first use. One line of its own; goes

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <tachyon/meta.hpp>
@@ -36,6 +37,45 @@ enum class overflow : std::uint8_t {
   /// `drop` (`result::dropped`). Retries and delayed events that re-entered the lane are never
   /// displaced: they hold none of the lane's room.
   drop_oldest,
+};
+
+/// When a journaled event's record is on its way to the disk (config::journal).
+enum class durability : std::uint8_t {
+  /// In the page cache before publish() returns ok: it survives the process being killed at any
+  /// instant (kill -9, a crash), not the machine losing power. No syscall per event.
+  process,
+  /// As `process`, and a background thread (tachyon-journal) fdatasync()s every segment written
+  /// to since its last sync, every `sync_interval`: a record is on the disk at most
+  /// sync_interval plus one sync's duration after publish() returned.
+  interval,
+  /// msync() of the record's pages before publish() returns: on the disk when it returns ok.
+  /// Slow (a disk write per event, tens of microseconds to milliseconds): for low rates only.
+  every_event,
+};
+
+/// The journal: every event of a journaled type (registry option tachyon::journaled) for which
+/// publish() returns ok is written to a memory-mapped segment of its publishing thread before
+/// publish() returns, and each one's final outcome is appended where it settles. See
+/// tachyon/journal.hpp for reading and replaying it, and the README's Journal.
+struct journal_config {
+  /// Where the segments go; created if missing (one level). Empty (the default): no journal.
+  /// One bus at a time may write to a directory (a lock file, `.lock`, held while it runs);
+  /// later buses (a restart) add their own segments beside the earlier ones.
+  std::string directory = {};
+  /// Bytes per segment file; a thread's segment rolls over to a new file when its next record
+  /// does not fit. A record (56 bytes of header and the payload) larger than a segment's room
+  /// (segment_bytes - 4096) is refused. Allowed: 64 KiB .. 1 GiB, a multiple of 4096.
+  std::size_t segment_bytes = std::size_t{64} << 20;
+  tachyon::durability durability = tachyon::durability::process;
+  /// With durability::interval: how often. Allowed: 1 ms .. 1 hour.
+  std::chrono::milliseconds sync_interval{100};
+  /// Retention: the most segments the directory keeps (this run's and earlier runs'); when a
+  /// segment is closed beyond it, the oldest closed ones are deleted. 0: no limit. Segments
+  /// being written are never deleted.
+  std::uint32_t retain_segments = 0;
+  /// Retention by size: the most bytes the directory's segments take; the oldest closed ones
+  /// are deleted beyond it. 0: no limit.
+  std::uint64_t retain_bytes = 0;
 };
 
 struct config {
@@ -160,6 +200,9 @@ struct config {
   /// workers' hooks still run), as stop() may run in a destructor. Must not call into the bus,
   /// which is stopping. Not called in manual mode.
   std::function<void(std::uint32_t worker_index)> on_worker_stop = {};
+
+  /// The journal of journaled event types; off (an empty directory) by default.
+  journal_config journal = {};
 };
 
 /// Throws std::invalid_argument naming the first invalid field, its value and the allowed range.

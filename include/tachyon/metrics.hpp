@@ -38,7 +38,8 @@ namespace tachyon {
 /// Until then it is in flight: in a lane, in a dispatcher's hands, or waiting in the timer (a
 /// pending retry, a delayed event). `retried`, `short_circuited`, `replayed` and
 /// `handler_errors` count deliveries, not events. `rejected_full`, `rejected_stopped` and
-/// `vetoed` count publishes that were refused: those events were never accepted.
+/// `vetoed` and `journal_refused` count publishes that were refused: those events were never
+/// accepted.
 struct event_counts {
   std::uint64_t accepted = 0;          ///< taken by the bus: publish() returned ok or dropped,
                                        ///< plus every dispatch() call
@@ -57,6 +58,7 @@ struct event_counts {
   std::uint64_t conflated = 0;         ///< replaced in its lane by a newer event with the same key
   std::uint64_t displaced = 0;         ///< pushed out of a full lane by a newer event (drop_oldest)
   std::uint64_t vetoed = 0;  ///< refused by an interceptor with result::vetoed (not accepted)
+  std::uint64_t journal_refused = 0;  ///< refused with result::journal_failed (not accepted)
 
   /// accepted - (dispatched + failed + dead_lettered + expired + dropped + discarded +
   /// conflated + displaced): what

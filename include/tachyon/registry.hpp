@@ -6,6 +6,8 @@
 //                      tachyon::tags<user, audit>>,          // with tags (subscribe_tagged)
 //       tachyon::event<Quote, tachyon::priority::normal,
 //                      tachyon::conflate_by<&Quote::instrument>>,  // latest per key only
+//       tachyon::event<Order, tachyon::priority::high,
+//                      tachyon::journaled>,                  // written to the journal
 //       Fill>;                                               // `normal` unless told
 //
 // Each type gets a dense index (its position in the list) at compile time, so dispatch is an
@@ -58,6 +60,13 @@ struct conflate_by {
   static constexpr std::size_t keys = Keys;
 };
 
+/// An event option: the type is written to the bus's journal (config::journal), each event as
+/// publish() accepts it and its outcome as it settles (tachyon/journal.hpp). A trivially
+/// copyable type is written as its bytes; any other needs a tachyon::codec<T> with encode and
+/// decode (tachyon/codec.hpp), or the bus does not compile. Not with conflate_by: a journaled
+/// event is settled one by one, and conflation replaces events in place.
+struct journaled {};
+
 /// A registry entry with a default priority and options (tags<...>, conflate_by<...>):
 /// `event<Halt, priority::critical>`.
 template <class T, priority P = priority::normal, class... Options>
@@ -82,6 +91,9 @@ template <class O>
 struct is_tags : std::false_type {};
 template <class... Tags>
 struct is_tags<tags<Tags...>> : std::true_type {};
+
+template <class O>
+struct is_journaled_option : std::is_same<O, journaled> {};
 
 template <class O>
 struct is_conflate_by : std::false_type {};
@@ -126,9 +138,14 @@ template <class Options>
 struct options_valid;
 template <class... Os>
 struct options_valid<std::tuple<Os...>> {
-  static constexpr bool known = ((is_tags<Os>::value || is_conflate_by<Os>::value) && ...);
-  static constexpr bool once = (std::size_t{0} + ... + (is_tags<Os>::value ? 1u : 0u)) <= 1 &&
-                               (std::size_t{0} + ... + (is_conflate_by<Os>::value ? 1u : 0u)) <= 1;
+  static constexpr bool known =
+      ((is_tags<Os>::value || is_conflate_by<Os>::value || is_journaled_option<Os>::value) && ...);
+  static constexpr bool once =
+      (std::size_t{0} + ... + (is_tags<Os>::value ? 1u : 0u)) <= 1 &&
+      (std::size_t{0} + ... + (is_conflate_by<Os>::value ? 1u : 0u)) <= 1 &&
+      (std::size_t{0} + ... + (is_journaled_option<Os>::value ? 1u : 0u)) <= 1;
+  static constexpr bool journaled_alone =
+      !((is_journaled_option<Os>::value || ...) && (is_conflate_by<Os>::value || ...));
 };
 
 template <class T, class... Ts>
@@ -180,11 +197,15 @@ struct registry {
   }
 
   static_assert((detail::options_valid<typename detail::entry_of<Entries>::options>::known && ...),
-                "tachyon::event<T, P, Options...>: an option is neither tachyon::tags<...> nor "
-                "tachyon::conflate_by<...>");
+                "tachyon::event<T, P, Options...>: an option is none of tachyon::tags<...>, "
+                "tachyon::conflate_by<...> and tachyon::journaled");
   static_assert((detail::options_valid<typename detail::entry_of<Entries>::options>::once && ...),
-                "tachyon::event<T, P, Options...>: tags<...> and conflate_by<...> may each be "
-                "given once per type");
+                "tachyon::event<T, P, Options...>: tags<...>, conflate_by<...> and journaled may "
+                "each be given once per type");
+  static_assert(
+      (detail::options_valid<typename detail::entry_of<Entries>::options>::journaled_alone && ...),
+      "tachyon::event<T, P, Options...>: journaled and conflate_by<...> cannot be combined: the "
+      "journal settles each event it wrote, and conflation replaces waiting events in place");
 
   /// The priority T is published with unless the call says otherwise.
   template <class T>
@@ -210,6 +231,19 @@ struct registry {
   template <class T>
   using conflation_of = typename detail::conflation_in<typename detail::options_where<
       detail::is_conflate_by, typename entry_at<index_of<T>()>::options>::type>::type;
+
+  /// True if T is registered with the journaled option.
+  template <class T>
+  static constexpr bool is_journaled =
+      std::tuple_size_v<typename detail::options_where<
+          detail::is_journaled_option, typename entry_at<index_of<T>()>::options>::type> != 0;
+
+  /// True if any registered type is journaled.
+  static constexpr bool any_journaled =
+      ((std::tuple_size_v<typename detail::options_where<
+            detail::is_journaled_option, typename detail::entry_of<Entries>::options>::type> !=
+        0) ||
+       ...);
 
   /// The I-th registered type.
   template <std::size_t I>

@@ -22,9 +22,13 @@ enum class [[nodiscard]] result : std::uint8_t{
               ///< (or `drop_oldest` found no queued event it could displace at that moment)
     stopped,  ///< refused: stop() has begun
     vetoed,   ///< refused: an interceptor's before_publish said no (counted in `vetoed`)
+    /// refused: the event's type is journaled and the journal could not write its record (the
+    /// disk or a file size limit is full, a file could not be made, the record is larger than a
+    /// segment): counted in `journal_refused`; bus::journal_stats().last_error says why.
+    journal_failed,
 };
 
-/// "ok", "full", "dropped", "stopped" or "vetoed".
+/// "ok", "full", "dropped", "stopped", "vetoed" or "journal_failed".
 constexpr std::string_view to_string(result r) noexcept {
   switch (r) {
     case result::ok:
@@ -37,6 +41,8 @@ constexpr std::string_view to_string(result r) noexcept {
       return "stopped";
     case result::vetoed:
       return "vetoed";
+    case result::journal_failed:
+      return "journal_failed";
   }
   return "unknown";
 }

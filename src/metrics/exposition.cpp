@@ -144,7 +144,8 @@ std::string metrics_snapshot::to_prometheus(std::string_view prefix) const {
   const std::string events = p + "_events_total";
   header(out, events, "counter",
          "Events by lane and outcome; retried, short_circuited, replayed and handler_errors "
-         "count deliveries; rejected_full, rejected_stopped and vetoed were never accepted.");
+         "count deliveries; rejected_full, rejected_stopped, vetoed and journal_refused were never "
+         "accepted.");
   for (const auto& l : lanes)
     for (const auto& o : outcomes)
       sample(

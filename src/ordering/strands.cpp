@@ -261,6 +261,7 @@ std::size_t bus_core::discard_strand(thread_context& ctx, strand& s, unsigned l)
       ++discarded;
       discard_delivery(ctx, env);
     } else {
+      journal_settled(ctx, env.header, tachyon::outcome::discarded);
       types_.ops[t].release(env);
       ctx.count(el, t, c_discarded);
       ++discarded;

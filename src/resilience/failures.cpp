@@ -35,7 +35,7 @@ counter outcome_of(std::uint8_t marks) noexcept {
 }
 
 /// What a settle_listener is told for an outcome counter.
-tachyon::outcome told(counter kind) noexcept {
+tachyon::outcome told_as(counter kind) noexcept {
   switch (kind) {
     case c_failed:
       return tachyon::outcome::failed;
@@ -240,7 +240,7 @@ void bus_core::settle_run(thread_context& ctx, parked_event* pe, bool front) noe
   // The outcome before the way out of the timer: a snapshot in between counts the event
   // twice, never not at all.
   if (pe->waited.load(std::memory_order_relaxed)) bump(ctx.lane_row(l).v[c_unparked]);
-  pe->settled(told(kind));
+  told(ctx, *pe, told_as(kind));
 }
 
 void bus_core::resolve_failed(thread_context& ctx, envelope& env, release_fn release) noexcept {
@@ -252,6 +252,7 @@ void bus_core::resolve_failed(thread_context& ctx, envelope& env, release_fn rel
     bump(ctx.type_row(env.header.type_index).v[c_failed]);
     ++ctx.batch_failed;
     ++ctx.batch_tally[c_failed];
+    journal_settled(ctx, env.header, tachyon::outcome::failed);
     release(env);
     return;
   }
@@ -341,7 +342,7 @@ void bus_core::discard_delivery(thread_context& ctx, envelope& env) noexcept {
   parked_event* pe = d->event;
   if (d->front) {  // a published event that never ran: discarded as any queued event
     ctx.count(static_cast<unsigned>(env.header.lane), pe->env.header.type_index, c_discarded);
-    pe->settled(tachyon::outcome::discarded);
+    told(ctx, *pe, tachyon::outcome::discarded);
     d->dispose();
     return;
   }
@@ -376,7 +377,7 @@ void bus_core::park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexc
     timers_.unreserve();
     ctx.count(l, pe->env.header.type_index, c_accepted);
     ctx.count(l, pe->env.header.type_index, c_failed);
-    pe->settled(tachyon::outcome::failed);
+    told(ctx, *pe, tachyon::outcome::failed);
     pe->release_ref();
     return;
   }
@@ -389,7 +390,7 @@ void bus_core::park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexc
     // already, is accepted and discarded, as if the discard had found it waiting.
     ctx.count(l, pe->env.header.type_index, c_discarded);
     bump(ctx.lane_row(l).v[c_unparked]);
-    pe->settled(tachyon::outcome::discarded);
+    told(ctx, *pe, tachyon::outcome::discarded);
     d->dispose();
     return;
   }

@@ -459,6 +459,7 @@ std::size_t bus_core::discard_all(thread_context& ctx) {
             total += discard_strand(ctx, *strand_of(env), l);
             continue;
           }
+          journal_settled(ctx, env.header, tachyon::outcome::discarded);
           types_.ops[t].release(env);
           ctx.count(l, t, c_discarded);
           ++total;

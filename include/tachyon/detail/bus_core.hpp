@@ -44,6 +44,8 @@
 
 namespace tachyon::detail {
 
+class journal;
+
 /// Runs a drained envelope's handlers, settles it and releases its payload.
 using dispatch_fn = void (*)(void* bus, envelope& env, thread_context& ctx);
 /// Runs one delivery of a parked event (resilience/parked.hpp) and finishes it.
@@ -466,6 +468,24 @@ class alignas(cache_line) bus_core {
     bump(ctx.type_row(env.header.type_index).v[c_dispatched]);
   }
 
+  // ---- journal (detail/journal/; null and untouched without config::journal) ---------------
+
+  /// Set by the typed bus, which owns the journal, before start().
+  void attach_journal(journal* j) noexcept { journal_ = j; }
+  journal* journal_of() const noexcept { return journal_; }
+  /// The settle point's journal hook: event `m` settled as `o`; if its type is journaled, its
+  /// outcome record goes to this thread's segment. One test of a pointer without a journal.
+  void journal_settled(thread_context& ctx, const meta& m, tachyon::outcome o) noexcept {
+    if (journal_ != nullptr) [[unlikely]]
+      journal_outcome(ctx, m, o);
+  }
+  void journal_outcome(thread_context& ctx, const meta& m, tachyon::outcome o) noexcept;
+  /// A parked event settled as `o`: its outcome record (journal_settled), then its listener.
+  void told(thread_context& ctx, const parked_event& pe, tachyon::outcome o) noexcept {
+    journal_settled(ctx, pe.env.header, o);
+    pe.settled(o);
+  }
+
   // ---- failures (cold; src/resilience/) -----------------------------------------------------
 
   /// A handler threw: counts it, feeds its subscription's breaker, calls the error hook, and
@@ -713,6 +733,7 @@ class alignas(cache_line) bus_core {
   void* tables_;  // the typed bus's handler_tables<Registry>
   time_ref time_;
   hooks_ref hooks_;
+  journal* journal_ = nullptr;  // config::journal; set before start(), then read only
 
   // Declared before the contexts, which hold moodycamel tokens of its queues: destroyed after.
   std::array<lane, priority_count> lanes_;

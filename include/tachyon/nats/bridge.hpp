@@ -440,7 +440,8 @@ class bridge {
       case result::stopped:
         return detail::import_status::stopped;
       case result::full:
-        break;
+      case result::journal_failed:  // the journal cannot write now: held back and retried as a
+        break;                      // full lane's import is
     }
     return detail::import_status::full;
   }

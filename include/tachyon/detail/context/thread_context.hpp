@@ -44,6 +44,9 @@ struct latency_set;
 /// A keyed event's node on its way through a strand (detail/ordering/strand.hpp).
 struct strand_node;
 
+/// This thread's writer into the bus's journal (detail/journal/journal.hpp).
+class journal_writer;
+
 /// What `batch_in_hand` holds: events dequeued and not yet finished, << 2, | their lane (a
 /// batch comes from one lane).
 inline constexpr std::uint32_t batch_lane_bits = 2;
@@ -164,6 +167,10 @@ struct thread_context {
   // publishes keyed events in: spare ones (owner only), and those the threads that ran them gave
   // back (pushed by them, taken whole by the owner with one exchange when the spares run out).
   strand_node* spare_nodes = nullptr;
+  // config::journal: this thread's segment writer, made on its first journaled publish or
+  // outcome, owned by the journal (it outlives the thread; a context reused by a later thread
+  // keeps writing it, as it keeps its sequence).
+  journal_writer* journal = nullptr;
   // A strand's turn shares what is left of the running batch with the batch's other tokens
   // (bus_core::run_strand): the batch's envelopes that came through the re-entry door (written
   // only when the door was in use, which it is whenever the batch holds a token), and the

@@ -34,6 +34,7 @@ enum counter : std::uint8_t {
   c_conflated,
   c_displaced,
   c_vetoed,
+  c_journal_refused,
   // Not in event_counts: events that left the lanes for the timer (a retry pending, or a
   // delayed event), and those of them that settled since. Their difference is in flight.
   c_parked,
@@ -76,6 +77,7 @@ inline constexpr std::array<outcome, c_parked> outcomes = {{
     {c_conflated, "conflated", &event_counts::conflated},
     {c_displaced, "displaced", &event_counts::displaced},
     {c_vetoed, "vetoed", &event_counts::vetoed},
+    {c_journal_refused, "journal_refused", &event_counts::journal_refused},
 }};
 
 /// Row i of the table is counter kind i: the counting code indexes rows by kind.

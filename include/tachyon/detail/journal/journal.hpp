@@ -1,0 +1,267 @@
+// tachyon/detail/journal/journal.hpp — the writing side of the journal (config::journal).
+//
+// Each thread that publishes a journaled event, or settles one, writes its records into a
+// segment of its own (journal_writer, hung off its thread_context): a record is reserved at the
+// segment's tail, filled (header, payload, CRC-32C) while the event is admitted, and committed
+// by storing its length (release) once publish() knows the event is queued. No lock, no shared
+// write, no syscall per record: the segment's pages were mapped and touched ahead of the writer
+// by the journal's thread, tachyon-journal, which also syncs (durability::interval), closes the
+// segments writers rolled off and applies retention. A writer takes a lock only when it rolls
+// over to its next segment (once per segment_bytes). The file format is format.hpp's.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <tachyon/clock.hpp>
+#include <tachyon/config.hpp>
+#include <tachyon/detail/journal/format.hpp>
+#include <tachyon/meta.hpp>
+#include <tachyon/settle.hpp>
+
+namespace tachyon {
+
+/// What the journal has done since the bus started (bus::journal_stats()).
+struct journal_stats {
+  bool enabled = false;             ///< config::journal.directory was set
+  std::uint64_t records = 0;        ///< event records committed
+  std::uint64_t outcomes = 0;       ///< outcome records committed
+  std::uint64_t bytes = 0;          ///< bytes of records committed (with their padding)
+  std::uint64_t refused = 0;        ///< publishes refused with result::journal_failed
+  std::uint64_t outcomes_lost = 0;  ///< outcomes that could not be written (the reason: below)
+  std::uint64_t segments = 0;       ///< segment files made by this bus
+  std::uint64_t prepared = 0;       ///< of them, made ahead by the journal's thread
+  std::uint64_t made_inline = 0;    ///< of them, made by a writer that found none ready
+  std::uint64_t deleted = 0;        ///< segment files removed by retention
+  std::uint64_t syncs = 0;          ///< fdatasync / msync calls that succeeded
+  std::uint64_t sync_failures = 0;  ///< and that failed (the reason: below)
+  std::uint64_t prepare_ns = 0;     ///< time tachyon-journal spent making segments ahead
+  std::uint64_t segment_bytes = 0;  ///< config::journal.segment_bytes
+  std::uint32_t writers = 0;        ///< threads with a segment of their own
+  std::string last_error;           ///< the last failure, with the file and errno; empty: none
+};
+
+}  // namespace tachyon
+
+namespace tachyon::detail {
+
+struct thread_context;
+
+/// What the journal knows of a registered type, from the bus (bus.hpp: journal_type_of<T>).
+struct journal_type {
+  bool journaled = false;
+  journal_format::payload_kind kind = journal_format::payload_kind::raw;
+  std::uint32_t version = 0;
+  std::uint32_t oldest = 0;
+  std::uint32_t size = 0;
+  std::uint32_t align = 0;
+  std::uint64_t fingerprint = 0;
+  std::string_view name;
+};
+
+/// One mapped segment file.
+struct journal_segment {
+  int fd = -1;
+  std::byte* base = nullptr;
+  std::size_t size = 0;
+  std::size_t used = 0;  // the writer's tail when it rolled off (set before closing)
+  std::uint64_t ordinal = 0;
+  std::string path;
+};
+
+class journal;
+
+/// One thread's segment writer. reserve/fill/commit/abandon run on the owning thread only.
+class journal_writer {
+ public:
+  journal_writer(journal& owner, std::uint32_t id) noexcept : owner_(owner), id_(id) {}
+
+  /// Room for a record of `length` bytes (header and payload) at the tail, or nullptr if the
+  /// segment cannot be rolled over (the reason is the journal's last_error).
+  std::byte* reserve(std::size_t length) noexcept {
+    const std::size_t bytes = journal_format::padded(length);
+    if (bytes <= room_) [[likely]]
+      return tail_;
+    return roll(bytes);
+  }
+
+  /// Writes the record at `at` (from reserve(length)) but its length: header fields from `m`,
+  /// the payload, the checksum. Not yet visible to a reader.
+  void fill(std::byte* at, std::size_t length, std::uint8_t kind, std::uint8_t detail,
+            const meta& m, std::uint64_t ticks, const void* payload, std::size_t n) noexcept {
+    journal_format::record_header h;
+    h.length = 0;
+    h.checksum = 0;
+    h.kind = kind;
+    h.lane = static_cast<std::uint8_t>(m.lane);
+    h.detail = detail;
+    h.flags = m.flags;
+    h.type = m.type_index;
+    h.reserved = 0;
+    h.number = number_;
+    h.sequence = m.sequence;
+    h.correlation = m.correlation_id;
+    h.causation = m.causation_id;
+    h.ticks = ticks;
+    std::memcpy(at, &h, sizeof h);
+    if (n != 0) std::memcpy(at + sizeof h, payload, n);
+    const auto len = static_cast<std::uint32_t>(length);
+    std::uint32_t c = crc32c(0, &len, sizeof len);
+    c = crc32c(c, at + 8, length - 8);
+    std::memcpy(at + 4, &c, sizeof c);
+  }
+
+  /// Publishes the record: its length, stored last (release), then the tail moves past it.
+  void commit(std::byte* at, std::size_t length, bool outcome) noexcept {
+    __atomic_store_n(reinterpret_cast<std::uint32_t*>(at), static_cast<std::uint32_t>(length),
+                     __ATOMIC_RELEASE);
+    const std::size_t bytes = journal_format::padded(length);
+    tail_ += bytes;
+    room_ -= bytes;
+    ++number_;
+    bump_relaxed(outcome ? outcomes_ : records_);
+    bytes_.store(bytes_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+    if (every_event_) [[unlikely]]
+      sync_record(at, length);
+  }
+
+  /// A filled record whose event was refused after all: its bytes go back to zero, so that the
+  /// next record's header is read where it starts.
+  void abandon(std::byte* at, std::size_t length) noexcept {
+    std::memset(at, 0, journal_format::padded(length));
+  }
+
+  /// Scratch for a codec's encode (a type that is not written as its bytes).
+  std::vector<std::byte> scratch;
+
+  std::uint32_t id() const noexcept { return id_; }
+
+ private:
+  friend class journal;
+  static void bump_relaxed(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  std::byte* roll(std::size_t bytes) noexcept;
+  void sync_record(std::byte* at, std::size_t length) noexcept;
+
+  journal& owner_;
+  const std::uint32_t id_;
+  std::byte* tail_ = nullptr;
+  std::size_t room_ = 0;
+  std::uint64_t number_ = 0;
+  bool every_event_ = false;
+  std::uint32_t segments_taken_ = 0;
+  journal_segment* current_ = nullptr;
+  // Guarded by the journal's mutex: the segment tachyon-journal prepared for this writer.
+  journal_segment* next_ = nullptr;
+  // Read by journal_stats() on other threads; written by the owner only.
+  std::atomic<std::uint64_t> records_{0};
+  std::atomic<std::uint64_t> outcomes_{0};
+  std::atomic<std::uint64_t> bytes_{0};
+};
+
+/// A journaled publish's record, reserved before the event is admitted and filled by the
+/// publish path's payload store, once the header is stamped (bus.hpp).
+struct journal_slot {
+  journal_writer* writer;
+  std::byte* at;
+  std::size_t length;
+  const void* payload;
+  std::size_t n;
+  bool filled = false;
+
+  void write(const meta& h) noexcept {
+    writer->fill(at, length, journal_format::event, h.attempt, h,
+                 h.publish_ticks != 0 ? h.publish_ticks : clock::now(), payload, n);
+    filled = true;
+  }
+};
+
+/// A bus's journal: its directory, its writers and its thread. Made by the bus's constructor
+/// when config::journal.directory is set; closed (segments cut to their ends, the thread
+/// stopped, the lock let go) by its destructor, after the bus has stopped.
+class journal {
+ public:
+  /// Opens (creates) the directory, takes its lock and starts tachyon-journal. Throws
+  /// std::runtime_error naming the directory and the reason.
+  journal(const journal_config& cfg, std::vector<journal_type> types);
+  ~journal();
+  journal(const journal&) = delete;
+  journal& operator=(const journal&) = delete;
+
+  bool journals(std::uint16_t type) const noexcept {
+    return type < types_.size() && types_[type].journaled;
+  }
+  const journal_type& type(std::uint16_t t) const noexcept { return types_[t]; }
+
+  /// This thread's writer, made (with its first segment) on first use; nullptr if that failed.
+  journal_writer* writer_for(thread_context& ctx) noexcept;
+
+  /// Appends the outcome of a journaled event to this thread's segment; counted in
+  /// outcomes_lost if it cannot be written.
+  void settled(thread_context& ctx, const meta& m, tachyon::outcome o) noexcept;
+
+  /// A publish refused for the journal's sake (result::journal_failed).
+  void refused() noexcept { refused_.fetch_add(1, std::memory_order_relaxed); }
+
+  journal_stats stats() const;
+  std::uint64_t run_id() const noexcept { return run_id_; }
+  const std::string& directory() const noexcept { return dir_; }
+
+ private:
+  friend class journal_writer;
+
+  /// Makes a segment file for writer `w`: allocated (posix_fallocate, so that a full disk is
+  /// found here and never as a SIGBUS on a page), mapped, its pages touched, its header written.
+  journal_segment* make_segment(std::uint32_t writer) noexcept;
+  /// Hands `s` to the writer as its current segment: the header gets the writer's numbers.
+  void take_segment(journal_writer& w, journal_segment* s) noexcept;
+  void close_segment(journal_segment* s) noexcept;
+  void remove_segment(journal_segment* s) noexcept;
+  void apply_retention() noexcept;
+  void run();
+  void fail(std::string what) noexcept;
+
+  const journal_config cfg_;
+  const std::vector<journal_type> types_;
+  const std::string dir_;
+  std::uint64_t run_id_ = 0;
+  std::uint64_t run_start_ns_ = 0;
+  double ns_per_tick_ = 1.0;
+  int lock_fd_ = -1;
+  std::size_t header_used_ = 0;
+  std::vector<std::byte> header_template_;  // segment_header + type table, as every segment's
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::vector<std::unique_ptr<journal_writer>> writers_;  // every writer, for stats and close
+  std::vector<journal_segment*> open_;                    // mapped and not yet closed
+  std::deque<journal_segment*> rolled_;                   // rolled off, to be closed
+  std::uint64_t next_ordinal_ = 0;
+  std::string last_error_;
+
+  std::atomic<std::uint64_t> refused_{0};
+  std::atomic<std::uint64_t> outcomes_lost_{0};
+  std::atomic<std::uint64_t> segments_{0};
+  std::atomic<std::uint64_t> prepared_{0};
+  std::atomic<std::uint64_t> made_inline_{0};
+  std::atomic<std::uint64_t> deleted_{0};
+  std::atomic<std::uint64_t> syncs_{0};
+  std::atomic<std::uint64_t> sync_failures_{0};
+  std::atomic<std::uint64_t> prepare_ns_{0};
+
+  std::thread thread_;  // last: started once the rest is built
+};
+
+}  // namespace tachyon::detail
