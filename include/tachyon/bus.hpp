@@ -1142,7 +1142,7 @@ class bus {
     const std::size_t length = sizeof(detail::journal_format::record_header) + n;
     if (length > UINT32_MAX) [[unlikely]]
       return journal_refusal(l, index);
-    std::byte* at = w->reserve(length);
+    std::byte* at = w->reserve(length, detail::journal_format::event);
     if (at == nullptr) [[unlikely]]
       return journal_refusal(l, index);
     detail::journal_slot slot{w, at, length, payload, n};

@@ -377,7 +377,7 @@ journal_writer* journal::writer_for(thread_context& ctx) noexcept {
   return w;
 }
 
-std::byte* journal_writer::roll(std::size_t bytes) noexcept {
+bool journal_writer::roll(std::size_t bytes) noexcept {
   journal& j = owner_;
   if (bytes > j.cfg_.segment_bytes - journal_format::header_room) {
     j.fail("tachyon::journal: a record of " + std::to_string(bytes) +
@@ -385,7 +385,7 @@ std::byte* journal_writer::roll(std::size_t bytes) noexcept {
            std::to_string(j.cfg_.segment_bytes - journal_format::header_room) +
            " bytes of room (config::journal.segment_bytes = " +
            std::to_string(j.cfg_.segment_bytes) + ")");
-    return nullptr;
+    return false;
   }
   journal_segment* next;
   {
@@ -394,7 +394,7 @@ std::byte* journal_writer::roll(std::size_t bytes) noexcept {
   }
   if (next == nullptr) {  // tachyon-journal has not caught up: made here, on this thread
     next = j.make_segment(id_);
-    if (next == nullptr) return nullptr;
+    if (next == nullptr) return false;
     j.made_inline_.fetch_add(1, std::memory_order_relaxed);
   }
   journal_segment* old = current_;
@@ -407,7 +407,15 @@ std::byte* journal_writer::roll(std::size_t bytes) noexcept {
     j.close_segment(old);
   }
   j.wake_.notify_one();
-  return tail_;
+  return true;
+}
+
+void journal_writer::abandon(std::byte* at, std::size_t length) noexcept {
+  std::memset(at + sizeof(fmt::record_header), 0, length - sizeof(fmt::record_header));
+  at[offsetof(fmt::record_header, kind)] = static_cast<std::byte>(fmt::padding);
+  fill(at, length, 0, meta{}, 0, nullptr, 0);
+  __atomic_store_n(reinterpret_cast<std::uint32_t*>(at), static_cast<std::uint32_t>(length),
+                   __ATOMIC_RELEASE);
 }
 
 void journal_writer::sync_record(std::byte* at, std::size_t length) noexcept {
@@ -424,13 +432,13 @@ void journal_writer::sync_record(std::byte* at, std::size_t length) noexcept {
 void journal::settled(thread_context& ctx, const meta& m, tachyon::outcome o) noexcept {
   if (!journals(m.type_index)) return;
   journal_writer* w = writer_for(ctx);
-  std::byte* at = w != nullptr ? w->reserve(sizeof(fmt::record_header)) : nullptr;
+  std::byte* at = w != nullptr ? w->reserve(sizeof(fmt::record_header), fmt::outcome) : nullptr;
   if (at == nullptr) {
     outcomes_lost_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  w->fill(at, sizeof(fmt::record_header), fmt::outcome, static_cast<std::uint8_t>(o), m,
-          clock::now(), nullptr, 0);
+  w->fill(at, sizeof(fmt::record_header), static_cast<std::uint8_t>(o), m, clock::now(), nullptr,
+          0);
   w->commit(at, sizeof(fmt::record_header), true);
 }
 

@@ -66,7 +66,7 @@ bool record_ok(const std::byte* base, std::size_t size, std::size_t o, fmt::reco
   if (o + sizeof h > size) return false;
   std::memcpy(&h, base + o, sizeof h);
   if (h.length < sizeof h || h.length > size - o) return false;
-  if (h.kind != fmt::event && h.kind != fmt::outcome) return false;
+  if (h.kind != fmt::event && h.kind != fmt::outcome && h.kind != fmt::padding) return false;
   const std::uint32_t len = h.length;
   std::uint32_t c = detail::crc32c(0, &len, sizeof len);
   c = detail::crc32c(c, base + o + 8, h.length - 8);
@@ -110,10 +110,13 @@ void scan_records(const std::string& file, const std::byte* base, std::size_t si
     std::size_t next = o + fmt::record_align;
     while (next + sizeof h <= size && !record_ok(base, size, next, h)) next += fmt::record_align;
     if (next + sizeof h <= size) {
-      problem(journal_problem::kind::corrupt, o, next - o,
-              len == 0 ? "a record with no length among good records"
-                       : "a record that fails its checksum or frame (length " +
-                             std::to_string(len) + ")");
+      if (len == 0)  // claimed, never committed: its thread died before the record was whole
+        problem(journal_problem::kind::torn_tail, o, next - o,
+                "a record without its length before a later one of the same thread: its "
+                "process died while writing it");
+      else
+        problem(journal_problem::kind::corrupt, o, next - o,
+                "a record that fails its checksum or frame (length " + std::to_string(len) + ")");
       o = next;
       continue;
     }
@@ -174,8 +177,9 @@ struct journal_reader::state {
           continue;
         }
         const std::size_t i = w.segments[w.seg];
-        scan_records(infos[i].file, maps[i].base, maps[i].size, nullptr,
-                     [&](const found& f) { w.records.push_back(f); });
+        scan_records(infos[i].file, maps[i].base, maps[i].size, nullptr, [&](const found& f) {
+          if (f.h.kind != fmt::padding) w.records.push_back(f);
+        });
         if (w.records.empty()) {
           ++w.seg;
           continue;
@@ -368,6 +372,7 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
           }
           have_last = true;
           last = f.h.number;
+          if (f.h.kind == fmt::padding) return;  // an event refused after its record was claimed
           s.scan.bytes += fmt::padded(f.h.length);
           info.bytes += fmt::padded(f.h.length);
           if (f.h.kind == fmt::event) {

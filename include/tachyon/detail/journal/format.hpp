@@ -10,8 +10,10 @@
 //               the thread that owns the segment (Aeron's frame rule): a reader that sees a
 //               length sees the whole record. Length 0 ends the segment's records; if the kind
 //               byte after it is not 0, a record was being written when the process died (a
-//               torn tail). The checksum (CRC-32C) covers the length and the bytes after the
-//               checksum, so a corrupted byte anywhere is found.
+//               torn record: the segment's tail, or, when the thread had claimed a record
+//               after it, a stretch the reader steps over to that one). The checksum (CRC-32C)
+//               covers the length and the bytes after the checksum, so a corrupted byte anywhere is
+//               found.
 //
 // All fields are the host's byte order (little-endian on every platform tachyon builds for);
 // the header's magic, read in the wrong order, does not match, so such a file is refused.
@@ -67,7 +69,9 @@ struct type_entry {
 };
 static_assert(sizeof(type_entry) == 32);
 
-enum record_kind : std::uint8_t { event = 1, outcome = 2 };
+/// padding: a claimed record whose event was refused after all (a full lane); it keeps its
+/// place and number, and readers step over it.
+enum record_kind : std::uint8_t { event = 1, outcome = 2, padding = 3 };
 
 struct record_header {
   std::uint32_t length;    // header + payload, unpadded; stored last

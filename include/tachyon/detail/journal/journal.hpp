@@ -86,29 +86,40 @@ class journal_writer {
  public:
   journal_writer(journal& owner, std::uint32_t id) noexcept : owner_(owner), id_(id) {}
 
-  /// Room for a record of `length` bytes (header and payload) at the tail, or nullptr if the
-  /// segment cannot be rolled over (the reason is the journal's last_error).
-  std::byte* reserve(std::size_t length) noexcept {
+  /// Claims room for a record of `length` bytes (header and payload) at the tail, or returns
+  /// nullptr if the segment cannot be rolled over (the reason is the journal's last_error). The
+  /// claim writes the record's kind and number at once: a record this thread claims after it
+  /// while this one is being filled (the outcome of an event that this publish displaces) then
+  /// follows it in the segment, and a reader never takes this one's bytes for the segment's
+  /// end. Every claim ends in commit() or abandon().
+  std::byte* reserve(std::size_t length, std::uint8_t kind) noexcept {
     const std::size_t bytes = journal_format::padded(length);
-    if (bytes <= room_) [[likely]]
-      return tail_;
-    return roll(bytes);
+    if (bytes > room_) [[unlikely]] {
+      if (!roll(bytes)) return nullptr;
+    }
+    std::byte* at = tail_;
+    tail_ += bytes;
+    room_ -= bytes;
+    at[offsetof(journal_format::record_header, kind)] = static_cast<std::byte>(kind);
+    std::memcpy(at + offsetof(journal_format::record_header, number), &number_, sizeof number_);
+    ++number_;
+    return at;
   }
 
-  /// Writes the record at `at` (from reserve(length)) but its length: header fields from `m`,
-  /// the payload, the checksum. Not yet visible to a reader.
-  void fill(std::byte* at, std::size_t length, std::uint8_t kind, std::uint8_t detail,
-            const meta& m, std::uint64_t ticks, const void* payload, std::size_t n) noexcept {
+  /// Writes the record claimed at `at` but its length: header fields from `m`, the payload,
+  /// the checksum. Not yet visible to a reader.
+  void fill(std::byte* at, std::size_t length, std::uint8_t detail, const meta& m,
+            std::uint64_t ticks, const void* payload, std::size_t n) noexcept {
     journal_format::record_header h;
     h.length = 0;
     h.checksum = 0;
-    h.kind = kind;
+    h.kind = static_cast<std::uint8_t>(at[offsetof(journal_format::record_header, kind)]);
     h.lane = static_cast<std::uint8_t>(m.lane);
     h.detail = detail;
     h.flags = m.flags;
     h.type = m.type_index;
     h.reserved = 0;
-    h.number = number_;
+    std::memcpy(&h.number, at + offsetof(journal_format::record_header, number), sizeof h.number);
     h.sequence = m.sequence;
     h.correlation = m.correlation_id;
     h.causation = m.causation_id;
@@ -121,25 +132,22 @@ class journal_writer {
     std::memcpy(at + 4, &c, sizeof c);
   }
 
-  /// Publishes the record: its length, stored last (release), then the tail moves past it.
+  /// Publishes the record: its length, stored last (release). An event record is synced
+  /// first under durability::every_event.
   void commit(std::byte* at, std::size_t length, bool outcome) noexcept {
     __atomic_store_n(reinterpret_cast<std::uint32_t*>(at), static_cast<std::uint32_t>(length),
                      __ATOMIC_RELEASE);
-    const std::size_t bytes = journal_format::padded(length);
-    tail_ += bytes;
-    room_ -= bytes;
-    ++number_;
     bump_relaxed(outcome ? outcomes_ : records_);
-    bytes_.store(bytes_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
-    if (every_event_) [[unlikely]]
+    bytes_.store(bytes_.load(std::memory_order_relaxed) + journal_format::padded(length),
+                 std::memory_order_relaxed);
+    if (every_event_ && !outcome) [[unlikely]]
       sync_record(at, length);
   }
 
-  /// A filled record whose event was refused after all: its bytes go back to zero, so that the
-  /// next record's header is read where it starts.
-  void abandon(std::byte* at, std::size_t length) noexcept {
-    std::memset(at, 0, journal_format::padded(length));
-  }
+  /// A claimed record whose event was refused after all (the lane was full, the publish
+  /// threw): it becomes padding, a record readers step over, so that the records around it
+  /// stay readable.
+  void abandon(std::byte* at, std::size_t length) noexcept;
 
   /// Scratch for a codec's encode (a type that is not written as its bytes).
   std::vector<std::byte> scratch;
@@ -151,7 +159,7 @@ class journal_writer {
   static void bump_relaxed(std::atomic<std::uint64_t>& c) noexcept {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
-  std::byte* roll(std::size_t bytes) noexcept;
+  bool roll(std::size_t bytes) noexcept;
   void sync_record(std::byte* at, std::size_t length) noexcept;
 
   journal& owner_;
@@ -181,8 +189,8 @@ struct journal_slot {
   bool filled = false;
 
   void write(const meta& h) noexcept {
-    writer->fill(at, length, journal_format::event, h.attempt, h,
-                 h.publish_ticks != 0 ? h.publish_ticks : clock::now(), payload, n);
+    writer->fill(at, length, h.attempt, h, h.publish_ticks != 0 ? h.publish_ticks : clock::now(),
+                 payload, n);
     filled = true;
   }
 };
