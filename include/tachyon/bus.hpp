@@ -119,14 +119,14 @@ struct publish_options {
   /// conflated (as one with a deadline is not): publish() takes the options' path, which keeps
   /// the plain path free of the flag.
   bool external = false;
-  /// With external (alone it is ignored): a replay from a journal (tachyon::replay); handlers
-  /// see meta_flags::replayed as well as external. Read only on external's cold path.
-  bool replayed = false;
   /// With external (alone it is ignored): its source delivered it before (a JetStream
   /// redelivery after the importing process died, say); handlers see meta_flags::redelivered.
   /// Read only on the cold path that `external` already takes: plain publish()'s one test of
   /// its options stays as it is (perf/README.md says what a wider one cost).
   bool redelivered = false;
+  /// With external (alone it is ignored): a replay from a journal (tachyon::replay); handlers
+  /// see meta_flags::replayed as well as external. Read only on external's cold path.
+  bool replayed = false;
 };
 
 /// Per-subscription settings. subscribe_options<> (void): those of a subscription to several
@@ -1158,12 +1158,12 @@ class bus {
               detail::store_payload<T>(env, std::forward<E>(ev));
             });
     } catch (...) {
-      if (slot.filled) w->abandon(at, length);
+      w->abandon(at, length);
       throw;
     }
     if (r == result::ok) [[likely]]
       w->commit(at, length, false);
-    else if (slot.filled)
+    else
       w->abandon(at, length);
     return r;
   }

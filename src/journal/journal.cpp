@@ -160,6 +160,7 @@ journal::~journal() {
       remove_segment(w->next_);
       w->next_ = nullptr;
     }
+    if (w->retiring_ != nullptr) close_segment(std::exchange(w->retiring_, nullptr));
   }
   for (journal_segment* s : rolled_) close_segment(s);
   rolled_.clear();
@@ -400,17 +401,28 @@ bool journal_writer::roll(std::size_t bytes) noexcept {
   journal_segment* old = current_;
   old->used = static_cast<std::size_t>(tail_ - old->base);
   j.take_segment(*this, next);
-  try {
-    std::lock_guard lock(j.mutex_);
-    j.rolled_.push_back(old);
-  } catch (...) {  // cannot queue it: closed here
-    j.close_segment(old);
+  if (claims_ != 0) {  // a claim in it is still being filled: it is handed over when it ends
+    retiring_ = old;
+    return true;
   }
-  j.wake_.notify_one();
+  j.hand_over(old);
   return true;
 }
 
-void journal_writer::abandon(std::byte* at, std::size_t length) noexcept {
+void journal_writer::retire() noexcept { owner_.hand_over(std::exchange(retiring_, nullptr)); }
+
+void journal::hand_over(journal_segment* s) noexcept {
+  try {
+    std::lock_guard lock(mutex_);
+    rolled_.push_back(s);
+  } catch (...) {  // cannot queue it: closed here
+    close_segment(s);
+    return;
+  }
+  wake_.notify_one();
+}
+
+void journal_writer::pad(std::byte* at, std::size_t length) noexcept {
   std::memset(at + sizeof(fmt::record_header), 0, length - sizeof(fmt::record_header));
   at[offsetof(fmt::record_header, kind)] = static_cast<std::byte>(fmt::padding);
   fill(at, length, 0, meta{}, 0, nullptr, 0);

@@ -75,7 +75,9 @@ inline std::vector<tachyon::journal_record> read_all(const std::filesystem::path
   tachyon::journal_reader in(dir, std::move(f));
   std::vector<tachyon::journal_record> out;
   for (const auto& r : in) out.push_back(r);
-  return out;  // views into the reader's maps: compare fields, not payloads, after it is gone
+  // The records' views (payload, type, file) point into the reader, gone when this returns:
+  // callers compare their fields only.
+  return out;
 }
 
 }  // namespace jt

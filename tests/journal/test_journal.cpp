@@ -277,3 +277,53 @@ TEST(Journal, RunsFollowEachOtherInOneDirectoryAndOneBusAtATimeWritesIt) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Journal, RefusedPublishesLeaveNothingInTheSegment) {
+  jt::temp_dir dir;
+  tachyon::bus<jt::Events> bus(manual_journal(dir, 1));
+  ASSERT_EQ(bus.publish(Tick{0, 0}), result::ok);
+  const auto before = bus.journal_stats();
+  for (int i = 0; i < 100000; ++i) ASSERT_EQ(bus.publish(Tick{1, 0}), result::full);
+  const auto after = bus.journal_stats();
+  EXPECT_EQ(after.bytes, before.bytes);  // a retry loop on a full lane writes nothing
+  EXPECT_EQ(after.records, 1u);
+  bus.stop();
+  bus.poll();
+  const auto all = jt::read_all(dir.path);
+  ASSERT_EQ(all.size(), 1u);
+}
+
+TEST(Journal, DisplacedOutcomesWrittenInsideAPublishSurviveSegmentRolls) {
+  // Under drop_oldest each publish into the full lane settles the oldest event as displaced,
+  // on the publishing thread, while its own record is claimed: with small segments some of
+  // those outcome records roll the segment over under the open claim.
+  jt::temp_dir dir;
+  constexpr std::uint64_t n = 20000;
+  {
+    tachyon::config c = manual_journal(dir, 2);
+    c.overflow = tachyon::overflow::drop_oldest;
+    c.journal.segment_bytes = 64 << 10;
+    tachyon::bus<jt::Events> bus(c);
+    for (std::uint64_t i = 0; i < n; ++i) ASSERT_EQ(bus.publish(Tick{i, 0}), result::ok);
+    EXPECT_EQ(bus.stop(tachyon::stop_mode::discard), 2u);
+    EXPECT_EQ(bus.metrics().total.displaced, n - 2);
+    EXPECT_EQ(bus.journal_stats().outcomes, n);
+    EXPECT_EQ(bus.journal_stats().outcomes_lost, 0u);
+  }
+  journal_reader in(dir.path);
+  std::uint64_t next = 0, displaced = 0, discarded = 0;
+  for (const auto& r : in) {
+    EXPECT_EQ(r.decode<Tick>().id, next++);
+    if (r.outcome == outcome::displaced) ++displaced;
+    if (r.outcome == outcome::discarded) ++discarded;
+  }
+  EXPECT_EQ(next, n);
+  EXPECT_EQ(displaced, n - 2);
+  EXPECT_EQ(discarded, 2u);
+  EXPECT_TRUE(in.scan().clean());
+  EXPECT_GT(in.segments().size(), 20u);
+}
+
+}  // namespace

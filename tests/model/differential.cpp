@@ -705,6 +705,7 @@ constexpr std::pair<const char*, u64 tachyon::event_counts::*> count_fields[] = 
     {"conflated", &tachyon::event_counts::conflated},
     {"displaced", &tachyon::event_counts::displaced},
     {"vetoed", &tachyon::event_counts::vetoed},
+    {"journal_refused", &tachyon::event_counts::journal_refused},
 };
 static_assert(std::size(count_fields) * sizeof(u64) == sizeof(tachyon::event_counts),
               "every field of event_counts is compared");

@@ -100,6 +100,7 @@ class journal_writer {
     std::byte* at = tail_;
     tail_ += bytes;
     room_ -= bytes;
+    ++claims_;
     at[offsetof(journal_format::record_header, kind)] = static_cast<std::byte>(kind);
     std::memcpy(at + offsetof(journal_format::record_header, number), &number_, sizeof number_);
     ++number_;
@@ -142,12 +143,27 @@ class journal_writer {
                  std::memory_order_relaxed);
     if (every_event_ && !outcome) [[unlikely]]
       sync_record(at, length);
+    if (--claims_ == 0 && retiring_ != nullptr) [[unlikely]]
+      retire();
   }
 
-  /// A claimed record whose event was refused after all (the lane was full, the publish
-  /// threw): it becomes padding, a record readers step over, so that the records around it
-  /// stay readable.
-  void abandon(std::byte* at, std::size_t length) noexcept;
+  /// A claimed record whose event was refused after all (the lane was full, stop() had begun,
+  /// the publish threw): the room is given back if nothing was claimed after it, so that a
+  /// publisher retrying a full lane writes nothing; otherwise it becomes padding, a record
+  /// readers step over.
+  void abandon(std::byte* at, std::size_t length) noexcept {
+    const std::size_t bytes = journal_format::padded(length);
+    if (at + bytes == tail_) [[likely]] {
+      std::memset(at, 0, bytes);
+      tail_ = at;
+      room_ += bytes;
+      --number_;
+    } else {
+      pad(at, length);
+    }
+    if (--claims_ == 0 && retiring_ != nullptr) [[unlikely]]
+      retire();
+  }
 
   /// Scratch for a codec's encode (a type that is not written as its bytes).
   std::vector<std::byte> scratch;
@@ -160,6 +176,9 @@ class journal_writer {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   bool roll(std::size_t bytes) noexcept;
+  void pad(std::byte* at, std::size_t length) noexcept;
+  /// Hands the segment rolled off while a claim in it was open to tachyon-journal.
+  void retire() noexcept;
   void sync_record(std::byte* at, std::size_t length) noexcept;
 
   journal& owner_;
@@ -170,6 +189,12 @@ class journal_writer {
   bool every_event_ = false;
   std::uint32_t segments_taken_ = 0;
   journal_segment* current_ = nullptr;
+  // Claims not yet committed or abandoned: more than one while a publish's own claim waits for
+  // its event to be queued and the publish settles another event (a displaced one) meanwhile.
+  // A segment rolled off with a claim still open in it stays mapped (retiring_) until the
+  // last one ends.
+  std::uint32_t claims_ = 0;
+  journal_segment* retiring_ = nullptr;
   // Guarded by the journal's mutex: the segment tachyon-journal prepared for this writer.
   journal_segment* next_ = nullptr;
   // Read by journal_stats() on other threads; written by the owner only.
@@ -235,6 +260,8 @@ class journal {
   /// Hands `s` to the writer as its current segment: the header gets the writer's numbers.
   void take_segment(journal_writer& w, journal_segment* s) noexcept;
   void close_segment(journal_segment* s) noexcept;
+  /// A segment a writer rolled off, for tachyon-journal to close.
+  void hand_over(journal_segment* s) noexcept;
   void remove_segment(journal_segment* s) noexcept;
   void apply_retention() noexcept;
   void run();
