@@ -204,12 +204,12 @@ tachyon::metrics_snapshot golden_snapshot() {
 
 /// The expected lines of one series of a family of outcome counters, in the exposition's order.
 std::string outcome_lines(const std::string& family, const std::string& label,
-                          const std::array<std::uint64_t, 16>& counts) {
+                          const std::array<std::uint64_t, 17>& counts) {
   static constexpr const char* outcomes[] = {
-      "accepted",      "dispatched",    "failed",           "dropped",
-      "discarded",     "rejected_full", "rejected_stopped", "handler_errors",
-      "dead_lettered", "expired",       "retried",          "short_circuited",
-      "replayed",      "conflated",     "displaced",        "vetoed"};
+      "accepted",      "dispatched",       "failed",         "dropped",       "discarded",
+      "rejected_full", "rejected_stopped", "handler_errors", "dead_lettered", "expired",
+      "retried",       "short_circuited",  "replayed",       "conflated",     "displaced",
+      "vetoed",        "journal_refused"};
   std::string text;
   for (std::size_t i = 0; i < counts.size(); ++i)
     text += family + "{" + label + ",outcome=\"" + outcomes[i] + "\"} " +
@@ -240,21 +240,22 @@ TEST(LatencyExposition, PrometheusGolden) {
   constexpr std::array<std::uint64_t, 17> empty{};
   const std::string expected =
       "# HELP t_events_total Events by lane and outcome; retried, short_circuited, replayed and "
-      "handler_errors count deliveries; rejected_full, rejected_stopped and vetoed were never "
-      "accepted.\n"
+      "handler_errors count deliveries; rejected_full, rejected_stopped, vetoed and "
+      "journal_refused "
+      "were never accepted.\n"
       "# TYPE t_events_total counter\n" +
       outcome_lines("t_events_total", R"(lane="critical")",
-                    {10, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
+                    {10, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
       outcome_lines("t_events_total", R"(lane="high")",
-                    {11, 10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
+                    {11, 10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
       outcome_lines("t_events_total", R"(lane="normal")",
-                    {12, 11, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
+                    {12, 11, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
       outcome_lines("t_events_total", R"(lane="low")",
-                    {13, 12, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
+                    {13, 12, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
       "# HELP t_type_events_total Events by event type and outcome.\n"
       "# TYPE t_type_events_total counter\n" +
       outcome_lines("t_type_events_total", R"(type="app::Quote")",
-                    {46, 42, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
+                    {46, 42, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) +
       R"(# HELP t_type_unconflated_total Events of a conflated type queued unconflated: their key found no slot (conflate_by's Keys were all taken).
 # TYPE t_type_unconflated_total counter
 t_type_unconflated_total{type="app::Quote"} 0
@@ -334,7 +335,7 @@ t_timer_entries 0
 
 TEST(LatencyExposition, JsonGolden) {
   const std::string expected =
-      R"({"total":{"accepted":46,"dispatched":42,"failed":4,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0},"lanes":[{"lane":"critical","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":10,"dispatched":9,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0},"queue_wait":{"count":10,"sum":1234567,"p50":800,"p90":2000,"p99":40000,"p999":90000,"max":2000000000}},{"lane":"high","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":11,"dispatched":10,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}},{"lane":"normal","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":12,"dispatched":11,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}},{"lane":"low","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":13,"dispatched":12,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}}],"types":[{"name":"app::Quote","counts":{"accepted":46,"dispatched":42,"failed":4,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0},"handler_time":{"count":20,"sum":2469134,"p50":1600,"p90":4000,"p99":80000,"p999":180000,"max":4000000000},"unconflated":0}],"subscriptions":[],"dead_letters":0,"dead_letters_evicted":0,"timer_entries":0,"in_flight":0,"batches":5,"batched_events":46,"lane_allocations":0,"parks":0,"workers":1,"threads":2,"latency_histograms":true})";
+      R"({"total":{"accepted":46,"dispatched":42,"failed":4,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0,"journal_refused":0},"lanes":[{"lane":"critical","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":10,"dispatched":9,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0,"journal_refused":0},"queue_wait":{"count":10,"sum":1234567,"p50":800,"p90":2000,"p99":40000,"p999":90000,"max":2000000000}},{"lane":"high","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":11,"dispatched":10,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0,"journal_refused":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}},{"lane":"normal","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":12,"dispatched":11,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0,"journal_refused":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}},{"lane":"low","depth":0,"waiting":0,"in_flight":0,"capacity":64,"counts":{"accepted":13,"dispatched":12,"failed":1,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0,"journal_refused":0},"queue_wait":{"count":0,"sum":0,"p50":0,"p90":0,"p99":0,"p999":0,"max":0}}],"types":[{"name":"app::Quote","counts":{"accepted":46,"dispatched":42,"failed":4,"dropped":0,"discarded":0,"rejected_full":0,"rejected_stopped":0,"handler_errors":0,"dead_lettered":0,"expired":0,"retried":0,"short_circuited":0,"replayed":0,"conflated":0,"displaced":0,"vetoed":0,"journal_refused":0},"handler_time":{"count":20,"sum":2469134,"p50":1600,"p90":4000,"p99":80000,"p999":180000,"max":4000000000},"unconflated":0}],"subscriptions":[],"dead_letters":0,"dead_letters_evicted":0,"timer_entries":0,"in_flight":0,"batches":5,"batched_events":46,"lane_allocations":0,"parks":0,"workers":1,"threads":2,"latency_histograms":true})";
   EXPECT_EQ(golden_snapshot().to_json(), expected);
 }
 
