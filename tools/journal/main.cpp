@@ -214,11 +214,25 @@ invocation parse(std::span<const std::string_view> args) {
 
 // ---- what the commands print ----------------------------------------------------------------
 
-/// The outcomes an event can have, in their enum's order, then "none": no outcome record (yet).
-constexpr std::size_t outcome_kinds = static_cast<std::size_t>(outcome::displaced) + 1;
+/// How many outcomes tachyon::outcome has: counted by its to_string, so that one added there
+/// is counted here too.
+constexpr std::size_t outcome_kinds = [] {
+  std::size_t n = 0;
+  while (to_string(static_cast<outcome>(n)) != "unknown") ++n;
+  return n;
+}();
 
-std::string_view outcome_name(std::size_t i) {
-  return i < outcome_kinds ? to_string(static_cast<outcome>(i)) : "none";
+/// Where stats counts an event: its outcome's value, then "none" (no outcome record yet), then
+/// "unknown" (a value this build does not know: a newer writer's).
+std::size_t outcome_slot(const std::optional<outcome>& o) {
+  if (!o) return outcome_kinds;
+  const auto i = static_cast<std::size_t>(*o);
+  return i < outcome_kinds ? i : outcome_kinds + 1;
+}
+std::string_view outcome_name(std::size_t slot) {
+  return slot < outcome_kinds    ? to_string(static_cast<outcome>(slot))
+         : slot == outcome_kinds ? "none"
+                                 : "unknown";
 }
 
 std::string_view encoding(const journal_type_info* t) {
@@ -230,7 +244,7 @@ struct damage_count {
   std::string_view key;  // JSON
   std::string_view label;
   std::uint64_t journal_scan::*count;
-  std::string_view bytes_key;  // empty: no byte count
+  std::string_view bytes_key;  // with `bytes`; empty where a count has no bytes (nullptr)
   std::uint64_t journal_scan::*bytes;
 };
 constexpr damage_count damage_counts[] = {
@@ -286,7 +300,9 @@ using type_key = std::tuple<std::string, std::uint32_t, std::string_view>;  // n
 struct summary {
   std::vector<run_row> runs;  // in the order they started
   std::map<type_key, type_row> types;
-  std::array<std::uint64_t, outcome_kinds + 1> outcomes{};
+  std::array<std::uint64_t, outcome_kinds + 2> outcomes{};  // by outcome_slot()
+  /// Every outcome and "none" are printed, "unknown" only if there is one.
+  bool shown(std::size_t slot) const { return slot <= outcome_kinds || outcomes[slot] != 0; }
 };
 
 summary summarize(journal_reader& in) {
@@ -310,7 +326,7 @@ summary summarize(journal_reader& in) {
         out.types[{std::string(r.type_name()), r.type ? r.type->version : 0, encoding(r.type)}];
     ++t.records;
     t.payload_bytes += r.payload.size();
-    ++out.outcomes[r.outcome ? static_cast<std::size_t>(*r.outcome) : outcome_kinds];
+    ++out.outcomes[outcome_slot(r.outcome)];
   }
   return out;
 }
@@ -347,7 +363,8 @@ void stats_json(std::ostream& out, const invocation& inv, const journal_scan& s,
         .number("payload_bytes", t.payload_bytes)
         .end_object();
   j.end_array().begin_object("outcomes");
-  for (std::size_t i = 0; i <= outcome_kinds; ++i) j.number(outcome_name(i), sum.outcomes[i]);
+  for (std::size_t i = 0; i < sum.outcomes.size(); ++i)
+    if (sum.shown(i)) j.number(outcome_name(i), sum.outcomes[i]);
   j.end_object().begin_object("damage");
   for (const damage_count& d : damage_counts) {
     j.number(d.key, s.*d.count);
@@ -385,9 +402,10 @@ int stats(const invocation& inv, std::ostream& out) {
   print_table(out, rows);
   out << "\noutcomes of the records\n";
   rows.clear();
-  for (std::size_t i = 0; i <= outcome_kinds; ++i)
-    rows.push_back({std::string(outcome_name(i)), std::to_string(sum.outcomes[i])});
-  rows.back().push_back("(no outcome record: in flight, or its process died first)");
+  for (std::size_t i = 0; i < sum.outcomes.size(); ++i)
+    if (sum.shown(i))
+      rows.push_back({std::string(outcome_name(i)), std::to_string(sum.outcomes[i])});
+  rows[outcome_kinds].push_back("(no outcome record: in flight, or its process died first)");
   print_table(out, rows);
   out << "\ndamage\n";
   print_table(out, damage_rows(s));
@@ -405,6 +423,18 @@ constexpr std::pair<std::uint8_t, std::string_view> flag_names[] = {
 
 int dump(const invocation& inv, std::ostream& out) {
   journal_reader in(inv.directory, inv.filter);
+  // A --type no segment declares passes nothing: most likely a misspelt name, so say so.
+  std::set<std::string_view> declared;
+  for (const journal_segment_info& seg : in.segments())
+    for (const journal_type_info& t : seg.types) declared.insert(t.name);
+  for (const std::string& t : inv.filter.types) {
+    if (declared.count(t) != 0) continue;
+    std::string names;
+    for (const std::string_view n : declared) names += (names.empty() ? "" : ", ") + std::string(n);
+    std::cerr << "tachyon-journal: warning: --type '" << t
+              << "': no segment declares it (declared: " << (names.empty() ? "none" : names)
+              << ")\n";
+  }
   std::string line;
   for (const journal_record& r : in) {
     line.clear();
