@@ -425,6 +425,15 @@ TEST(JournalTool, DumpFiltersAsTheReadersFilterDoes) {
   EXPECT_EQ(count({"--from-sequence", std::to_string(all[100].header.sequence)}), 230u);
   EXPECT_EQ(count({"--outcomes"}), 660u);
   {
+    const auto r = tool_run({"dump", dir.str(), "--from-sequence", "5"});  // no event's
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("warning: nothing passed; --from-sequence 5 must be the sequence of an "
+                         "event"),
+              std::string::npos)
+        << r.err;
+  }
+  {
     const auto r = tool_run({"dump", dir.str(), "--correlation", "1005"});
     ASSERT_EQ(lines_of(r.out).size(), 1u) << r.out;
     EXPECT_NE(r.out.find("\"correlation\":1005,"), std::string::npos) << r.out;

@@ -36,8 +36,8 @@ commands:
   dump DIR      one JSON object per line for each record, in publish order
       --type NAME           only this type (its journaled name); repeatable
       --run ID              only this run (as printed: 0x and hex digits; or decimal)
-      --from-sequence N     from the event with this sequence on (in the first run that
-                            holds it, unless --run names one)
+      --from-sequence N     from the event whose sequence is N on (as dump prints it; in
+                            the first run that holds it, unless --run names one)
       --from-time T         only events published at or after T
       --to-time T           only events published before T
                             T: ISO 8601 UTC (2024-05-01T12:00:00.5Z) or ns since the epoch
@@ -436,6 +436,7 @@ int dump(const invocation& inv, std::ostream& out) {
               << ")\n";
   }
   std::string line;
+  std::uint64_t printed = 0;
   for (const journal_record& r : in) {
     line.clear();
     json j(line);
@@ -472,7 +473,14 @@ int dump(const invocation& inv, std::ostream& out) {
         .end_object();
     line += '\n';
     out << line;
+    ++printed;
   }
+  // The reader starts at the event whose sequence is exactly this one: name it if none had it.
+  if (printed == 0 && inv.filter.from_sequence != 0)
+    std::cerr << "tachyon-journal: warning: nothing passed; --from-sequence "
+              << inv.filter.from_sequence
+              << " must be the sequence of an event that passes the other filters (dump prints "
+                 "them; a sequence is the publishing thread's count << 16 | its id)\n";
   return 0;
 }
 
