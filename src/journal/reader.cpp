@@ -230,9 +230,11 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
                           "': " + std::strerror(errno));
     }
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(fmt::segment_header))) {
+    const bool stat_ok = ::fstat(fd, &st) == 0;
+    if (!stat_ok || st.st_size < static_cast<off_t>(sizeof(fmt::segment_header))) {
       ::close(fd);
-      bad("shorter than a segment header");
+      // Empty: its process was killed before it allocated the file, which holds nothing.
+      if (!stat_ok || st.st_size != 0) bad("shorter than a segment header");
       continue;
     }
     const auto size = static_cast<std::size_t>(st.st_size);
@@ -246,9 +248,13 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
     m.size = size;
     fmt::segment_header h;
     std::memcpy(&h, m.base, sizeof h);
+    // A segment whose process was killed while it wrote the header (made, or taken by a
+    // writer) has no record yet: nothing is lost, and it is skipped, not reported.
+    const bool no_record = size >= fmt::header_room + sizeof(fmt::record_header) &&
+                           all_zero(m.base + fmt::header_room, sizeof(fmt::record_header));
     auto unmap_bad = [&](const std::string& why) {
       ::munmap(p, size);
-      bad(why);
+      if (!no_record) bad(why);
     };
     if (h.magic != fmt::magic) {
       unmap_bad("not a tachyon journal segment (its magic number differs)");

@@ -1,6 +1,7 @@
 # Packaging test, run by ctest as install.find_package_consumer (see tests/CMakeLists.txt):
 #
-#   1. configure, build and install this source tree into <work>/prefix, library only;
+#   1. configure, build and install this source tree into <work>/prefix, library and
+#      tachyon-journal (run once from there);
 #   2. configure and build tests/install/consumer against it with find_package(tachyon CONFIG),
 #      and run the consumer;
 #   3. compile the same consumer with the flags `pkg-config --cflags --libs tachyon` gives,
@@ -73,6 +74,18 @@ _tachyon_step("configure tachyon"
 _tachyon_step("build tachyon" "${CMAKE_COMMAND}" --build "${_build}" ${_config_args} --parallel 2)
 _tachyon_step("install tachyon"
   "${CMAKE_COMMAND}" --install "${_build}" ${_config_args} --prefix "${_prefix}")
+
+# The tool installed with the library runs from the prefix, and reads a journal directory.
+file(GLOB_RECURSE _tool LIST_DIRECTORIES false
+  "${_prefix}/*/tachyon-journal" "${_prefix}/*/tachyon-journal.exe")
+list(LENGTH _tool _n)
+if(NOT _n EQUAL 1)
+  message(FATAL_ERROR "install test: expected one installed tachyon-journal, found: '${_tool}'")
+endif()
+_tachyon_step("run tachyon-journal --help" "${_tool}" --help)
+file(MAKE_DIRECTORY "${_work}/empty-journal")
+_tachyon_step("run tachyon-journal stats (an empty journal)"
+  "${_tool}" stats "${_work}/empty-journal")
 
 # 2. The find_package route.
 _tachyon_step("configure consumer"
