@@ -179,7 +179,10 @@ struct journal_scan {
 
 /// Reads a journal directory: every segment in it, of every run. Construction maps every
 /// segment and checks every record once (scan()); iteration then merges the records in
-/// publish order (see the top of this header) and hands out those the filter passes.
+/// publish order (see the top of this header) and hands out those the filter passes. What it
+/// hands out (records' payloads and types, segments(), scan()) lives as long as the reader:
+/// `for (auto& s : journal_reader(dir).segments())` reads a destroyed reader (a temporary in
+/// a range-for's initializer dies before the loop body in C++20); name the reader.
 /// Read-only: it may read a directory a bus is writing (it sees what was committed when
 /// it was constructed, up to the segments' ends at that moment), and never changes a file.
 class journal_reader {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <queue>
@@ -44,6 +45,13 @@ void throw_journal_mismatch(const journal_record& r, std::string_view wanted,
 }  // namespace detail
 
 namespace {
+
+/// A run id as tachyon-journal prints it: 0x and 16 hex digits.
+std::string hex_id(std::uint64_t id) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
 
 /// One mapped segment file.
 struct mapped {
@@ -372,9 +380,9 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
             const std::uint64_t missing = f.h.number > last ? f.h.number - last - 1 : 0;
             s.scan.problems.push_back({journal_problem::kind::gap, info.file, f.offset, missing,
                                        "thread " + std::to_string(info.writer) + " of run " +
-                                           std::to_string(r.id) + ": records " +
-                                           std::to_string(last + 1) + " to " +
-                                           std::to_string(f.h.number - 1) + " are missing"});
+                                           hex_id(r.id) + ": records " + std::to_string(last + 1) +
+                                           " to " + std::to_string(f.h.number - 1) +
+                                           " are missing"});
           }
           have_last = true;
           last = f.h.number;
