@@ -211,12 +211,10 @@ struct journal_slot {
   std::size_t length;
   const void* payload;
   std::size_t n;
-  bool filled = false;
 
   void write(const meta& h) noexcept {
     writer->fill(at, length, h.attempt, h, h.publish_ticks != 0 ? h.publish_ticks : clock::now(),
                  payload, n);
-    filled = true;
   }
 };
 
