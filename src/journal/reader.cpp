@@ -219,14 +219,21 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
       ++s.scan.bad_segments;
       s.scan.problems.push_back({journal_problem::kind::bad_segment, file, 0, 0, why});
     };
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO under the suffix must not hang the reader (it is refused below).
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
       if (errno == ENOENT) continue;  // deleted (retention) since the listing
       throw journal_error("tachyon::journal_reader: cannot open '" + file +
                           "': " + std::strerror(errno));
     }
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof(fmt::segment_header))) {
+    const bool stated = ::fstat(fd, &st) == 0;
+    if (stated && !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      bad("not a regular file");
+      continue;
+    }
+    if (!stated || st.st_size < static_cast<off_t>(sizeof(fmt::segment_header))) {
       ::close(fd);
       bad("shorter than a segment header");
       continue;
@@ -264,6 +271,14 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
       std::vector<std::byte> copy(m.base, m.base + h.header_used);
       std::memset(copy.data() + offsetof(fmt::segment_header, checksum), 0, 4);
       if (detail::crc32c(0, copy.data(), copy.size()) != h.checksum) {
+        // A writer rewrites a prepared segment's header when it takes it over, before its
+        // first record: killed in between, it leaves a header that fails and no record.
+        // Nothing was written there; the segment is skipped as one never taken.
+        if (all_zero(m.base + fmt::header_room,
+                     std::min(size - fmt::header_room, sizeof(fmt::record_header)))) {
+          ::munmap(p, size);
+          continue;
+        }
         unmap_bad("its header fails its checksum");
         continue;
       }
