@@ -62,6 +62,7 @@ void set_header_checksum(std::byte* base) noexcept {
 }
 
 constexpr std::size_t page_bytes = 4096;
+constexpr char part_suffix[] = ".part";  // a segment being made: "<name>.tjs.part"
 
 }  // namespace
 
@@ -89,6 +90,16 @@ journal::journal(const journal_config& cfg, std::vector<journal_type> types)
   const std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(lock_fd_, 0) == 0) {
     [[maybe_unused]] const auto w = ::write(lock_fd_, pid.data(), pid.size());
+  }
+  // Segments a killed process was making (the lock says none is being made now).
+  const std::string part_tail = std::string(fmt::file_suffix) + part_suffix;
+  for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.size() > part_tail.size() &&
+        n.compare(n.size() - part_tail.size(), part_tail.size(), part_tail) == 0) {
+      std::error_code rec;
+      std::filesystem::remove(it->path(), rec);
+    }
   }
 
   run_id_ = fresh_run_id();
@@ -187,13 +198,17 @@ journal_segment* journal::make_segment(std::uint32_t writer) noexcept {
   char name[80];
   std::snprintf(name, sizeof name, "/%020" PRIu64 "-%016" PRIx64 "-%08" PRIu64 "%s", run_start_ns_,
                 run_id_, ordinal, fmt::file_suffix);
-  std::string path;
+  // Made under a name readers and retention ignore, and renamed once its header is written:
+  // a process killed while making it leaves no file under the segments' suffix that is not a
+  // segment (the next bus on the directory removes the leftover).
+  std::string path, part;
   try {
     path = dir_ + name;
+    part = path + part_suffix;
   } catch (...) {
     return nullptr;
   }
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  const int fd = ::open(part.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
     fail("tachyon::journal: cannot create segment '" + path + "': " + errno_text(errno));
     return nullptr;
@@ -203,7 +218,7 @@ journal_segment* journal::make_segment(std::uint32_t writer) noexcept {
   // when a page of the mapping is first written.
   if (const int e = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); e != 0) {
     ::close(fd);
-    ::unlink(path.c_str());
+    ::unlink(part.c_str());
     fail("tachyon::journal: cannot allocate " + std::to_string(size) + " bytes for segment '" +
          path + "': " + errno_text(e));
     return nullptr;
@@ -212,7 +227,7 @@ journal_segment* journal::make_segment(std::uint32_t writer) noexcept {
   if (p == MAP_FAILED) {
     const int e = errno;
     ::close(fd);
-    ::unlink(path.c_str());
+    ::unlink(part.c_str());
     fail("tachyon::journal: cannot map segment '" + path + "': " + errno_text(e));
     return nullptr;
   }
@@ -236,6 +251,14 @@ journal_segment* journal::make_segment(std::uint32_t writer) noexcept {
   h.first_number = UINT64_MAX;    // likewise
   std::memcpy(base, &h, sizeof h);
   set_header_checksum(base);
+  if (::rename(part.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::munmap(base, size);
+    ::close(fd);
+    ::unlink(part.c_str());
+    fail("tachyon::journal: cannot rename '" + part + "' to '" + path + "': " + errno_text(e));
+    return nullptr;
+  }
 
   journal_segment* s = new (std::nothrow) journal_segment;
   if (s == nullptr) {

@@ -231,18 +231,25 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
       ++s.scan.bad_segments;
       s.scan.problems.push_back({journal_problem::kind::bad_segment, file, 0, 0, why});
     };
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO under the suffix must not hang the reader (it is refused below).
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
       if (errno == ENOENT) continue;  // deleted (retention) since the listing
       throw journal_error("tachyon::journal_reader: cannot open '" + file +
                           "': " + std::strerror(errno));
     }
     struct stat st {};
-    const bool stat_ok = ::fstat(fd, &st) == 0;
-    if (!stat_ok || st.st_size < static_cast<off_t>(sizeof(fmt::segment_header))) {
+    const bool stated = ::fstat(fd, &st) == 0;
+    if (stated && !S_ISREG(st.st_mode)) {
       ::close(fd);
-      // Empty: its process was killed before it allocated the file, which holds nothing.
-      if (!stat_ok || st.st_size != 0) bad("shorter than a segment header");
+      bad("not a regular file");
+      continue;
+    }
+    // Segments appear under their name only once whole (made as .tjs.part, then renamed): a
+    // short one is not something a killed writer leaves.
+    if (!stated || st.st_size < static_cast<off_t>(sizeof(fmt::segment_header))) {
+      ::close(fd);
+      bad("shorter than a segment header");
       continue;
     }
     const auto size = static_cast<std::size_t>(st.st_size);
@@ -256,13 +263,9 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
     m.size = size;
     fmt::segment_header h;
     std::memcpy(&h, m.base, sizeof h);
-    // A segment whose process was killed while it wrote the header (made, or taken by a
-    // writer) has no record yet: nothing is lost, and it is skipped, not reported.
-    const bool no_record = size >= fmt::header_room + sizeof(fmt::record_header) &&
-                           all_zero(m.base + fmt::header_room, sizeof(fmt::record_header));
     auto unmap_bad = [&](const std::string& why) {
       ::munmap(p, size);
-      if (!no_record) bad(why);
+      bad(why);
     };
     if (h.magic != fmt::magic) {
       unmap_bad("not a tachyon journal segment (its magic number differs)");
@@ -282,6 +285,14 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
       std::vector<std::byte> copy(m.base, m.base + h.header_used);
       std::memset(copy.data() + offsetof(fmt::segment_header, checksum), 0, 4);
       if (detail::crc32c(0, copy.data(), copy.size()) != h.checksum) {
+        // A writer rewrites a prepared segment's header when it takes it over, before its
+        // first record: killed in between, it leaves a header that fails and no record.
+        // Nothing was written there; the segment is skipped as one never taken.
+        if (all_zero(m.base + fmt::header_room,
+                     std::min(size - fmt::header_room, sizeof(fmt::record_header)))) {
+          ::munmap(p, size);
+          continue;
+        }
         unmap_bad("its header fails its checksum");
         continue;
       }

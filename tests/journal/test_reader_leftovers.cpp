@@ -1,7 +1,7 @@
-// What a process killed while it makes or takes a segment leaves behind (an empty file, a file
-// of zeros, a header half rewritten), beside a journal: such a file holds no record, and the
-// reader skips it without calling it damage; a segment with records and a bad header is still
-// a bad segment.
+// What a process killed while it makes or takes a segment leaves behind, beside a journal: a
+// segment being made is a .tjs.part (empty, or zeros), which readers do not read; one whose
+// header a writer was rewriting to take it holds no record. Neither is damage. A segment with
+// records and a bad header is still a bad segment.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -47,8 +47,8 @@ TEST(JournalReaderLeftovers, SegmentsAKilledProcessWasMakingHoldNothingAndAreNot
   const std::vector<char> real = bytes_of(segment);
   // Killed right after creating the file; while allocating or touching its pages; while a
   // writer rewrote the header of one it was taking (the checksum no longer matches).
-  write_file(dir.path / "zz-0-created.tjs", {});
-  write_file(dir.path / "zz-1-allocated.tjs", std::vector<char>(64 * 1024, 0));
+  write_file(dir.path / "zz-0-created.tjs.part", {});
+  write_file(dir.path / "zz-1-allocated.tjs.part", std::vector<char>(64 * 1024, 0));
   std::vector<char> taken(real.begin(), real.begin() + fmt::header_room);
   taken[offsetof(fmt::segment_header, writer_segment)] ^= 1;
   taken.resize(64 * 1024, 0);
