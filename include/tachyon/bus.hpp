@@ -294,7 +294,8 @@ class bus {
                   "tachyon: the core and the handler tables each start a cache line");
     static_assert(sizeof(bus) % detail::cache_line == 0,
                   "tachyon: a bus shares no cache line with its neighbours");
-    if (!cfg.journal.directory.empty()) {
+    // A registry without a journaled type has nothing to write: no directory, no thread.
+    if (Registry::any_journaled && !cfg.journal.directory.empty()) {
       journal_ = std::make_unique<detail::journal>(cfg.journal, journal_types());
       core_.attach_journal(journal_.get());
     }
@@ -1140,12 +1141,18 @@ class bus {
       n = w->scratch.size();
     }
     const std::size_t length = sizeof(detail::journal_format::record_header) + n;
-    if (length > UINT32_MAX) [[unlikely]]
+    if (length > UINT32_MAX) [[unlikely]] {
+      journal_->fail("tachyon::journal: an event of " + std::to_string(n) +
+                     " bytes encoded; a record holds at most 4294967239");
       return journal_refusal(l, index);
+    }
     std::byte* at = w->reserve(length, detail::journal_format::event);
     if (at == nullptr) [[unlikely]]
       return journal_refusal(l, index);
-    detail::journal_slot slot{w, at, length, payload, n};
+    // The payload goes in at once: whatever runs on this thread before the header is written
+    // (a settle listener publishing, inside this publish) may reuse the scratch.
+    std::memcpy(at + sizeof(detail::journal_format::record_header), payload, n);
+    detail::journal_slot slot{w, at, length};
     result r;
     try {
       if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |

@@ -44,12 +44,15 @@ enum class durability : std::uint8_t {
   /// In the page cache before publish() returns ok: it survives the process being killed at any
   /// instant (kill -9, a crash), not the machine losing power. No syscall per event.
   process,
-  /// As `process`, and a background thread (tachyon-journal) fdatasync()s every segment written
-  /// to since its last sync, every `sync_interval`: a record is on the disk at most
-  /// sync_interval plus one sync's duration after publish() returned.
+  /// As `process`, and a background thread (tachyon-journal) syncs, every `sync_interval`, what
+  /// each thread wrote since the last sync (a segment rolled off, whole, when it closes): a
+  /// record is on the disk at most sync_interval plus one round of syncs after publish()
+  /// returned.
   interval,
-  /// msync() of the record's pages before publish() returns: on the disk when it returns ok.
-  /// Slow (a disk write per event, tens of microseconds to milliseconds): for low rates only.
+  /// msync() of the record's pages before publish() returns: on the disk when it returns ok
+  /// (its segment's header and name were synced when the segment was made and taken). Slow (a
+  /// disk write per event, tens of microseconds to milliseconds): for low rates only. Outcome
+  /// records are not synced one by one: they reach the disk when their segment closes.
   every_event,
 };
 
@@ -73,8 +76,8 @@ struct journal_config {
   /// segment is closed beyond it, the oldest closed ones are deleted. 0: no limit. Segments
   /// being written are never deleted.
   std::uint32_t retain_segments = 0;
-  /// Retention by size: the most bytes the directory's segments take; the oldest closed ones
-  /// are deleted beyond it. 0: no limit.
+  /// Retention by size: the most bytes the directory's segments take on the disk (a closed
+  /// segment's unused tail is a hole); the oldest closed ones are deleted beyond it. 0: no limit.
   std::uint64_t retain_bytes = 0;
 };
 

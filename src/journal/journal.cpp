@@ -62,12 +62,20 @@ void set_header_checksum(std::byte* base) noexcept {
 }
 
 constexpr std::size_t page_bytes = 4096;
+
+/// The directory as given, without a trailing separator or dot segments: segment paths are made
+/// from it, and retention compares the names it lists with those of open segments.
+std::string normal_directory(const std::string& d) {
+  std::filesystem::path p = std::filesystem::path(d).lexically_normal();
+  if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
+  return p.string();
+}
 constexpr char part_suffix[] = ".part";  // a segment being made: "<name>.tjs.part"
 
 }  // namespace
 
 journal::journal(const journal_config& cfg, std::vector<journal_type> types)
-    : cfg_(cfg), types_(std::move(types)), dir_(cfg.directory) {
+    : cfg_(cfg), types_(std::move(types)), dir_(normal_directory(cfg.directory)) {
   std::error_code ec;
   std::filesystem::create_directory(dir_, ec);
   if (ec || !std::filesystem::is_directory(dir_))
@@ -103,6 +111,7 @@ journal::journal(const journal_config& cfg, std::vector<journal_type> types)
   }
 
   run_id_ = fresh_run_id();
+  seed_ = crc32c(0, &run_id_, sizeof run_id_);
   run_start_ns_ = wall_ns();
   ns_per_tick_ = clock::ns_per_tick();
 
@@ -148,8 +157,24 @@ journal::journal(const journal_config& cfg, std::vector<journal_type> types)
   header_template_ = std::move(h);
   header_used_ = header_template_.size();
 
+  if (cfg_.durability != durability::process) {
+    dir_fd_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd_ < 0) {
+      const int e = errno;
+      ::close(lock_fd_);
+      throw std::runtime_error("tachyon::journal: cannot open the directory '" + dir_ +
+                               "' to sync it: " + errno_text(e));
+    }
+  }
+
   apply_retention();  // a restart honours the limits at once
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (...) {
+    if (dir_fd_ >= 0) ::close(dir_fd_);
+    ::close(lock_fd_);  // the directory is not left locked by a bus that never started
+    throw;
+  }
 }
 
 journal::~journal() {
@@ -159,8 +184,8 @@ journal::~journal() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
-  // The bus has stopped: no writer runs. Each current segment is cut to its end; a prepared
-  // one that was never taken holds no record and goes.
+  // The bus has stopped: no writer runs. Each current segment is closed (its unused tail given
+  // back); a prepared one that was never taken holds no record and goes.
   for (auto& w : writers_) {
     if (w->current_ != nullptr) {
       w->current_->used = static_cast<std::size_t>(w->tail_ - w->current_->base);
@@ -171,13 +196,15 @@ journal::~journal() {
       remove_segment(w->next_);
       w->next_ = nullptr;
     }
-    if (w->retiring_ != nullptr) close_segment(std::exchange(w->retiring_, nullptr));
+    for (journal_segment* s : w->retiring_) close_segment(s);
+    w->retiring_.clear();
   }
   for (journal_segment* s : rolled_) close_segment(s);
   rolled_.clear();
   const std::vector<journal_segment*> unused = open_;  // made, never handed to a writer
   for (journal_segment* s : unused) remove_segment(s);
   apply_retention();
+  if (dir_fd_ >= 0) ::close(dir_fd_);
   ::close(lock_fd_);  // lets the lock go
 }
 
@@ -189,7 +216,28 @@ void journal::fail(std::string what) noexcept {
   }
 }
 
-journal_segment* journal::make_segment(std::uint32_t writer) noexcept {
+void journal::sync_directory() noexcept {
+  if (dir_fd_ < 0) return;
+  if (::fsync(dir_fd_) == 0) {
+    syncs_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    sync_failures_.fetch_add(1, std::memory_order_relaxed);
+    fail("tachyon::journal: fsync of the directory '" + dir_ + "': " + errno_text(errno));
+  }
+}
+
+void journal::populate(journal_segment* s, bool in_use) noexcept {
+  s->populated = true;
+#if defined(MADV_POPULATE_WRITE)
+  if (::madvise(s->base, s->size, MADV_POPULATE_WRITE) == 0) return;
+#endif
+  // Without MADV_POPULATE_WRITE (Linux < 5.14): a write per page, only where no writer writes.
+  if (!in_use)
+    for (std::size_t off = 0; off < s->size; off += page_bytes)
+      reinterpret_cast<volatile unsigned char*>(s->base)[off] = 0;
+}
+
+journal_segment* journal::make_segment(std::uint32_t writer, bool populate_now) noexcept {
   std::uint64_t ordinal;
   {
     std::lock_guard lock(mutex_);
@@ -232,14 +280,6 @@ journal_segment* journal::make_segment(std::uint32_t writer) noexcept {
     return nullptr;
   }
   auto* base = static_cast<std::byte*>(p);
-  // The pages, mapped writable now, so that the writer never takes a page fault on them.
-#if defined(MADV_POPULATE_WRITE)
-  if (::madvise(base, size, MADV_POPULATE_WRITE) != 0)
-#endif
-  {
-    for (std::size_t off = 0; off < size; off += page_bytes)
-      reinterpret_cast<volatile unsigned char*>(base)[off] = 0;
-  }
   std::memcpy(base, header_template_.data(), header_used_);
   fmt::segment_header h;
   std::memcpy(&h, base, sizeof h);
@@ -251,34 +291,41 @@ journal_segment* journal::make_segment(std::uint32_t writer) noexcept {
   h.first_number = UINT64_MAX;    // likewise
   std::memcpy(base, &h, sizeof h);
   set_header_checksum(base);
-  if (::rename(part.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::munmap(base, size);
-    ::close(fd);
-    ::unlink(part.c_str());
-    fail("tachyon::journal: cannot rename '" + part + "' to '" + path + "': " + errno_text(e));
-    return nullptr;
-  }
-
   journal_segment* s = new (std::nothrow) journal_segment;
   if (s == nullptr) {
     ::munmap(base, size);
     ::close(fd);
-    ::unlink(path.c_str());
+    ::unlink(part.c_str());
     return nullptr;
   }
   s->fd = fd;
   s->base = base;
   s->size = size;
   s->ordinal = ordinal;
-  s->path = std::move(path);
+  // The pages, mapped writable now (by tachyon-journal), so that the writer takes no page
+  // fault on them; a writer that must make its own segment leaves that to tachyon-journal.
+  if (populate_now) populate(s, false);
   try {
+    s->path = std::move(path);
+    // Open before it has its name, so that retention, which lists the directory and then
+    // reads the open set, never takes it for a closed one.
     std::lock_guard lock(mutex_);
     open_.push_back(s);
   } catch (...) {
+    ::munmap(base, size);
+    ::close(fd);
+    ::unlink(part.c_str());
+    delete s;
+    return nullptr;
+  }
+  if (::rename(part.c_str(), s->path.c_str()) != 0) {
+    const int e = errno;
+    fail("tachyon::journal: cannot rename '" + part + "' to '" + s->path + "': " + errno_text(e));
+    ::unlink(part.c_str());
     remove_segment(s);
     return nullptr;
   }
+  sync_directory();
   segments_.fetch_add(1, std::memory_order_relaxed);
   return s;
 }
@@ -291,12 +338,36 @@ void journal::take_segment(journal_writer& w, journal_segment* s) noexcept {
   h.first_number = w.number_;
   std::memcpy(s->base, &h, sizeof h);
   set_header_checksum(s->base);
+  // Under every_event, a record synced before its publish returns must be findable after a
+  // power loss: its segment's header (taken now) goes to the disk first.
+  if (cfg_.durability == durability::every_event) {
+    if (::msync(s->base, page_bytes, MS_SYNC) == 0) {
+      syncs_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      sync_failures_.fetch_add(1, std::memory_order_relaxed);
+      fail("tachyon::journal: msync of the header of '" + s->path + "': " + errno_text(errno));
+    }
+  }
+  std::byte* const start = s->base + fmt::header_room;
+  std::lock_guard lock(mutex_);  // tachyon-journal reads current_ and end_ to sync
   w.current_ = s;
-  w.tail_ = s->base + fmt::header_room;
+  w.tail_ = start;
   w.room_ = s->size - fmt::header_room;
+  w.end_.store(start, std::memory_order_relaxed);
+  w.synced_ = start;
 }
 
 void journal::close_segment(journal_segment* s) noexcept {
+  // The unused tail goes back to the filesystem as a hole: the file keeps its size, so that a
+  // reader that has it mapped never faults past a new end (a truncate would SIGBUS it).
+  const std::size_t keep =
+      (std::max(s->used, fmt::header_room) + page_bytes - 1) & ~(page_bytes - 1);
+  if (keep < s->size &&
+      ::fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(keep),
+                  static_cast<off_t>(s->size - keep)) != 0 &&
+      errno != EOPNOTSUPP)
+    fail("tachyon::journal: cannot free the unused tail of '" + s->path +
+         "': " + errno_text(errno));
   if (cfg_.durability != durability::process) {
     if (::fdatasync(s->fd) == 0) {
       syncs_.fetch_add(1, std::memory_order_relaxed);
@@ -306,9 +377,6 @@ void journal::close_segment(journal_segment* s) noexcept {
     }
   }
   ::munmap(s->base, s->size);
-  // A closed segment takes only the room its records use.
-  if (::ftruncate(s->fd, static_cast<off_t>(std::max(s->used, fmt::header_room))) != 0)
-    fail("tachyon::journal: cannot cut '" + s->path + "' to its end: " + errno_text(errno));
   ::close(s->fd);
   {
     std::lock_guard lock(mutex_);
@@ -331,30 +399,33 @@ void journal::remove_segment(journal_segment* s) noexcept {
 void journal::apply_retention() noexcept {
   if (cfg_.retain_segments == 0 && cfg_.retain_bytes == 0) return;
   try {
-    std::vector<std::string> open_paths;
-    {
-      std::lock_guard lock(mutex_);
-      for (const journal_segment* s : open_) open_paths.push_back(s->path);
-    }
     struct file {
-      std::string path;
-      std::uint64_t bytes;
+      std::string name;
+      std::uint64_t bytes;  // on the disk: a closed segment's unused tail is a hole
       bool open;
     };
     std::vector<file> files;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
-      const std::string p = e.path().string();
       if (e.path().extension() != fmt::file_suffix) continue;
-      std::error_code sec;
-      const auto bytes = e.file_size(sec);
-      if (sec) continue;
-      const bool is_open = std::find(open_paths.begin(), open_paths.end(), p) != open_paths.end();
-      files.push_back({p, bytes, is_open});
+      struct stat st {};
+      if (::stat(e.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      files.push_back(
+          {e.path().filename().string(), static_cast<std::uint64_t>(st.st_blocks) * 512, false});
+    }
+    // Read after the listing: a segment is open before it has its name (make_segment), so a
+    // listed segment of this run that is being written is in the set now.
+    {
+      std::lock_guard lock(mutex_);
+      for (const journal_segment* s : open_) {
+        const std::string n = std::filesystem::path(s->path).filename().string();
+        for (file& f : files)
+          if (f.name == n) f.open = true;
+      }
     }
     // Names sort by the run's start, then the segment's ordinal: oldest first.
     std::sort(files.begin(), files.end(),
-              [](const file& a, const file& b) { return a.path < b.path; });
+              [](const file& a, const file& b) { return a.name < b.name; });
     std::uint64_t count = files.size();
     std::uint64_t bytes = 0;
     for (const file& f : files) bytes += f.bytes;
@@ -363,8 +434,9 @@ void journal::apply_retention() noexcept {
                         (cfg_.retain_bytes != 0 && bytes > cfg_.retain_bytes);
       if (!over) break;
       if (f.open) continue;
-      if (::unlink(f.path.c_str()) != 0) {
-        fail("tachyon::journal: retention cannot delete '" + f.path + "': " + errno_text(errno));
+      const std::string path = dir_ + "/" + f.name;
+      if (::unlink(path.c_str()) != 0) {
+        fail("tachyon::journal: retention cannot delete '" + path + "': " + errno_text(errno));
         continue;
       }
       --count;
@@ -379,9 +451,11 @@ void journal::apply_retention() noexcept {
 journal_writer* journal::writer_for(thread_context& ctx) noexcept {
   if (ctx.journal != nullptr) return ctx.journal;
   const auto id = static_cast<std::uint32_t>(ctx.next_sequence & 0xffff);
-  journal_segment* s = make_segment(id);
+  // Not populated here: a thread's first journaled publish (or outcome) makes its segment, and
+  // tachyon-journal maps its pages while the thread writes the first records.
+  journal_segment* s = make_segment(id, false);
   if (s == nullptr) return nullptr;
-  journal_writer* w = new (std::nothrow) journal_writer(*this, id);
+  journal_writer* w = new (std::nothrow) journal_writer(*this, id, seed_);
   if (w == nullptr) {
     remove_segment(s);
     return nullptr;
@@ -417,22 +491,29 @@ bool journal_writer::roll(std::size_t bytes) noexcept {
     next = std::exchange(next_, nullptr);
   }
   if (next == nullptr) {  // tachyon-journal has not caught up: made here, on this thread
-    next = j.make_segment(id_);
+    next = j.make_segment(id_, false);
     if (next == nullptr) return false;
     j.made_inline_.fetch_add(1, std::memory_order_relaxed);
   }
   journal_segment* old = current_;
   old->used = static_cast<std::size_t>(tail_ - old->base);
   j.take_segment(*this, next);
-  if (claims_ != 0) {  // a claim in it is still being filled: it is handed over when it ends
-    retiring_ = old;
-    return true;
+  j.wake_.notify_one();  // a next one to prepare, and maybe this one's pages to map
+  if (claims_ != 0) {    // a claim in it is still being filled: it is handed over when it ends
+    try {
+      retiring_.push_back(old);
+      return true;
+    } catch (...) {  // no memory to keep it: the claim in it is padded, then it is handed over
+    }
   }
   j.hand_over(old);
   return true;
 }
 
-void journal_writer::retire() noexcept { owner_.hand_over(std::exchange(retiring_, nullptr)); }
+void journal_writer::retire() noexcept {
+  for (journal_segment* s : retiring_) owner_.hand_over(s);
+  retiring_.clear();
+}
 
 void journal::hand_over(journal_segment* s) noexcept {
   try {
@@ -448,7 +529,7 @@ void journal::hand_over(journal_segment* s) noexcept {
 void journal_writer::pad(std::byte* at, std::size_t length) noexcept {
   std::memset(at + sizeof(fmt::record_header), 0, length - sizeof(fmt::record_header));
   at[offsetof(fmt::record_header, kind)] = static_cast<std::byte>(fmt::padding);
-  fill(at, length, 0, meta{}, 0, nullptr, 0);
+  fill(at, length, 0, meta{}, 0);
   __atomic_store_n(reinterpret_cast<std::uint32_t*>(at), static_cast<std::uint32_t>(length),
                    __ATOMIC_RELEASE);
 }
@@ -472,8 +553,7 @@ void journal::settled(thread_context& ctx, const meta& m, tachyon::outcome o) no
     outcomes_lost_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  w->fill(at, sizeof(fmt::record_header), static_cast<std::uint8_t>(o), m, clock::now(), nullptr,
-          0);
+  w->fill(at, sizeof(fmt::record_header), static_cast<std::uint8_t>(o), m, clock::now());
   w->commit(at, sizeof(fmt::record_header), true);
 }
 
@@ -509,7 +589,47 @@ void journal::run() {
   auto retry_at = std::chrono::steady_clock::time_point{};  // after a failed preparation
   std::unique_lock lk(mutex_);
   for (;;) {
-    // Each writer gets a segment ready before it needs one.
+    // First the sync, so that making segments never delays it. Each writer's current segment is
+    // synced from where the last sync ended to its last commit: only written pages, never the
+    // touched-ahead ones beyond, which a sync would write (zeros) and clean, making the writer
+    // fault on each of them again. Segments rolled off are synced whole when closed (below).
+    if (syncing && std::chrono::steady_clock::now() >= next_sync) {
+      for (std::size_t i = 0; i < writers_.size(); ++i) {
+        journal_writer* w = writers_[i].get();
+        journal_segment* seg = w->current_;
+        std::byte* const from = w->synced_;
+        std::byte* const to = w->end_.load(std::memory_order_relaxed);
+        if (seg == nullptr || to <= from) continue;
+        lk.unlock();
+        // Only this thread unmaps a segment (closing it) while the bus runs: seg stays mapped.
+        const auto first =
+            reinterpret_cast<std::uintptr_t>(from) & ~(std::uintptr_t{page_bytes} - 1);
+        const bool ok = ::msync(reinterpret_cast<void*>(first),
+                                reinterpret_cast<std::uintptr_t>(to) - first, MS_SYNC) == 0;
+        const int e = errno;
+        lk.lock();
+        if (ok) {
+          syncs_.fetch_add(1, std::memory_order_relaxed);
+          if (w->current_ == seg) w->synced_ = to;
+        } else {
+          sync_failures_.fetch_add(1, std::memory_order_relaxed);
+          lk.unlock();
+          fail("tachyon::journal: msync of '" + seg->path + "': " + errno_text(e));
+          lk.lock();
+        }
+      }
+      next_sync = std::chrono::steady_clock::now() + interval;
+    }
+    // A segment a writer made itself (its first, or one it needed before this thread had one
+    // ready) gets its pages mapped now, while the writer writes its first records.
+    for (std::size_t i = 0; i < writers_.size() && !stopping_; ++i) {
+      journal_segment* seg = writers_[i]->current_;
+      if (seg == nullptr || seg->populated) continue;
+      lk.unlock();
+      populate(seg, true);
+      lk.lock();
+    }
+    // Each writer gets its next segment ready before it needs one.
     const bool may_prepare = std::chrono::steady_clock::now() >= retry_at;
     for (std::size_t i = 0; may_prepare && i < writers_.size() && !stopping_; ++i) {
       journal_writer* w = writers_[i].get();
@@ -517,28 +637,22 @@ void journal::run() {
       const std::uint32_t id = w->id_;
       lk.unlock();
       const std::uint64_t t0 = steady_now_ns();
-      journal_segment* s = make_segment(id);
+      journal_segment* seg = make_segment(id, true);
       prepare_ns_.fetch_add(steady_now_ns() - t0, std::memory_order_relaxed);
       lk.lock();
-      if (s == nullptr) {
+      if (seg == nullptr) {
         retry_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
         break;
       }
       prepared_.fetch_add(1, std::memory_order_relaxed);
-      if (w->next_ == nullptr) {
-        w->next_ = s;
-      } else {  // cannot happen while only this thread fills next_; kept safe
-        lk.unlock();
-        remove_segment(s);
-        lk.lock();
-      }
+      w->next_ = seg;  // only this thread fills next_, and the writer only empties it
     }
     bool closed = false;
     while (!rolled_.empty()) {
-      journal_segment* s = rolled_.front();
+      journal_segment* seg = rolled_.front();
       rolled_.pop_front();
       lk.unlock();
-      close_segment(s);
+      close_segment(seg);
       closed = true;
       lk.lock();
     }
@@ -547,28 +661,15 @@ void journal::run() {
       apply_retention();
       lk.lock();
     }
-    if (syncing && std::chrono::steady_clock::now() >= next_sync) {
-      std::vector<std::pair<int, std::string>> fds;
-      for (const journal_segment* s : open_) fds.emplace_back(s->fd, s->path);
-      lk.unlock();
-      // Only this thread closes segments (and the destructor, after joining it): the fds stay
-      // open while it syncs them.
-      for (const auto& [fd, path] : fds) {
-        if (::fdatasync(fd) == 0) {
-          syncs_.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          sync_failures_.fetch_add(1, std::memory_order_relaxed);
-          fail("tachyon::journal: fdatasync of '" + path + "': " + errno_text(errno));
-        }
-      }
-      next_sync = std::chrono::steady_clock::now() + interval;
-      lk.lock();
-    }
     if (stopping_) break;
     auto wake_at = syncing ? next_sync : std::chrono::steady_clock::now() + std::chrono::seconds(1);
     if (retry_at > std::chrono::steady_clock::now()) wake_at = std::min(wake_at, retry_at);
     wake_.wait_until(lk, wake_at, [&] {
       if (stopping_ || !rolled_.empty()) return true;
+      if (std::any_of(writers_.begin(), writers_.end(), [](const auto& w) {
+            return w->current_ != nullptr && !w->current_->populated;
+          }))
+        return true;
       if (std::chrono::steady_clock::now() < retry_at) return false;
       return std::any_of(writers_.begin(), writers_.end(),
                          [](const auto& w) { return w->next_ == nullptr; });

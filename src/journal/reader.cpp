@@ -62,6 +62,12 @@ struct mapped {
   std::uint64_t created_ticks = 0;
   std::vector<const journal_type_info*> by_index;  // registry index -> its entry in info.types
   std::vector<std::uint16_t> indexes;              // info.types[k]'s registry index
+  std::uint32_t seed = 0;                          // crc32c of the run id: records' CRC start
+  std::uint64_t first_number = 0;
+  // Where the records found at construction end: iteration reads no further, so it hands out
+  // what was committed then (a bus still writing adds more) and never reads bytes a bus may
+  // have given back to the filesystem since.
+  std::size_t end = 0;
 };
 
 /// A record that passed its checks, at `offset`.
@@ -70,13 +76,18 @@ struct found {
   fmt::record_header h;
 };
 
-bool record_ok(const std::byte* base, std::size_t size, std::size_t o, fmt::record_header& h) {
+bool record_ok(const std::byte* base, std::size_t size, std::size_t o, std::uint32_t seed,
+               fmt::record_header& h) {
   if (o + sizeof h > size) return false;
+  // The length first, with acquire (a writer in this process stores it last, with release),
+  // then the rest.
+  const std::uint32_t len =
+      __atomic_load_n(reinterpret_cast<const std::uint32_t*>(base + o), __ATOMIC_ACQUIRE);
+  if (len < sizeof h || len > size - o) return false;
   std::memcpy(&h, base + o, sizeof h);
-  if (h.length < sizeof h || h.length > size - o) return false;
+  h.length = len;
   if (h.kind != fmt::event && h.kind != fmt::outcome && h.kind != fmt::padding) return false;
-  const std::uint32_t len = h.length;
-  std::uint32_t c = detail::crc32c(0, &len, sizeof len);
+  std::uint32_t c = detail::crc32c(seed, &len, sizeof len);
   c = detail::crc32c(c, base + o + 8, h.length - 8);
   return c == h.checksum;
 }
@@ -87,11 +98,21 @@ bool all_zero(const std::byte* p, std::size_t n) {
   return true;
 }
 
-/// The scan of one segment: `on` gets each good record; damage goes to `problems`.
+/// The scan of one segment, up to `size`: `on(found, after_damage)` gets each good record
+/// (after_damage: damage was skipped just before it); damage goes to `report`. Returns where the
+/// last good record ends.
 template <class On>
-void scan_records(const std::string& file, const std::byte* base, std::size_t size,
-                  journal_scan* report, On&& on) {
+std::size_t scan_records(const std::string& file, const mapped& m, std::size_t size,
+                         journal_scan* report, On&& on) {
+  const std::byte* const base = m.base;
   std::size_t o = fmt::header_room;
+  std::size_t good_end = o;
+  bool damaged = false;
+  // Resuming after damage, a candidate must pass its checksum (seeded with this run's id: a
+  // copy of another run's record inside a payload does not) and come later in its writer's
+  // numbering than the last good record.
+  std::uint64_t last_number = m.first_number;
+  bool have_last = false;
   auto problem = [&](journal_problem::kind k, std::size_t at, std::size_t bytes, std::string d) {
     if (report == nullptr) return;
     if (k == journal_problem::kind::torn_tail) {
@@ -103,20 +124,28 @@ void scan_records(const std::string& file, const std::byte* base, std::size_t si
     }
     report->problems.push_back({k, file, at, bytes, std::move(d)});
   };
+  auto later = [&](const fmt::record_header& h) {
+    return have_last ? h.number > last_number : h.number >= m.first_number;
+  };
   while (o + 8 <= size) {
-    std::uint32_t len;
-    std::memcpy(&len, base + o, sizeof len);
+    const std::uint32_t len =
+        __atomic_load_n(reinterpret_cast<const std::uint32_t*>(base + o), __ATOMIC_ACQUIRE);
     fmt::record_header h;
     if (len == 0 && all_zero(base + o, std::min<std::size_t>(size - o, sizeof h)))
-      return;  // the end
-    if (record_ok(base, size, o, h)) {
-      on(found{o, h});
+      return good_end;  // the end
+    if (record_ok(base, size, o, m.seed, h) && later(h)) {
+      on(found{o, h}, std::exchange(damaged, false));
       o += fmt::padded(h.length);
+      good_end = o;
+      last_number = h.number;
+      have_last = true;
       continue;
     }
     // Damaged: resume at the next record that passes, if any.
+    damaged = true;
     std::size_t next = o + fmt::record_align;
-    while (next + sizeof h <= size && !record_ok(base, size, next, h)) next += fmt::record_align;
+    while (next + sizeof h <= size && !(record_ok(base, size, next, m.seed, h) && later(h)))
+      next += fmt::record_align;
     if (next + sizeof h <= size) {
       if (len == 0)  // claimed, never committed: its thread died before the record was whole
         problem(journal_problem::kind::torn_tail, o, next - o,
@@ -135,8 +164,9 @@ void scan_records(const std::string& file, const std::byte* base, std::size_t si
             len == 0 ? "a record without its length: its process died while writing it"
                      : "a last record that fails its checksum or frame (length " +
                            std::to_string(len) + ")");
-    return;
+    return good_end;
   }
+  return good_end;
 }
 
 }  // namespace
@@ -185,7 +215,7 @@ struct journal_reader::state {
           continue;
         }
         const std::size_t i = w.segments[w.seg];
-        scan_records(infos[i].file, maps[i].base, maps[i].size, nullptr, [&](const found& f) {
+        scan_records(infos[i].file, maps[i], maps[i].end, nullptr, [&](const found& f, bool) {
           if (f.h.kind != fmt::padding) w.records.push_back(f);
         });
         if (w.records.empty()) {
@@ -344,6 +374,8 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
     m.ns_per_tick = h.ns_per_tick;
     m.created_ns = h.created_ns;
     m.created_ticks = h.created_ticks;
+    m.seed = detail::crc32c(0, &h.run_id, sizeof h.run_id);
+    m.first_number = h.first_number;
     m.indexes = std::move(indexes);
     s.infos.push_back(std::move(info));
     s.maps.push_back(std::move(m));
@@ -385,31 +417,34 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
       for (std::size_t i : w.segments) {
         journal_segment_info& info = s.infos[i];
         ++s.scan.segments;
-        scan_records(info.file, s.maps[i].base, s.maps[i].size, &s.scan, [&](const found& f) {
-          if (have_last && f.h.number != last + 1) {
-            ++s.scan.gaps;
-            const std::uint64_t missing = f.h.number > last ? f.h.number - last - 1 : 0;
-            s.scan.problems.push_back({journal_problem::kind::gap, info.file, f.offset, missing,
-                                       "thread " + std::to_string(info.writer) + " of run " +
-                                           hex_id(r.id) + ": records " + std::to_string(last + 1) +
-                                           " to " + std::to_string(f.h.number - 1) +
-                                           " are missing"});
-          }
-          have_last = true;
-          last = f.h.number;
-          if (f.h.kind == fmt::padding) return;  // an event refused after its record was claimed
-          s.scan.bytes += fmt::padded(f.h.length);
-          info.bytes += fmt::padded(f.h.length);
-          if (f.h.kind == fmt::event) {
-            ++s.scan.records;
-            ++info.records;
-            seen.insert(f.h.sequence);
-          } else {
-            ++s.scan.outcome_records;
-            ++info.outcomes;
-            outs[f.h.sequence] = static_cast<tachyon::outcome>(f.h.detail);
-          }
-        });
+        s.maps[i].end = scan_records(
+            info.file, s.maps[i], s.maps[i].size, &s.scan, [&](const found& f, bool after_damage) {
+              // A gap right after damage is that damage's records, already reported.
+              if (have_last && f.h.number != last + 1 && !after_damage) {
+                ++s.scan.gaps;
+                const std::uint64_t missing = f.h.number > last ? f.h.number - last - 1 : 0;
+                s.scan.problems.push_back({journal_problem::kind::gap, info.file, f.offset, missing,
+                                           "thread " + std::to_string(info.writer) + " of run " +
+                                               hex_id(r.id) + ": records " +
+                                               std::to_string(last + 1) + " to " +
+                                               std::to_string(f.h.number - 1) + " are missing"});
+              }
+              have_last = true;
+              last = f.h.number;
+              if (f.h.kind == fmt::padding)
+                return;  // an event refused after its record was claimed
+              s.scan.bytes += fmt::padded(f.h.length);
+              info.bytes += fmt::padded(f.h.length);
+              if (f.h.kind == fmt::event) {
+                ++s.scan.records;
+                ++info.records;
+                seen.insert(f.h.sequence);
+              } else {
+                ++s.scan.outcome_records;
+                ++info.outcomes;
+                outs[f.h.sequence] = static_cast<tachyon::outcome>(f.h.detail);
+              }
+            });
       }
     }
     for (const auto& [sequence, o] : outs)

@@ -5,12 +5,16 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <tachyon/codec.hpp>
+#include <tachyon/detail/journal/format.hpp>
 #include <tachyon/journal.hpp>
 #include <tachyon/tachyon.hpp>
 
@@ -67,6 +71,26 @@ inline tachyon::config journaled(const temp_dir& d, std::uint32_t workers = 1) {
   c.journal.directory = d.str();
   c.journal.segment_bytes = 1u << 20;
   return c;
+}
+
+/// Where a segment's records end (its first all-zero record header): a closed segment keeps
+/// its size, its unused tail a hole.
+inline std::uint64_t records_end(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::vector<char> b((std::istreambuf_iterator<char>(in)), {});
+  std::size_t o = tachyon::detail::journal_format::header_room;
+  while (o + sizeof(tachyon::detail::journal_format::record_header) <= b.size()) {
+    std::uint32_t len;
+    std::memcpy(&len, b.data() + o, sizeof len);
+    if (len == 0) break;
+    o += tachyon::detail::journal_format::padded(len);
+  }
+  return o;
+}
+
+/// The checksum seed of records a bus with run id `run` writes.
+inline std::uint32_t checksum_seed(std::uint64_t run) {
+  return tachyon::detail::crc32c(0, &run, sizeof run);
 }
 
 /// Every record a reader hands out.

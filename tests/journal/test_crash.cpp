@@ -484,7 +484,7 @@ TEST(JournalDamage, ATornTailIsReportedWhereItIsAndEveryWholeRecordIsHandedOut) 
   const auto segs = event_segments(before);
   ASSERT_GE(segs.size(), 2u);
   const std::string last = segs.back().file;
-  const std::uint64_t end = fs::file_size(last);  // a closed segment is cut to its records' end
+  const std::uint64_t end = jt::records_end(last);  // a closed segment keeps its size
   ASSERT_EQ(end % fmt::record_align, 0u);
 
   // What a process killed inside fill() leaves: the header (its length still 0) and part of
@@ -562,14 +562,10 @@ TEST(JournalDamage, CorruptedBytesInTheMiddleAreReportedAndSkippedByReplay) {
   EXPECT_EQ(corrupt[1].offset, b.offset);
   EXPECT_EQ(corrupt[1].bytes, fmt::padded(sizeof(fmt::record_header) + b.payload.size()));
   EXPECT_EQ(c.scan.corrupt, 2u);
-  // Each skipped record also leaves its thread's numbers one short, at the record after it.
-  const auto gaps = c.problems(kind::gap);
-  ASSERT_EQ(gaps.size(), 2u) << describe(c.scan);
-  EXPECT_EQ(gaps[0].offset, in_file[101].offset);
-  EXPECT_EQ(gaps[0].bytes, 1u);
-  EXPECT_EQ(gaps[1].offset, in_file[201].offset);
-  EXPECT_EQ(gaps[1].bytes, 1u);
-  EXPECT_EQ(c.scan.problems.size(), 4u) << describe(c.scan);
+  // The records they held leave their thread's numbers one short each: not a gap of its own,
+  // since the damage reported just before it explains it.
+  EXPECT_EQ(c.problems(kind::gap).size(), 0u) << describe(c.scan);
+  EXPECT_EQ(c.scan.problems.size(), 2u) << describe(c.scan);
   EXPECT_EQ(c.scan.orphan_outcomes, 2u);  // their outcomes are in the worker's segments
   EXPECT_EQ(c.scan.torn_tails + c.scan.bad_segments, 0u);
   // Exactly those two are missing; every other record is as it was.
@@ -584,7 +580,7 @@ TEST(JournalDamage, CorruptedBytesInTheMiddleAreReportedAndSkippedByReplay) {
   EXPECT_EQ(rep.refused + rep.skipped_types + rep.undecodable, 0u) << rep.error;
   EXPECT_EQ(rep.scan.corrupt, 2u);
   EXPECT_EQ(rep.scan.corrupt_bytes, corrupt[0].bytes + corrupt[1].bytes);
-  EXPECT_EQ(rep.scan.gaps, 2u);
+  EXPECT_EQ(rep.scan.gaps, 0u);  // explained by the damage reported before each
 }
 
 TEST(JournalDamage, ATruncatedSegmentAndForeignFilesAreReportedNotFatal) {
@@ -599,7 +595,7 @@ TEST(JournalDamage, ATruncatedSegmentAndForeignFilesAreReportedNotFatal) {
   // A middle segment cut to half its size, inside a record.
   const std::string cut_file = segs[1].file;
   const auto in_cut = events_in(before, cut_file);
-  const std::uint64_t half = fs::file_size(cut_file) / 2;
+  const std::uint64_t half = jt::records_end(cut_file) / 2;
   std::size_t first_lost = 0;
   while (in_cut[first_lost].offset + sizeof(fmt::record_header) +
              in_cut[first_lost].payload.size() <=

@@ -1,6 +1,7 @@
 // Reading a journal back: filters, replay into a bus, types read at other versions or layouts,
 // segments rolling and retention, durability modes, and the configuration's checks.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <fstream>
@@ -287,8 +288,12 @@ TEST(JournalRead, RetentionByBytesCountsEveryRunsSegments) {
     }
     bus.stop();
   }
-  std::uint64_t bytes = 0;
-  for (const auto& f : dir.segments()) bytes += std::filesystem::file_size(f);
+  std::uint64_t bytes = 0;  // on the disk: a closed segment's unused tail is a hole
+  for (const auto& f : dir.segments()) {
+    struct stat st {};
+    ASSERT_EQ(::stat(f.c_str(), &st), 0);
+    bytes += static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
   EXPECT_LE(bytes, 256u << 10);
   EXPECT_GT(bytes, 0u);
 }
@@ -302,7 +307,9 @@ TEST(JournalRead, IntervalAndEveryEventDurabilitySync) {
     tachyon::bus<jt::Events> bus(c);
     for (std::uint64_t i = 0; i < 20; ++i) ASSERT_EQ(bus.publish(Tick{i, 0}), result::ok);
     if (mode == tachyon::durability::every_event) {
-      EXPECT_EQ(bus.journal_stats().syncs, 20u);  // one per event, before publish returned
+      // One per event before its publish returned, besides those of the directory (a segment
+      // made) and of a segment's header (taken by the writer).
+      EXPECT_GE(bus.journal_stats().syncs, 20u);
     } else {
       EXPECT_TRUE(tt::eventually([&] { return bus.journal_stats().syncs > 0; }));
     }

@@ -40,7 +40,7 @@ struct segment_header {
   std::uint64_t created_ns;      // this segment's, ns since the Unix epoch (system clock)
   std::uint64_t created_ticks;   // tachyon::clock::now() at created_ns
   double ns_per_tick;            // tachyon::clock::ns_per_tick() of the run
-  std::uint64_t segment_bytes;   // the file's size as made (a closed segment is cut to its end)
+  std::uint64_t segment_bytes;   // the file's size (a closed segment's unused tail is a hole)
   std::uint64_t ordinal;         // this run's segments, numbered as made (file names sort so)
   std::uint32_t writer;          // the writing thread's context id within the bus (1 .. 65535)
   std::uint32_t writer_segment;  // 0, 1, ...: this writer's segments in order

@@ -72,6 +72,7 @@ struct journal_type {
 /// One mapped segment file.
 struct journal_segment {
   int fd = -1;
+  bool populated = false;  // its pages mapped writable ahead of the writer
   std::byte* base = nullptr;
   std::size_t size = 0;
   std::size_t used = 0;  // the writer's tail when it rolled off (set before closing)
@@ -84,7 +85,8 @@ class journal;
 /// One thread's segment writer. reserve/fill/commit/abandon run on the owning thread only.
 class journal_writer {
  public:
-  journal_writer(journal& owner, std::uint32_t id) noexcept : owner_(owner), id_(id) {}
+  journal_writer(journal& owner, std::uint32_t id, std::uint32_t seed) noexcept
+      : owner_(owner), id_(id), seed_(seed) {}
 
   /// Claims room for a record of `length` bytes (header and payload) at the tail, or returns
   /// nullptr if the segment cannot be rolled over (the reason is the journal's last_error). The
@@ -107,10 +109,12 @@ class journal_writer {
     return at;
   }
 
-  /// Writes the record claimed at `at` but its length: header fields from `m`, the payload,
-  /// the checksum. Not yet visible to a reader.
+  /// Writes the header of the record claimed at `at` from `m`, and its checksum over the header
+  /// and the `length - 56` payload bytes already in place after it; not its length, so it is
+  /// not yet visible to a reader. The checksum starts from the run's seed: a record copied from
+  /// another run's journal never passes in this one's.
   void fill(std::byte* at, std::size_t length, std::uint8_t detail, const meta& m,
-            std::uint64_t ticks, const void* payload, std::size_t n) noexcept {
+            std::uint64_t ticks) noexcept {
     journal_format::record_header h;
     h.length = 0;
     h.checksum = 0;
@@ -126,9 +130,8 @@ class journal_writer {
     h.causation = m.causation_id;
     h.ticks = ticks;
     std::memcpy(at, &h, sizeof h);
-    if (n != 0) std::memcpy(at + sizeof h, payload, n);
     const auto len = static_cast<std::uint32_t>(length);
-    std::uint32_t c = crc32c(0, &len, sizeof len);
+    std::uint32_t c = crc32c(seed_, &len, sizeof len);
     c = crc32c(c, at + 8, length - 8);
     std::memcpy(at + 4, &c, sizeof c);
   }
@@ -141,9 +144,10 @@ class journal_writer {
     bump_relaxed(outcome ? outcomes_ : records_);
     bytes_.store(bytes_.load(std::memory_order_relaxed) + journal_format::padded(length),
                  std::memory_order_relaxed);
+    end_.store(tail_, std::memory_order_relaxed);
     if (every_event_ && !outcome) [[unlikely]]
       sync_record(at, length);
-    if (--claims_ == 0 && retiring_ != nullptr) [[unlikely]]
+    if (--claims_ == 0 && !retiring_.empty()) [[unlikely]]
       retire();
   }
 
@@ -161,11 +165,13 @@ class journal_writer {
     } else {
       pad(at, length);
     }
-    if (--claims_ == 0 && retiring_ != nullptr) [[unlikely]]
+    if (--claims_ == 0 && !retiring_.empty()) [[unlikely]]
       retire();
   }
 
-  /// Scratch for a codec's encode (a type that is not written as its bytes).
+  /// Scratch for a codec's encode (a type that is not written as its bytes). The encoded bytes
+  /// are copied into the claimed record at once, before anything else can run on this thread
+  /// (a settle listener that publishes, inside the publish): a nested publish may reuse it.
   std::vector<std::byte> scratch;
 
   std::uint32_t id() const noexcept { return id_; }
@@ -177,50 +183,54 @@ class journal_writer {
   }
   bool roll(std::size_t bytes) noexcept;
   void pad(std::byte* at, std::size_t length) noexcept;
-  /// Hands the segment rolled off while a claim in it was open to tachyon-journal.
+  /// Hands the segments rolled off while a claim in them was open to tachyon-journal.
   void retire() noexcept;
   void sync_record(std::byte* at, std::size_t length) noexcept;
 
   journal& owner_;
   const std::uint32_t id_;
+  const std::uint32_t seed_;  // crc32c of the run id: every record's checksum starts from it
   std::byte* tail_ = nullptr;
   std::size_t room_ = 0;
   std::uint64_t number_ = 0;
   bool every_event_ = false;
   std::uint32_t segments_taken_ = 0;
+  // Changed by the owner under the journal's mutex (tachyon-journal reads it to sync).
   journal_segment* current_ = nullptr;
   // Claims not yet committed or abandoned: more than one while a publish's own claim waits for
-  // its event to be queued and the publish settles another event (a displaced one) meanwhile.
-  // A segment rolled off with a claim still open in it stays mapped (retiring_) until the
-  // last one ends.
+  // its event to be queued and the publish settles another event (a displaced one) meanwhile,
+  // or publishes from a settle listener. Segments rolled off with a claim still open in them
+  // stay mapped (retiring_) until the last one ends.
   std::uint32_t claims_ = 0;
-  journal_segment* retiring_ = nullptr;
+  std::vector<journal_segment*> retiring_;
   // Guarded by the journal's mutex: the segment tachyon-journal prepared for this writer.
   journal_segment* next_ = nullptr;
-  // Read by journal_stats() on other threads; written by the owner only.
+  // Read by other threads; written by the owner only. end_: the tail after the last commit,
+  // how far durability::interval's sync of the current segment reaches.
   std::atomic<std::uint64_t> records_{0};
   std::atomic<std::uint64_t> outcomes_{0};
   std::atomic<std::uint64_t> bytes_{0};
+  std::atomic<std::byte*> end_{nullptr};
+  std::byte* synced_ = nullptr;  // tachyon-journal's: where its last sync of current_ ended
 };
 
-/// A journaled publish's record, reserved before the event is admitted and filled by the
-/// publish path's payload store, once the header is stamped (bus.hpp).
+/// A journaled publish's record, claimed before the event is admitted, its payload copied in
+/// at once, and its header written by the publish path's payload store, once the header is
+/// stamped (bus.hpp).
 struct journal_slot {
   journal_writer* writer;
   std::byte* at;
   std::size_t length;
-  const void* payload;
-  std::size_t n;
 
   void write(const meta& h) noexcept {
-    writer->fill(at, length, h.attempt, h, h.publish_ticks != 0 ? h.publish_ticks : clock::now(),
-                 payload, n);
+    writer->fill(at, length, h.attempt, h, h.publish_ticks != 0 ? h.publish_ticks : clock::now());
   }
 };
 
 /// A bus's journal: its directory, its writers and its thread. Made by the bus's constructor
-/// when config::journal.directory is set; closed (segments cut to their ends, the thread
-/// stopped, the lock let go) by its destructor, after the bus has stopped.
+/// when config::journal.directory is set and the registry journals a type; closed (segments'
+/// unused tails given back, the thread stopped, the lock let go) by its destructor, after the
+/// bus has stopped.
 class journal {
  public:
   /// Opens (creates) the directory, takes its lock and starts tachyon-journal. Throws
@@ -246,6 +256,8 @@ class journal {
   void refused() noexcept { refused_.fetch_add(1, std::memory_order_relaxed); }
 
   journal_stats stats() const;
+  /// Records why the journal refused or lost something (journal_stats::last_error).
+  void fail(std::string what) noexcept;
   std::uint64_t run_id() const noexcept { return run_id_; }
   const std::string& directory() const noexcept { return dir_; }
 
@@ -254,7 +266,10 @@ class journal {
 
   /// Makes a segment file for writer `w`: allocated (posix_fallocate, so that a full disk is
   /// found here and never as a SIGBUS on a page), mapped, its pages touched, its header written.
-  journal_segment* make_segment(std::uint32_t writer) noexcept;
+  journal_segment* make_segment(std::uint32_t writer, bool populate) noexcept;
+  /// Maps the pages of s writable (MADV_POPULATE_WRITE, or a touch per page).
+  /// `in_use`: a writer is writing it; then only MADV_POPULATE_WRITE, never a write per page.
+  static void populate(journal_segment* s, bool in_use) noexcept;
   /// Hands `s` to the writer as its current segment: the header gets the writer's numbers.
   void take_segment(journal_writer& w, journal_segment* s) noexcept;
   void close_segment(journal_segment* s) noexcept;
@@ -263,7 +278,9 @@ class journal {
   void remove_segment(journal_segment* s) noexcept;
   void apply_retention() noexcept;
   void run();
-  void fail(std::string what) noexcept;
+  /// fsync of the directory, so that a segment's name survives a power loss (durability modes
+  /// other than process).
+  void sync_directory() noexcept;
 
   const journal_config cfg_;
   const std::vector<journal_type> types_;
@@ -272,6 +289,8 @@ class journal {
   std::uint64_t run_start_ns_ = 0;
   double ns_per_tick_ = 1.0;
   int lock_fd_ = -1;
+  int dir_fd_ = -1;
+  std::uint32_t seed_ = 0;
   std::size_t header_used_ = 0;
   std::vector<std::byte> header_template_;  // segment_header + type table, as every segment's
 
