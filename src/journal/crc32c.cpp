@@ -43,6 +43,13 @@ std::uint32_t crc_table(std::uint32_t c, const unsigned char* p, std::size_t n) 
     n -= 8;
   }
   auto c32 = static_cast<std::uint32_t>(c64);
+  if (n >= 4) {  // a record's length, checksummed first: one instruction, not four
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    c32 = _mm_crc32_u32(c32, v);
+    p += 4;
+    n -= 4;
+  }
   while (n-- > 0) c32 = _mm_crc32_u8(c32, *p++);
   return c32;
 }

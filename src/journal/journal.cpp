@@ -350,6 +350,7 @@ void journal::take_segment(journal_writer& w, journal_segment* s) noexcept {
   }
   std::byte* const start = s->base + fmt::header_room;
   std::lock_guard lock(mutex_);  // tachyon-journal reads current_ and end_ to sync
+  s->taken = true;
   w.current_ = s;
   w.tail_ = start;
   w.room_ = s->size - fmt::header_room;
@@ -403,6 +404,7 @@ void journal::apply_retention() noexcept {
       std::string name;
       std::uint64_t bytes;  // on the disk: a closed segment's unused tail is a hole
       bool open;
+      bool ahead;  // made ahead and not yet taken by a writer: holds nothing, is not counted
     };
     std::vector<file> files;
     std::error_code ec;
@@ -410,8 +412,8 @@ void journal::apply_retention() noexcept {
       if (e.path().extension() != fmt::file_suffix) continue;
       struct stat st {};
       if (::stat(e.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      files.push_back(
-          {e.path().filename().string(), static_cast<std::uint64_t>(st.st_blocks) * 512, false});
+      files.push_back({e.path().filename().string(), static_cast<std::uint64_t>(st.st_blocks) * 512,
+                       false, false});
     }
     // Read after the listing: a segment is open before it has its name (make_segment), so a
     // listed segment of this run that is being written is in the set now.
@@ -420,15 +422,22 @@ void journal::apply_retention() noexcept {
       for (const journal_segment* s : open_) {
         const std::string n = std::filesystem::path(s->path).filename().string();
         for (file& f : files)
-          if (f.name == n) f.open = true;
+          if (f.name == n) {
+            f.open = true;
+            f.ahead = !s->taken;
+          }
       }
     }
     // Names sort by the run's start, then the segment's ordinal: oldest first.
     std::sort(files.begin(), files.end(),
               [](const file& a, const file& b) { return a.name < b.name; });
-    std::uint64_t count = files.size();
+    std::uint64_t count = 0;
     std::uint64_t bytes = 0;
-    for (const file& f : files) bytes += f.bytes;
+    for (const file& f : files)
+      if (!f.ahead) {
+        ++count;
+        bytes += f.bytes;
+      }
     for (const file& f : files) {
       const bool over = (cfg_.retain_segments != 0 && count > cfg_.retain_segments) ||
                         (cfg_.retain_bytes != 0 && bytes > cfg_.retain_bytes);

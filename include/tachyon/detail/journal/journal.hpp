@@ -73,6 +73,7 @@ struct journal_type {
 struct journal_segment {
   int fd = -1;
   bool populated = false;  // its pages mapped writable ahead of the writer
+  bool taken = false;      // a writer has written to it (set under the journal's mutex)
   std::byte* base = nullptr;
   std::size_t size = 0;
   std::size_t used = 0;  // the writer's tail when it rolled off (set before closing)
