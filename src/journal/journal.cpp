@@ -70,7 +70,10 @@ std::string normal_directory(const std::string& d) {
   if (!p.has_filename() && p.has_parent_path() && p != p.root_path()) p = p.parent_path();
   return p.string();
 }
-constexpr char part_suffix[] = ".part";  // a segment being made: "<name>.tjs.part"
+// A segment made and not yet taken by a writer: "<run>-ahead-<n>.tjs.ahead". Readers and
+// retention see only ".tjs": a segment gets its name, with its place in the run's order, when a
+// writer takes it, so that names sort as the run used its segments.
+constexpr char ahead_suffix[] = ".ahead";
 
 }  // namespace
 
@@ -99,8 +102,8 @@ journal::journal(const journal_config& cfg, std::vector<journal_type> types)
   if (::ftruncate(lock_fd_, 0) == 0) {
     [[maybe_unused]] const auto w = ::write(lock_fd_, pid.data(), pid.size());
   }
-  // Segments a killed process was making (the lock says none is being made now).
-  const std::string part_tail = std::string(fmt::file_suffix) + part_suffix;
+  // Segments a killed process made and never wrote (the lock says none is being made now).
+  const std::string part_tail = std::string(fmt::file_suffix) + ahead_suffix;
   for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string n = it->path().filename().string();
     if (n.size() > part_tail.size() &&
@@ -238,24 +241,21 @@ void journal::populate(journal_segment* s, bool in_use) noexcept {
 }
 
 journal_segment* journal::make_segment(std::uint32_t writer, bool populate_now) noexcept {
-  std::uint64_t ordinal;
+  std::uint64_t made;
   {
     std::lock_guard lock(mutex_);
-    ordinal = next_ordinal_++;
+    made = next_made_++;
   }
-  char name[80];
-  std::snprintf(name, sizeof name, "/%020" PRIu64 "-%016" PRIx64 "-%08" PRIu64 "%s", run_start_ns_,
-                run_id_, ordinal, fmt::file_suffix);
-  // Made under a name readers and retention ignore, and renamed once its header is written:
-  // a process killed while making it leaves no file under the segments' suffix that is not a
-  // segment (the next bus on the directory removes the leftover).
-  std::string path, part;
+  char name[96];
+  std::snprintf(name, sizeof name, "/%020" PRIu64 "-%016" PRIx64 "-ahead-%08" PRIu64 "%s%s",
+                run_start_ns_, run_id_, made, fmt::file_suffix, ahead_suffix);
+  std::string part;
   try {
-    path = dir_ + name;
-    part = path + part_suffix;
+    part = dir_ + name;
   } catch (...) {
     return nullptr;
   }
+  const std::string& path = part;
   const int fd = ::open(part.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
     fail("tachyon::journal: cannot create segment '" + path + "': " + errno_text(errno));
@@ -285,7 +285,7 @@ journal_segment* journal::make_segment(std::uint32_t writer, bool populate_now) 
   std::memcpy(&h, base, sizeof h);
   h.created_ns = wall_ns();
   h.created_ticks = clock::now();
-  h.ordinal = ordinal;
+  h.ordinal = UINT64_MAX;  // set when a writer takes it
   h.writer = writer;
   h.writer_segment = UINT32_MAX;  // set when a writer takes it
   h.first_number = UINT64_MAX;    // likewise
@@ -301,14 +301,11 @@ journal_segment* journal::make_segment(std::uint32_t writer, bool populate_now) 
   s->fd = fd;
   s->base = base;
   s->size = size;
-  s->ordinal = ordinal;
   // The pages, mapped writable now (by tachyon-journal), so that the writer takes no page
   // fault on them; a writer that must make its own segment leaves that to tachyon-journal.
   if (populate_now) populate(s, false);
   try {
-    s->path = std::move(path);
-    // Open before it has its name, so that retention, which lists the directory and then
-    // reads the open set, never takes it for a closed one.
+    s->path = part;
     std::lock_guard lock(mutex_);
     open_.push_back(s);
   } catch (...) {
@@ -318,28 +315,52 @@ journal_segment* journal::make_segment(std::uint32_t writer, bool populate_now) 
     delete s;
     return nullptr;
   }
-  if (::rename(part.c_str(), s->path.c_str()) != 0) {
-    const int e = errno;
-    fail("tachyon::journal: cannot rename '" + part + "' to '" + s->path + "': " + errno_text(e));
-    ::unlink(part.c_str());
-    remove_segment(s);
-    return nullptr;
-  }
-  sync_directory();
   segments_.fetch_add(1, std::memory_order_relaxed);
   return s;
 }
 
-void journal::take_segment(journal_writer& w, journal_segment* s) noexcept {
+bool journal::take_segment(journal_writer& w, journal_segment* s) noexcept {
+  std::unique_lock lock(mutex_);  // tachyon-journal reads current_ and end_ to sync
+  const std::uint64_t ordinal = next_ordinal_;
+  char name[80];
+  std::snprintf(name, sizeof name, "/%020" PRIu64 "-%016" PRIx64 "-%08" PRIu64 "%s", run_start_ns_,
+                run_id_, ordinal, fmt::file_suffix);
+  std::string path;
+  try {
+    path = dir_ + name;
+  } catch (...) {
+    return false;
+  }
   fmt::segment_header h;
   std::memcpy(&h, s->base, sizeof h);
   h.writer = w.id_;
-  h.writer_segment = w.segments_taken_++;
+  h.writer_segment = w.segments_taken_;
   h.first_number = w.number_;
+  h.ordinal = ordinal;
   std::memcpy(s->base, &h, sizeof h);
   set_header_checksum(s->base);
+  // Its name now, under the lock: retention, which lists the directory and then reads the open
+  // set under this lock, sees it either not yet named or named and taken.
+  if (::rename(s->path.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    lock.unlock();
+    fail("tachyon::journal: cannot name segment '" + path + "': " + errno_text(e));
+    return false;
+  }
+  ++next_ordinal_;
+  ++w.segments_taken_;
+  s->path.swap(path);
+  s->ordinal = ordinal;
+  s->taken = true;
+  std::byte* const start = s->base + fmt::header_room;
+  w.current_ = s;
+  w.tail_ = start;
+  w.room_ = s->size - fmt::header_room;
+  w.end_.store(start, std::memory_order_relaxed);
+  w.synced_ = start;
+  lock.unlock();
   // Under every_event, a record synced before its publish returns must be findable after a
-  // power loss: its segment's header (taken now) goes to the disk first.
+  // power loss: its segment's header and name go to the disk first.
   if (cfg_.durability == durability::every_event) {
     if (::msync(s->base, page_bytes, MS_SYNC) == 0) {
       syncs_.fetch_add(1, std::memory_order_relaxed);
@@ -348,14 +369,8 @@ void journal::take_segment(journal_writer& w, journal_segment* s) noexcept {
       fail("tachyon::journal: msync of the header of '" + s->path + "': " + errno_text(errno));
     }
   }
-  std::byte* const start = s->base + fmt::header_room;
-  std::lock_guard lock(mutex_);  // tachyon-journal reads current_ and end_ to sync
-  s->taken = true;
-  w.current_ = s;
-  w.tail_ = start;
-  w.room_ = s->size - fmt::header_room;
-  w.end_.store(start, std::memory_order_relaxed);
-  w.synced_ = start;
+  sync_directory();
+  return true;
 }
 
 void journal::close_segment(journal_segment* s) noexcept {
@@ -470,7 +485,11 @@ journal_writer* journal::writer_for(thread_context& ctx) noexcept {
     return nullptr;
   }
   w->every_event_ = cfg_.durability == durability::every_event;
-  take_segment(*w, s);
+  if (!take_segment(*w, s)) {
+    remove_segment(s);
+    delete w;
+    return nullptr;
+  }
   try {
     std::lock_guard lock(mutex_);
     writers_.emplace_back(w);
@@ -505,8 +524,12 @@ bool journal_writer::roll(std::size_t bytes) noexcept {
     j.made_inline_.fetch_add(1, std::memory_order_relaxed);
   }
   journal_segment* old = current_;
-  old->used = static_cast<std::size_t>(tail_ - old->base);
-  j.take_segment(*this, next);
+  const std::size_t used = static_cast<std::size_t>(tail_ - old->base);
+  if (!j.take_segment(*this, next)) {
+    j.remove_segment(next);
+    return false;
+  }
+  old->used = used;
   j.wake_.notify_one();  // a next one to prepare, and maybe this one's pages to map
   if (claims_ != 0) {    // a claim in it is still being filled: it is handed over when it ends
     try {

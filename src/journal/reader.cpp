@@ -275,7 +275,7 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
       bad("not a regular file");
       continue;
     }
-    // Segments appear under their name only once whole (made as .tjs.part, then renamed): a
+    // Segments appear under their name only once taken by a writer (made as .tjs.ahead): a
     // short one is not something a killed writer leaves.
     if (!stated || st.st_size < static_cast<off_t>(sizeof(fmt::segment_header))) {
       ::close(fd);

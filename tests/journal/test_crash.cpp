@@ -289,7 +289,7 @@ void expect_new_run_appends(const fs::path& dir, const journal_contents& before)
   EXPECT_EQ(after.problems(kind::torn_tail).size(), before.problems(kind::torn_tail).size());
   EXPECT_EQ(after.scan.problems.size(), before.scan.problems.size()) << describe(after.scan);
   for (const auto& e : fs::directory_iterator(dir))
-    EXPECT_NE(e.path().extension(), ".part") << "a half-made segment left behind: " << e.path();
+    EXPECT_NE(e.path().extension(), ".ahead") << "a segment never taken left behind: " << e.path();
 }
 
 // ---- kill -9 at a moment chosen by a seed ---------------------------------------------------
@@ -629,7 +629,7 @@ TEST(JournalDamage, ATruncatedSegmentAndForeignFilesAreReportedNotFatal) {
     std::ofstream(taken, std::ios::binary).write(bytes.data(), static_cast<long>(bytes.size()));
   }
   // What a process killed while making a segment leaves (the next bus removes it).
-  const fs::path part = tmp.path / "00000000000000000001-0000000000000001-00000000.tjs.part";
+  const fs::path part = tmp.path / "00000000000000000001-0000000000000001-ahead-00000000.tjs.ahead";
   std::ofstream(part) << "half made";
 
   const journal_contents c = read_journal(tmp.path);

@@ -1,5 +1,5 @@
 // What a process killed while it makes or takes a segment leaves behind, beside a journal: a
-// segment being made is a .tjs.part (empty, or zeros), which readers do not read; one whose
+// segment being made is a .tjs.ahead (empty, or zeros), which readers do not read; one whose
 // header a writer was rewriting to take it holds no record. Neither is damage. A segment with
 // records and a bad header is still a bad segment.
 #include <gtest/gtest.h>
@@ -47,8 +47,8 @@ TEST(JournalReaderLeftovers, SegmentsAKilledProcessWasMakingHoldNothingAndAreNot
   const std::vector<char> real = bytes_of(segment);
   // Killed right after creating the file; while allocating or touching its pages; while a
   // writer rewrote the header of one it was taking (the checksum no longer matches).
-  write_file(dir.path / "zz-0-created.tjs.part", {});
-  write_file(dir.path / "zz-1-allocated.tjs.part", std::vector<char>(64 * 1024, 0));
+  write_file(dir.path / "zz-0-created.tjs.ahead", {});
+  write_file(dir.path / "zz-1-allocated.tjs.ahead", std::vector<char>(64 * 1024, 0));
   std::vector<char> taken(real.begin(), real.begin() + fmt::header_room);
   taken[offsetof(fmt::segment_header, writer_segment)] ^= 1;
   taken.resize(64 * 1024, 0);

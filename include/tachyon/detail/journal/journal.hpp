@@ -272,7 +272,7 @@ class journal {
   /// `in_use`: a writer is writing it; then only MADV_POPULATE_WRITE, never a write per page.
   static void populate(journal_segment* s, bool in_use) noexcept;
   /// Hands `s` to the writer as its current segment: the header gets the writer's numbers.
-  void take_segment(journal_writer& w, journal_segment* s) noexcept;
+  bool take_segment(journal_writer& w, journal_segment* s) noexcept;
   void close_segment(journal_segment* s) noexcept;
   /// A segment a writer rolled off, for tachyon-journal to close.
   void hand_over(journal_segment* s) noexcept;
@@ -301,7 +301,8 @@ class journal {
   std::vector<std::unique_ptr<journal_writer>> writers_;  // every writer, for stats and close
   std::vector<journal_segment*> open_;                    // mapped and not yet closed
   std::deque<journal_segment*> rolled_;                   // rolled off, to be closed
-  std::uint64_t next_ordinal_ = 0;
+  std::uint64_t next_ordinal_ = 0;                        // segments taken by writers, in order
+  std::uint64_t next_made_ = 0;                           // segments made
   std::string last_error_;
 
   std::atomic<std::uint64_t> refused_{0};
