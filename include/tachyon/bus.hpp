@@ -124,9 +124,6 @@ struct publish_options {
   /// Read only on the cold path that `external` already takes: plain publish()'s one test of
   /// its options stays as it is (perf/README.md says what a wider one cost).
   bool redelivered = false;
-  /// With external (alone it is ignored): a replay from a journal (tachyon::replay); handlers
-  /// see meta_flags::replayed as well as external. Read only on external's cold path.
-  bool replayed = false;
 };
 
 /// Per-subscription settings. subscribe_options<> (void): those of a subscription to several
@@ -825,6 +822,17 @@ class bus {
 
  private:
   friend struct detail::bus_access;
+  friend struct detail::journal_replay;
+
+  /// publish() with meta flags `Also` added to the external event's (journal replay only).
+  template <std::uint8_t Also, class E>
+  result publish_flagged(E&& ev, const publish_options& opts) {
+    using T = std::remove_cvref_t<E>;
+    if constexpr (interceptor_set::template screens_any<T>)
+      return publish_screened<T, Also>(std::forward<E>(ev), opts);
+    else
+      return publish_admitted<T, Also>(std::forward<E>(ev), opts);
+  }
 
   template <class T>
   static unsigned lane_of(std::optional<priority> p) {
@@ -1051,10 +1059,8 @@ class bus {
         .lane = static_cast<priority>(l),
         .attempt = 0,
         .flags = static_cast<std::uint8_t>(
-            opts.external
-                ? meta_flags::external | (opts.redelivered ? meta_flags::redelivered : 0) |
-                      (opts.replayed ? meta_flags::replayed : 0)
-                : 0)};
+            opts.external ? meta_flags::external | (opts.redelivered ? meta_flags::redelivered : 0)
+                          : 0)};
     core_.enter_dispatch(ctx);
     detail::bus_core::enter_cause(ctx, m);
     const bool ok = run_wrapped(
@@ -1093,15 +1099,15 @@ class bus {
   }
 
   /// publish() past the interceptors: the event as it is admitted.
-  template <class T, class E>
+  template <class T, std::uint8_t Also = 0, class E>
   result publish_admitted(E&& ev, const publish_options& opts) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     if constexpr (Registry::template is_journaled<T>)
-      if (journal_ != nullptr) return publish_journaled<T>(std::forward<E>(ev), opts);
+      if (journal_ != nullptr) return publish_journaled<T, Also>(std::forward<E>(ev), opts);
     const unsigned l = lane_of<T>(opts.lane);
     if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |
          reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external) != 0) [[unlikely]]
-      return publish_timed<T>(std::forward<E>(ev), l, index, opts);
+      return publish_timed<T, Also>(std::forward<E>(ev), l, index, opts);
     if constexpr (conflated<T>) {  // conflate_by: compiled only for such types
       if (auto* s = conflation_.template of<T>().find(conflation_table<T>::key_of(ev), l))
           [[likely]]
@@ -1117,7 +1123,7 @@ class bus {
   /// segment (a refusal, if it cannot be, before anything else happens), filled where the
   /// header is stamped, and committed once the event is queued; a refused event's record is
   /// wiped. Either path of publish(): the plain one, or publish_timed for the options.
-  template <class T, class E>
+  template <class T, std::uint8_t Also = 0, class E>
   result publish_journaled(E&& ev, const publish_options& opts) {
     constexpr auto index = static_cast<std::uint16_t>(Registry::template index_of<T>());
     using id = detail::journal_identity<T>;
@@ -1157,7 +1163,7 @@ class bus {
     try {
       if ((static_cast<std::uint64_t>(opts.deadline.count() | opts.not_before.count()) | opts.key |
            reinterpret_cast<std::uintptr_t>(opts.on_settle) | opts.external) != 0)
-        r = publish_timed<T>(std::forward<E>(ev), l, index, opts, &slot);
+        r = publish_timed<T, Also>(std::forward<E>(ev), l, index, opts, &slot);
       else
         r = core_.template publish<detail::stored_inline<T>>(
             l, index, opts.correlation_id, [&](detail::envelope& env) {
@@ -1208,7 +1214,7 @@ class bus {
 
   /// publish() through the interceptors' before_publish (intercept.hpp), in order: the first
   /// reject refuses the event (result::vetoed, counted).
-  template <class T, class E>
+  template <class T, std::uint8_t Also = 0, class E>
   result publish_screened(E&& ev, const publish_options& opts) {
     publish_options o = opts;
     // The interceptors see the id the event will carry: inside a handler, with none given,
@@ -1216,11 +1222,11 @@ class bus {
     if (o.correlation_id == 0) o.correlation_id = core_.context().cause.correlation;
     if constexpr (std::is_rvalue_reference_v<E&&> && !std::is_const_v<std::remove_reference_t<E>>) {
       if (!screen(ev, o)) return vetoed<T>(o);
-      return publish_admitted<T>(std::move(ev), o);
+      return publish_admitted<T, Also>(std::move(ev), o);
     } else {
       T copy(ev);
       if (!screen(copy, o)) return vetoed<T>(o);
-      return publish_admitted<T>(std::move(copy), o);
+      return publish_admitted<T, Also>(std::move(copy), o);
     }
   }
   template <class T>
@@ -1313,16 +1319,14 @@ class bus {
 
   /// publish() with a deadline, not_before, a key, on_settle or external: the options that
   /// cost something, off the plain publish path (which tests them with one branch).
-  template <class T, class E>
+  /// `Also`: meta flags added to an external event's (replay()'s meta_flags::replayed).
+  /// `journaled`: a journaled event's record (Slot = detail::journal_slot*), written where its
+  /// header has been stamped, before its payload is moved in; a type parameter, so that the
+  /// publishes of other types compile none of it.
+  template <class T, std::uint8_t Also = 0, class E, class Slot = std::nullptr_t>
   [[gnu::noinline]] result publish_timed(E&& ev, unsigned l, std::uint16_t index,
-                                         const publish_options& opts,
-                                         detail::journal_slot* journaled = nullptr) {
-    // A journaled event's record is written where its header has been stamped, before its
-    // payload is moved in.
-    auto record = [journaled](const meta& h) {
-      if constexpr (Registry::template is_journaled<T>)
-        if (journaled != nullptr) journaled->write(h);
-    };
+                                         const publish_options& opts, Slot journaled = nullptr) {
+    constexpr bool records = !std::is_same_v<Slot, std::nullptr_t>;
     const auto deadline = static_cast<std::uint64_t>(opts.deadline.count());
     const auto not_before = static_cast<std::uint64_t>(opts.not_before.count());
     settle_listener* const listener = opts.on_settle;
@@ -1339,14 +1343,14 @@ class bus {
       if ((deadline | reinterpret_cast<std::uintptr_t>(listener) | opts.external) == 0)
         return core_.publish_keyed(l, index, opts.correlation_id, opts.key,
                                    [&](detail::envelope& env) {
-                                     record(env.header);
+                                     if constexpr (records) journaled->write(env.header);
                                      detail::store_payload<T>(env, std::forward<E>(ev));
                                    });
     }
     const auto flags = static_cast<std::uint8_t>(
-        opts.external ? meta_flags::external | (opts.redelivered ? meta_flags::redelivered : 0) |
-                            (opts.replayed ? meta_flags::replayed : 0)
-                      : 0);
+        opts.external
+            ? meta_flags::external | (opts.redelivered ? meta_flags::redelivered : 0) | Also
+            : 0);
     if (listener != nullptr && listener->settled == nullptr)
       throw std::invalid_argument(
           "tachyon::publish: publish_options::on_settle names a settle_listener whose `settled` "
@@ -1360,7 +1364,7 @@ class bus {
       detail::envelope env;
       core_.stamp_delayed(env.header, l, index, opts.correlation_id);
       env.header.flags = flags;
-      record(env.header);
+      if constexpr (records) journaled->write(env.header);
       try {
         detail::store_payload<T>(env, std::forward<E>(ev));
         try {
@@ -1388,14 +1392,14 @@ class bus {
     auto with_deadline = [&](detail::envelope& env) {
       if (!carried) {
         env.header.flags = flags;
-        record(env.header);
+        if constexpr (records) journaled->write(env.header);
         detail::store_payload<T>(env, std::forward<E>(ev));
         return;
       }
       detail::envelope held;
       held.header = env.header;  // as stamped: sequence, ticks, the real type
       held.header.flags = flags;
-      record(held.header);
+      if constexpr (records) journaled->write(held.header);
       detail::store_payload<T>(held, std::forward<E>(ev));
       detail::parked_event* pe;
       detail::delivery* d;

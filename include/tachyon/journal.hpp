@@ -244,11 +244,20 @@ namespace detail {
 /// One registered type's way from a record into a bus.
 template <class Bus>
 using journal_replay_fn = result (*)(Bus& bus, const journal_record& r);
+
+/// publish() of a replayed event: external, with meta_flags::replayed added (a bus friend, so
+/// that publish_options carries no field for it: its plain publish stays as it is).
+struct journal_replay {
+  template <class Bus, class E>
+  static result publish(Bus& bus, E&& ev, const publish_options& o) {
+    return bus.template publish_flagged<meta_flags::replayed>(std::forward<E>(ev), o);
+  }
+};
 }  // namespace detail
 
 /// Publishes every event `in` hands out (its filter) into `bus`, in the reader's order, each
-/// with its lane and correlation id and with publish_options::external and replayed set (its
-/// handlers see meta_flags::external | meta_flags::replayed). Outcome records are not
+/// with its lane and correlation id, as publish_options::external (its handlers see
+/// meta_flags::external | meta_flags::replayed). Outcome records are not
 /// published. A record of a type the bus does not register is skipped and counted, as is one
 /// that does not decode; publish()'s refusals are counted (under overflow::block it waits for
 /// room, as any publisher). If the bus journals the type, the replayed event is journaled
@@ -325,8 +334,7 @@ journal_replay_report replay(Bus& bus, journal_reader& in) {
                          o.lane = r.header.lane;
                          o.correlation_id = r.header.correlation_id;
                          o.external = true;
-                         o.replayed = true;
-                         return b.publish(r.decode<T>(), o);
+                         return detail::journal_replay::publish(b, r.decode<T>(), o);
                        }});
     }
   });

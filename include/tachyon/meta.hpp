@@ -45,7 +45,8 @@ namespace meta_flags {
 /// The event entered its lane through the re-entry door (a retry, a delayed event that fell
 /// due), not publish().
 inline constexpr std::uint8_t reentered = 1;
-/// A replay from the dead letters (bus::replay_dead_letters) is running it.
+/// A replay is running it: from the dead letters (bus::replay_dead_letters; that run only), or
+/// from a journal (tachyon::replay, journal.hpp; with `external`, on every run of it).
 inline constexpr std::uint8_t replayed = 2;
 /// The event came from outside this bus (a bridge's import, a replay from a journal): its
 /// publisher said so with publish_options::external. Set on every run of it (the first, its

@@ -109,6 +109,8 @@ struct failure_mark {
 /// Declared, never defined by the library: a test may define it to reach a bus's core (the
 /// re-entry door, injected sequence values) without widening the public API.
 struct bus_access;
+/// tachyon::replay's way to publish with meta_flags::replayed (tachyon/journal.hpp).
+struct journal_replay;
 
 /// Writes the header of an event entering its lane for the first time, every field: what
 /// stamp() and stamped_from both do (field by field, so that the compiler stores into the
