@@ -31,6 +31,8 @@
 // The optional features' rows are in hot_paths_features.cpp (feature_round).
 // The NATS bridge's rows (a type not exported, on a bus with a bridge attached and on its twin
 // without) are in hot_paths_bridged.cpp (bridged_rounds).
+// The journal's rows (a journaled type's publish and drained event with config::journal on, and
+// on its twin with it off) are in hot_paths_journaled.cpp (journaled_rounds).
 //   op_two_hops         request/reply by hand (manual mode; hot_paths_request.cpp): publish Ask
 //                       with a correlation id, run_once() runs its handler, which publishes
 //                       Answer with that id, run_once() runs Answer's handler (a store)
@@ -105,6 +107,9 @@ std::uint64_t conflated_rounds(int rounds, std::uint64_t per_round, std::uint64_
 /// hot_paths_bridged.cpp: `rounds` rounds of its bridged and unbridged publish and drain; returns
 /// the failures (0, with a line on stderr, when it cannot run: no bridge library or server).
 std::uint64_t bridged_rounds(int rounds, std::uint64_t per_round, std::uint64_t& sink);
+/// hot_paths_journaled.cpp: `rounds` rounds of its journaled and unjournaled publish and drain;
+/// returns the failures.
+std::uint64_t journaled_rounds(int rounds, std::uint64_t per_round, std::uint64_t& sink);
 }  // namespace hot_paths
 
 int main(int argc, char** argv) {
@@ -154,6 +159,7 @@ int main(int argc, char** argv) {
   }
   failures += hot_paths::conflated_rounds(rounds, per_round, sink);
   failures += hot_paths::bridged_rounds(rounds, per_round, sink);
+  failures += hot_paths::journaled_rounds(rounds, per_round, sink);
   std::printf("ops %llu per path, %d drains of %llu, failures %llu, sink %llu\n",
               static_cast<unsigned long long>(rounds * per_round), rounds,
               static_cast<unsigned long long>(per_round), static_cast<unsigned long long>(failures),

@@ -2,10 +2,11 @@
 """Prints the Markdown report of one tools/bench run: tachyon beside its peers, and the targets.
 
 Usage: tools/bench_table.py [GBENCH_JSON] [--latency LATENCY_JSON] [--callgrind CALLGRIND_TXT]
-                            [--nats NATS_JSON] [--metric real_time|cpu_time]
+                            [--nats NATS_JSON] [--journal JOURNAL_JSON]
+                            [--metric real_time|cpu_time]
        tools/bench_table.py --results DIR    (DIR/gbench.json, DIR/latency.json,
-                                              DIR/callgrind.txt and DIR/nats.json, each where
-                                              present)
+                                              DIR/callgrind.txt, DIR/nats.json and
+                                              DIR/journal.json, each where present)
 
 Inputs, each optional (a missing one is reported as not measured):
   GBENCH_JSON    Google Benchmark's --benchmark_out_format=json output (tachyon_bench).
@@ -15,9 +16,13 @@ Inputs, each optional (a missing one is reported as not measured):
   NATS_JSON      tachyon_nats_bench --json output: {"figures": [{"figure", "title", "unit",
                  "sides": [{"name", "median", "median_p99", "rounds"}], "ratios": [{"side",
                  "peer", "value", "min", "max", "per_round", "target", "met"}]}]}.
+  JOURNAL_JSON   tachyon_journal_bench --json output: the same shape as NATS_JSON, each side
+                 with "counters" ({name: {"median", "rounds"}}), each figure with "unit" (ns,
+                 events/s, B/s), "higher_is_better" and "checks" ([{"side", "what", "worst",
+                 "segments_ahead", "made_inline", "segments", "met"}]).
 
 Sections: the Google Benchmark pairs, each latency group, the callgrind counts, the NATS
-bridge's figures, and a summary of
+bridge's figures, the journal's figures, and a summary of
 every target of the issue with the measured value and met / missed / not measured. Figures from
 a shared machine are reported, not asserted: a missed target does not change the exit status.
 
@@ -470,7 +475,7 @@ def render_callgrind(counts, out):
 
 # ---- targets summary -------------------------------------------------------------------------
 
-def summarize(gb, latency, counts, nats=None):
+def summarize(gb, latency, counts, nats=None, journal=None):
     """([target rows], [extra figure rows]): each row (what, tachyon, peer, ratio, status text).
     The ratio is written the way its target is: a speed ratio (≥), a time ratio (≤), or the
     figure over its bound (≤ 1)."""
@@ -627,6 +632,7 @@ def summarize(gb, latency, counts, nats=None):
           "not run" if v is None else f"{v:.1f}", "—", "—")
     failure_extras(pair, extra, latency, counts)
     nats_targets(add, nats, counts)
+    journal_targets(add, extra, journal, counts)
     return rows, extras
 
 
@@ -782,6 +788,188 @@ def render_nats(nats, out):
             out.append("")
 
 
+# ---- the journal -----------------------------------------------------------------------------
+
+# perf/callgrind rows of a journaled type with config::journal on, and the same type with it off:
+# (what, label with the journal, label without, at most this many times the instructions or None).
+CALLGRIND_JOURNALED = [
+    ("publish()", "publish(), journaled 16 B, journal on", "publish(), same type, journal off",
+     2.0),
+    ("drained event", "drained event, journaled, journal on",
+     "drained event, same type, journal off", None),
+]
+
+
+def journal_unit_value(figure, value):
+    """A side's value in its figure's unit: ns per operation, or a rate."""
+    if value is None:
+        return "—"
+    unit = figure.get("unit", "")
+    if unit == "ns":
+        return format_time(value)
+    if unit == "B/s":
+        for suffix, scale in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
+            if abs(value) >= scale:
+                return f"{value / scale:.3g} {suffix}"
+        return f"{value:.3g} B/s"
+    return format_rate(value)
+
+
+def journal_ratio(figure, side, peer=None):
+    """The figure's ratio entry for `side` (and `peer`, if given), or None."""
+    for r in (figure or {}).get("ratios", []):
+        if r.get("side") == side and (peer is None or r.get("peer") == peer):
+            return r
+    return None
+
+
+def journal_counter(side, name):
+    c = (side or {}).get("counters", {}).get(name)
+    return None if c is None else c.get("median")
+
+
+def journal_side_text(figure, side):
+    if side is None:
+        return "—"
+    return f"{side['name']} {journal_unit_value(figure, side.get('median'))}"
+
+
+def journal_targets(add, extra, journal, counts):
+    """The journal's rows of the Targets table: the paired figures of tachyon_journal_bench, the
+    instruction counts of perf/callgrind, and (without targets) preparation and reading."""
+    not_run = "not run" if journal is None else "not measured"
+
+    def ratio_row(what, figure_name, side, peer):
+        f = nats_figure(journal, figure_name)
+        r = journal_ratio(f, side, peer)
+        if f is None or r is None or not r.get("target"):
+            add(what, not_run, "—", "—", None)
+            return
+        add(what, journal_side_text(f, nats_side(f, side)), journal_side_text(f, nats_side(f, peer)),
+            f"{r['value']:.3f}× (rounds {format_number(r.get('min'))}–"
+            f"{format_number(r.get('max'))}; {r['target']})", r.get("met"))
+
+    ratio_row("publish() of a 16-byte journaled event, journal in process mode vs the same bus "
+              "with it off, manual mode, median of paired per-round time ratios: ≤ 2×",
+              "publish", "journal_process", "journal_off")
+    for what, on_label, off_label, limit in CALLGRIND_JOURNALED:
+        on = callgrind_count(counts, on_label)
+        off = callgrind_count(counts, off_label)
+        ratio = None if on is None or off is None or off == 0 else on / off
+        text = (f"instructions per {what} of a journaled 16-byte event, journal on vs the same "
+                "type with it off (perf/callgrind)")
+        if limit is None:
+            extra(text, "not run" if on is None else f"{on:.1f}",
+                  "—" if off is None else f"off {off:.1f}",
+                  "—" if ratio is None else f"{ratio:.2f}×")
+        else:
+            add(f"{text}: ≤ {limit:g}×", "not run" if on is None else f"{on:.1f}",
+                "—" if off is None else f"off {off:.1f}",
+                "—" if ratio is None else f"{ratio:.2f}× (≤ {limit:g})",
+                None if ratio is None else ratio <= limit)
+    ratio_row("1 producer → 1 worker throughput, 16-byte journaled events, journal on vs off, "
+              "median of paired per-round rate ratios: ≥ 0.5×",
+              "throughput_1p1w", "journal_process", "journal_off")
+    ratio_row("journal write bandwidth, the writer alone (reserve, fill with CRC-32C, commit; "
+              "segment rolls timed) vs memcpy of the same 72-byte records into touched mapped "
+              "pages: ≥ 0.7×", "write", "journal_writer", "memcpy")
+    ratio_row("journal write bandwidth through publish() (72 bytes of record per publish, "
+              "manual mode) vs the same memcpy: ≥ 0.7×", "write", "publish_journal_process",
+              "memcpy")
+
+    prepare = nats_figure(journal, "prepare")
+    checks = (prepare or {}).get("checks", [])
+    if not checks:
+        add("segment preparation: the writer never faults a page it rolls onto when "
+            "tachyon-journal prepared it (1 MiB segments)", not_run, "—", "—", None)
+    for c in checks:
+        side = nats_side(prepare, c["side"])
+        made = f"{c['made_inline']:.0f} of {c['segments']:.0f} segments made inline"
+        add(f"segment preparation ({c['side']}, 1 MiB segments): the writer never faults a page "
+            "of a segment tachyon-journal prepared ahead; preparation's rate and how often it "
+            "fell behind reported",
+            f"prepared at {journal_unit_value(prepare, (side or {}).get('median'))}, "
+            f"{format_number(journal_counter(side, 'prepare_us_per_segment'))} µs a segment",
+            made,
+            f"worst {c['worst']:.3g} faults per prepared segment over "
+            f"{c['segments_ahead']:.0f} segments (= 0)", c.get("met"))
+
+    for name, side, peer, what in (
+            ("publish", "journal_off", "unjournaled_type",
+             "publish() of the journaled type with the journal off vs a type without the "
+             "journaled option (time ratio)"),
+            ("publish_no_ts", "journal_process", "journal_off",
+             "publish() with the journal, timestamps off (the journal reads the clock itself), vs "
+             "off (time ratio)"),
+            ("write", "journal_writer_rolls_off_clock", "memcpy",
+             "the journal writer alone with segment rolls off the clock vs memcpy (bandwidth "
+             "ratio)")):
+        f = nats_figure(journal, name)
+        r = journal_ratio(f, side, peer)
+        extra(what, journal_side_text(f, nats_side(f, side)) if f else "not run",
+              journal_side_text(f, nats_side(f, peer)) if f else "—",
+              "—" if r is None else f"{r['value']:.3f}×")
+    for name, side, what in (("read", "journal_reader", "journal_reader: construct and iterate "
+                                                        "every record (events/s; bytes/s)"),
+                             ("replay", "replay_into_manual_bus",
+                              "replay(bus, reader) into a manual bus (events/s)")):
+        f = nats_figure(journal, name)
+        sd = nats_side(f, side)
+        text = "not run" if sd is None else journal_side_text(f, sd)
+        bps = journal_counter(sd, "bytes_per_second")
+        if bps is not None:
+            text += f"; {bps / 1e6:.3g} MB/s"
+        extra(what, text, "—", "—")
+
+
+def render_journal(journal, out):
+    out.append("## Journal (tachyon_journal_bench)")
+    out.append("")
+    out.append(f"Paired rounds ({journal.get('rounds', '?')} of {journal.get('min_time', '?')} s "
+               f"per side, the order reversed every other round); "
+               f"{'quick' if journal.get('quick') else 'full'} run, "
+               f"{journal.get('cpus', '?')} CPUs; journal directories on "
+               f"{journal.get('filesystem', '?')}.")
+    out.append("")
+    for f in journal.get("figures", []):
+        out.append(f"### {f.get('figure')}: {f.get('title', '')}")
+        out.append("")
+        for line in f.get("settings", []):
+            out.append(f"- {line}")
+        out.append("")
+        out.append("| side | median | per round | counters (medians) | what |")
+        out.append("|---|--:|---|---|---|")
+        for side in f.get("sides", []):
+            rounds = ", ".join(journal_unit_value(f, r.get("value")) for r in side.get("rounds", []))
+            counters = ", ".join(f"{k} {format_number(v.get('median'))}"
+                                 for k, v in side.get("counters", {}).items()
+                                 if k not in ("items_per_second", "bytes_per_second"))
+            what = side.get("what", "")
+            if side.get("error"):
+                what = f"**error: {side['error']}** {what}"
+            out.append(f"| {cell(side.get('name'))} | {journal_unit_value(f, side.get('median'))} "
+                       f"| {rounds} | {cell(counters)} | {cell(what)} |")
+        out.append("")
+        if f.get("ratios"):
+            out.append("| ratio | median | min | max | per round | target | met |")
+            out.append("|---|--:|--:|--:|---|---|---|")
+            for r in f.get("ratios", []):
+                per_round = ", ".join(f"{x:.3f}" for x in r.get("per_round", []))
+                target = r.get("target") or ""
+                met = status(r.get("met")) if target else ""
+                out.append(f"| {cell(r.get('side'))} / {cell(r.get('peer'))} | {r['value']:.3f} "
+                           f"| {r['min']:.3f} | {r['max']:.3f} | {per_round} | {target} | {met} |")
+            out.append("")
+        for c in f.get("checks", []):
+            out.append(f"Check, {c['side']}: {c['what']}: worst round {c['worst']:.3g} over "
+                       f"{c['segments_ahead']:.0f} segments prepared ahead: {status(c.get('met'))}; "
+                       f"{c['made_inline']:.0f} of {c['segments']:.0f} segments made inline.")
+        for n in f.get("notes", []):
+            out.append(f"Note: {n}")
+        if f.get("checks") or f.get("notes"):
+            out.append("")
+
+
 def aggregate_throughput(gb):
     """The 'aggregate throughput never falls as pairs grow' row: (target, measured, status)."""
     target = "P producers → W workers aggregate throughput never falls as pairs grow"
@@ -834,7 +1022,8 @@ def main(argv):
     parser.add_argument("--latency", help="tachyon_latency --json output (latency.json)")
     parser.add_argument("--callgrind", help="perf/callgrind output (callgrind.txt)")
     parser.add_argument("--nats", help="tachyon_nats_bench --json output (nats.json)")
-    parser.add_argument("--results", help="a results directory: reads the four files there")
+    parser.add_argument("--journal", help="tachyon_journal_bench --json output (journal.json)")
+    parser.add_argument("--results", help="a results directory: reads the five files there")
     parser.add_argument("--metric", choices=("real_time", "cpu_time"), default="real_time",
                         help="which time to compare (default: real_time)")
     options = parser.parse_args(argv)
@@ -847,18 +1036,21 @@ def main(argv):
         options.latency = options.latency or present("latency.json")
         options.callgrind = options.callgrind or present("callgrind.txt")
         options.nats = options.nats or present("nats.json")
+        options.journal = options.journal or present("journal.json")
 
     gb_data = load_json(options.gbench, "Google Benchmark JSON")
     latency = load_json(options.latency, "latency JSON")
     counts = load_callgrind(options.callgrind)
     nats = load_json(options.nats, "NATS bench JSON")
-    if gb_data is None and latency is None and counts is None and nats is None:
+    journal = load_json(options.journal, "journal bench JSON")
+    if (gb_data is None and latency is None and counts is None and nats is None
+            and journal is None):
         print("bench_table.py: nothing to report (no readable input)", file=sys.stderr)
         return 1
 
     gb = GbReport(gb_data, options.metric) if gb_data is not None else None
     out = ["# tachyon benchmark report", ""]
-    render_summary(summarize(gb, latency, counts, nats), out)
+    render_summary(summarize(gb, latency, counts, nats, journal), out)
     if gb is not None:
         gb.render(out)
         out.append("")
@@ -876,6 +1068,10 @@ def main(argv):
         render_nats(nats, out)
     else:
         out += ["## NATS bridge (tachyon_nats_bench)", "", "Not run.", ""]
+    if journal is not None:
+        render_journal(journal, out)
+    else:
+        out += ["## Journal (tachyon_journal_bench)", "", "Not run.", ""]
     print("\n".join(out).rstrip("\n"))
     return 3 if gb is not None and gb.errors else 0
 
