@@ -292,9 +292,11 @@ class bus {
     static_assert(sizeof(bus) % detail::cache_line == 0,
                   "tachyon: a bus shares no cache line with its neighbours");
     // A registry without a journaled type has nothing to write: no directory, no thread.
-    if (Registry::any_journaled && !cfg.journal.directory.empty()) {
-      journal_ = std::make_unique<detail::journal>(cfg.journal, journal_types());
-      core_.attach_journal(journal_.get());
+    if constexpr (Registry::any_journaled) {
+      if (!cfg.journal.directory.empty()) {
+        journal_ = std::make_unique<detail::journal>(cfg.journal, journal_types());
+        core_.attach_journal(journal_.get());
+      }
     }
     core_.start();
   }
@@ -1320,13 +1322,13 @@ class bus {
   /// publish() with a deadline, not_before, a key, on_settle or external: the options that
   /// cost something, off the plain publish path (which tests them with one branch).
   /// `Also`: meta flags added to an external event's (replay()'s meta_flags::replayed).
-  /// `journaled`: a journaled event's record (Slot = detail::journal_slot*), written where its
-  /// header has been stamped, before its payload is moved in; a type parameter, so that the
-  /// publishes of other types compile none of it.
-  template <class T, std::uint8_t Also = 0, class E, class Slot = std::nullptr_t>
+  /// `journaled`: a journaled event's record (one detail::journal_slot*), written where its
+  /// header has been stamped, before its payload is moved in; a pack, empty for the publishes
+  /// of other types, which then compile none of it and pass no argument for it.
+  template <class T, std::uint8_t Also = 0, class E, class... Slot>
   [[gnu::noinline]] result publish_timed(E&& ev, unsigned l, std::uint16_t index,
-                                         const publish_options& opts, Slot journaled = nullptr) {
-    constexpr bool records = !std::is_same_v<Slot, std::nullptr_t>;
+                                         const publish_options& opts, Slot... journaled) {
+    static_assert(sizeof...(Slot) <= 1);
     const auto deadline = static_cast<std::uint64_t>(opts.deadline.count());
     const auto not_before = static_cast<std::uint64_t>(opts.not_before.count());
     settle_listener* const listener = opts.on_settle;
@@ -1343,7 +1345,7 @@ class bus {
       if ((deadline | reinterpret_cast<std::uintptr_t>(listener) | opts.external) == 0)
         return core_.publish_keyed(l, index, opts.correlation_id, opts.key,
                                    [&](detail::envelope& env) {
-                                     if constexpr (records) journaled->write(env.header);
+                                     (journaled->write(env.header), ...);
                                      detail::store_payload<T>(env, std::forward<E>(ev));
                                    });
     }
@@ -1364,7 +1366,7 @@ class bus {
       detail::envelope env;
       core_.stamp_delayed(env.header, l, index, opts.correlation_id);
       env.header.flags = flags;
-      if constexpr (records) journaled->write(env.header);
+      (journaled->write(env.header), ...);
       try {
         detail::store_payload<T>(env, std::forward<E>(ev));
         try {
@@ -1392,14 +1394,14 @@ class bus {
     auto with_deadline = [&](detail::envelope& env) {
       if (!carried) {
         env.header.flags = flags;
-        if constexpr (records) journaled->write(env.header);
+        (journaled->write(env.header), ...);
         detail::store_payload<T>(env, std::forward<E>(ev));
         return;
       }
       detail::envelope held;
       held.header = env.header;  // as stamped: sequence, ticks, the real type
       held.header.flags = flags;
-      if constexpr (records) journaled->write(held.header);
+      (journaled->write(held.header), ...);
       detail::store_payload<T>(held, std::forward<E>(ev));
       detail::parked_event* pe;
       detail::delivery* d;
