@@ -105,6 +105,7 @@ namespace {
 
 using bench::consumer_cpu;
 using bench::pin_this_thread;
+using bench::pinned_scope;
 using bench::producer_cpu;
 using bench::usable_cpus;
 
@@ -138,18 +139,6 @@ E make_event(std::uint64_t seq) noexcept {
   else
     return E{seq};
 }
-
-/// Pins the benchmark thread to `cpu` for the duration of one benchmark, then lets it go.
-struct pinned_scope {
-  cpu_set_t saved;
-  explicit pinned_scope(int cpu = producer_cpu()) {
-    sched_getaffinity(0, sizeof(saved), &saved);
-    pin_this_thread(cpu);
-  }
-  ~pinned_scope() { pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved); }
-  pinned_scope(const pinned_scope&) = delete;
-  pinned_scope& operator=(const pinned_scope&) = delete;
-};
 
 /// Producer i's CPU and consumer i's CPU: even and odd usable CPUs, wrapping around.
 int producer_cpu_of(std::size_t i) {

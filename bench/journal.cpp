@@ -127,7 +127,9 @@ using namespace jb;
 using bench::consumer_cpu;
 using bench::fmt;
 using bench::json_string;
+using bench::median;
 using bench::pin_this_thread;
+using bench::pinned_scope;
 using bench::producer_cpu;
 namespace jf = tachyon::detail::journal_format;
 
@@ -146,25 +148,6 @@ struct settings {
   std::string filesystem;  // what it is on, in words
 };
 settings g;
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/// Pins the calling thread to `cpu` for one benchmark, then lets it go.
-struct pinned_scope {
-  cpu_set_t saved;
-  explicit pinned_scope(int cpu = producer_cpu()) {
-    sched_getaffinity(0, sizeof(saved), &saved);
-    pin_this_thread(cpu);
-  }
-  ~pinned_scope() { pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved); }
-  pinned_scope(const pinned_scope&) = delete;
-  pinned_scope& operator=(const pinned_scope&) = delete;
-};
 
 /// A journal directory of its own under g.root, removed with its segments.
 struct scratch_dir {

@@ -112,6 +112,7 @@ using steady = std::chrono::steady_clock;
 
 using bench::fmt;
 using bench::json_string;
+using bench::median;
 
 void check(natsStatus s, const char* what) {
   if (s != NATS_OK)
@@ -121,13 +122,6 @@ void check(natsStatus s, const char* what) {
 
 double seconds_since(steady::time_point t0) {
   return std::chrono::duration<double>(steady::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double percentile(std::vector<double>& sorted, double p) {

@@ -35,4 +35,16 @@ inline void pin_this_thread(int cpu) {
   pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
+/// Pins the calling thread to `cpu` for one benchmark, then puts its affinity back.
+struct pinned_scope {
+  cpu_set_t saved;
+  explicit pinned_scope(int cpu = producer_cpu()) {
+    sched_getaffinity(0, sizeof(saved), &saved);
+    pin_this_thread(cpu);
+  }
+  ~pinned_scope() { pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved); }
+  pinned_scope(const pinned_scope&) = delete;
+  pinned_scope& operator=(const pinned_scope&) = delete;
+};
+
 }  // namespace bench

@@ -1,5 +1,5 @@
-// What the benchmark programs share for their reports: printf into a std::string, and a JSON
-// string literal.
+// What the benchmark programs share for their reports: printf into a std::string, a JSON
+// string literal, and the median of a figure's rounds.
 #pragma once
 
 #include <algorithm>
@@ -7,8 +7,17 @@
 #include <cstddef>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace bench {
+
+/// The median of a figure's per-round values (the mean of the middle two for an even count).
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 __attribute__((format(printf, 1, 2))) inline std::string fmt(const char* f, ...) {
   char buf[512];

@@ -686,8 +686,8 @@ CALLGRIND_BRIDGED = [
 ]
 
 
-def nats_figure(nats, name):
-    for f in (nats or {}).get("figures", []):
+def figure_named(report, name):
+    for f in (report or {}).get("figures", []):
         if f.get("figure") == name:
             return f
     return None
@@ -701,7 +701,7 @@ def format_nats_value(figure, value):
     return format_rate(value)
 
 
-def nats_side(figure, name):
+def side_named(figure, name):
     for side in (figure or {}).get("sides", []):
         if side.get("name") == name:
             return side
@@ -728,7 +728,7 @@ def nats_targets(add, nats, counts):
               ("jetstream", "JetStream export throughput, 64-byte events, vs js_PublishAsync "
                             "(MaxPending 4096), median of paired rounds: ≥ 0.8×")]
     for name, what in wanted:
-        f = nats_figure(nats, name)
+        f = figure_named(nats, name)
         ratio = None
         for r in (f or {}).get("ratios", []):
             if r.get("target"):
@@ -736,8 +736,8 @@ def nats_targets(add, nats, counts):
         if f is None or ratio is None:
             add(what, "not run" if nats is None else "not measured", "—", "—", None)
             continue
-        add(what, nats_side_text(f, nats_side(f, ratio["side"])),
-            nats_side_text(f, nats_side(f, ratio["peer"])),
+        add(what, nats_side_text(f, side_named(f, ratio["side"])),
+            nats_side_text(f, side_named(f, ratio["peer"])),
             f"{ratio['value']:.3f}× (rounds {format_number(ratio.get('min'))}–"
             f"{format_number(ratio.get('max'))}; {ratio['target']})", ratio.get("met"))
     for what, with_label, without_label in CALLGRIND_BRIDGED:
@@ -840,12 +840,12 @@ def journal_targets(add, extra, journal, counts):
     not_run = "not run" if journal is None else "not measured"
 
     def ratio_row(what, figure_name, side, peer):
-        f = nats_figure(journal, figure_name)
+        f = figure_named(journal, figure_name)
         r = journal_ratio(f, side, peer)
         if f is None or r is None or not r.get("target"):
             add(what, not_run, "—", "—", None)
             return
-        add(what, journal_side_text(f, nats_side(f, side)), journal_side_text(f, nats_side(f, peer)),
+        add(what, journal_side_text(f, side_named(f, side)), journal_side_text(f, side_named(f, peer)),
             f"{r['value']:.3f}× (rounds {format_number(r.get('min'))}–"
             f"{format_number(r.get('max'))}; {r['target']})", r.get("met"))
 
@@ -877,13 +877,13 @@ def journal_targets(add, extra, journal, counts):
               "manual mode) vs the same memcpy: ≥ 0.7×", "write", "publish_journal_process",
               "memcpy")
 
-    prepare = nats_figure(journal, "prepare")
+    prepare = figure_named(journal, "prepare")
     checks = (prepare or {}).get("checks", [])
     if not checks:
         add("segment preparation: the writer never faults a page it rolls onto when "
             "tachyon-journal prepared it (1 MiB segments)", not_run, "—", "—", None)
     for c in checks:
-        side = nats_side(prepare, c["side"])
+        side = side_named(prepare, c["side"])
         made = f"{c['made_inline']:.0f} of {c['segments']:.0f} segments made inline"
         add(f"segment preparation ({c['side']}, 1 MiB segments): the writer never faults a page "
             "of a segment tachyon-journal prepared ahead; preparation's rate and how often it "
@@ -904,17 +904,17 @@ def journal_targets(add, extra, journal, counts):
             ("write", "journal_writer_rolls_off_clock", "memcpy",
              "the journal writer alone with segment rolls off the clock vs memcpy (bandwidth "
              "ratio)")):
-        f = nats_figure(journal, name)
+        f = figure_named(journal, name)
         r = journal_ratio(f, side, peer)
-        extra(what, journal_side_text(f, nats_side(f, side)) if f else "not run",
-              journal_side_text(f, nats_side(f, peer)) if f else "—",
+        extra(what, journal_side_text(f, side_named(f, side)) if f else "not run",
+              journal_side_text(f, side_named(f, peer)) if f else "—",
               "—" if r is None else f"{r['value']:.3f}×")
     for name, side, what in (("read", "journal_reader", "journal_reader: construct and iterate "
                                                         "every record (events/s; bytes/s)"),
                              ("replay", "replay_into_manual_bus",
                               "replay(bus, reader) into a manual bus (events/s)")):
-        f = nats_figure(journal, name)
-        sd = nats_side(f, side)
+        f = figure_named(journal, name)
+        sd = side_named(f, side)
         text = "not run" if sd is None else journal_side_text(f, sd)
         bps = journal_counter(sd, "bytes_per_second")
         if bps is not None:

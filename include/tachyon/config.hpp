@@ -50,7 +50,7 @@ enum class durability : std::uint8_t {
   /// returned.
   interval,
   /// msync() of the record's pages before publish() returns: on the disk when it returns ok
-  /// (its segment's header and name were synced when the segment was made and taken). Slow (a
+  /// (its segment's header and name were synced when the thread took the segment). Slow (a
   /// disk write per event, tens of microseconds to milliseconds): for low rates only. Outcome
   /// records are not synced one by one: they reach the disk when their segment closes.
   every_event,

@@ -350,7 +350,6 @@ bool journal::take_segment(journal_writer& w, journal_segment* s) noexcept {
   ++next_ordinal_;
   ++w.segments_taken_;
   s->path.swap(path);
-  s->ordinal = ordinal;
   s->taken = true;
   std::byte* const start = s->base + fmt::header_room;
   w.current_ = s;

@@ -191,13 +191,11 @@ struct journal_reader::state {
   };
   std::vector<run> runs;
   std::unordered_map<std::uint64_t, std::unordered_map<std::uint64_t, tachyon::outcome>> outcomes;
-  std::vector<std::string> type_filter;
 
   // The iteration.
   std::size_t run_at = 0;
   using head = std::pair<std::uint64_t, std::size_t>;  // ticks, writer stream
   std::priority_queue<head, std::vector<head>, std::greater<>> heap;
-  bool started = false;
   bool reached_sequence = false;
 
   ~state() {
@@ -450,7 +448,6 @@ journal_reader::journal_reader(const std::filesystem::path& directory, journal_f
     for (const auto& [sequence, o] : outs)
       if (!seen.count(sequence)) ++s.scan.orphan_outcomes;
   }
-  s.type_filter = s.filter.types;
 }
 
 journal_reader::~journal_reader() = default;
@@ -466,7 +463,6 @@ const journal_filter& journal_reader::filter() const noexcept { return state_->f
 journal_reader::iterator journal_reader::begin() {
   state& s = *state_;
   s.run_at = 0;
-  s.started = true;
   s.reached_sequence = s.filter.from_sequence == 0;
   s.start_run();
   return iterator(this);
@@ -513,9 +509,8 @@ bool journal_reader::next(journal_record& out) {
     if (f.correlation_id != 0 && rec.h.correlation != f.correlation_id) continue;
     const journal_type_info* type =
         rec.h.type < m.by_index.size() ? m.by_index[rec.h.type] : nullptr;
-    if (!s.type_filter.empty() &&
-        (type == nullptr ||
-         std::find(s.type_filter.begin(), s.type_filter.end(), type->name) == s.type_filter.end()))
+    if (!f.types.empty() &&
+        (type == nullptr || std::find(f.types.begin(), f.types.end(), type->name) == f.types.end()))
       continue;
 
     out.kind = static_cast<journal_record_kind>(rec.h.kind);

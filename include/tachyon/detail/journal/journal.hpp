@@ -25,6 +25,7 @@
 
 #include <tachyon/clock.hpp>
 #include <tachyon/config.hpp>
+#include <tachyon/detail/context/thread_context.hpp>  // bump: counters one thread writes
 #include <tachyon/detail/journal/format.hpp>
 #include <tachyon/meta.hpp>
 #include <tachyon/settle.hpp>
@@ -55,9 +56,7 @@ struct journal_stats {
 
 namespace tachyon::detail {
 
-struct thread_context;
-
-/// What the journal knows of a registered type, from the bus (bus.hpp: journal_type_of<T>).
+/// What the journal knows of a registered type, from the bus (bus.hpp: journal_types()).
 struct journal_type {
   bool journaled = false;
   journal_format::payload_kind kind = journal_format::payload_kind::raw;
@@ -77,7 +76,6 @@ struct journal_segment {
   std::byte* base = nullptr;
   std::size_t size = 0;
   std::size_t used = 0;  // the writer's tail when it rolled off (set before closing)
-  std::uint64_t ordinal = 0;
   std::string path;
 };
 
@@ -142,9 +140,8 @@ class journal_writer {
   void commit(std::byte* at, std::size_t length, bool outcome) noexcept {
     __atomic_store_n(reinterpret_cast<std::uint32_t*>(at), static_cast<std::uint32_t>(length),
                      __ATOMIC_RELEASE);
-    bump_relaxed(outcome ? outcomes_ : records_);
-    bytes_.store(bytes_.load(std::memory_order_relaxed) + journal_format::padded(length),
-                 std::memory_order_relaxed);
+    bump(outcome ? outcomes_ : records_);
+    bump(bytes_, journal_format::padded(length));
     end_.store(tail_, std::memory_order_relaxed);
     if (every_event_ && !outcome) [[unlikely]]
       sync_record(at, length);
@@ -175,13 +172,8 @@ class journal_writer {
   /// (a settle listener that publishes, inside the publish): a nested publish may reuse it.
   std::vector<std::byte> scratch;
 
-  std::uint32_t id() const noexcept { return id_; }
-
  private:
   friend class journal;
-  static void bump_relaxed(std::atomic<std::uint64_t>& c) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
   bool roll(std::size_t bytes) noexcept;
   void pad(std::byte* at, std::size_t length) noexcept;
   /// Hands the segments rolled off while a claim in them was open to tachyon-journal.
