@@ -474,13 +474,13 @@ class alignas(cache_line) bus_core {
 
   /// Set by the typed bus, which owns the journal, before start().
   void attach_journal(journal* j) noexcept { journal_ = j; }
-  journal* journal_of() const noexcept { return journal_; }
   /// The settle point's journal hook: event `m` settled as `o`; if its type is journaled, its
   /// outcome record goes to this thread's segment. One test of a pointer without a journal.
   void journal_settled(thread_context& ctx, const meta& m, tachyon::outcome o) noexcept {
     if (journal_ != nullptr) [[unlikely]]
       journal_outcome(ctx, m, o);
   }
+  /// Out of line (src/bus_core.cpp), so that this header needs the journal declared only.
   void journal_outcome(thread_context& ctx, const meta& m, tachyon::outcome o) noexcept;
   /// A parked event settled as `o`: its outcome record (journal_settled), then its listener.
   void told(thread_context& ctx, const parked_event& pe, tachyon::outcome o) noexcept {
