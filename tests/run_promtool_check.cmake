@@ -3,9 +3,11 @@
 # 2.42 exits 1 on a parse error, 3 on a lint problem) or if promtool prints anything at all,
 # so that a complaint reported with status 0 by another version fails too.
 #
-# cmake -DSAMPLE=<program> -DPROMTOOL=<promtool> -P run_promtool_check.cmake
+# cmake -DSAMPLE=<program> -DPROMTOOL=<promtool> [-DEMULATOR=<program>]
+#       -P run_promtool_check.cmake
+# EMULATOR: what runs SAMPLE in a cross build (qemu-aarch64-static); promtool is the host's.
 execute_process(
-  COMMAND "${SAMPLE}"
+  COMMAND ${EMULATOR} "${SAMPLE}"
   COMMAND "${PROMTOOL}" check metrics
   RESULTS_VARIABLE _results
   OUTPUT_VARIABLE _out

@@ -9,7 +9,10 @@
 #
 # Usage: cmake -DTACHYON_SOURCE_DIR=... -DTACHYON_WORK_DIR=... [-DTACHYON_BUILD_TYPE=Debug]
 #              [-DTACHYON_USE_MIMALLOC=ON] [-DTACHYON_GENERATOR=...] [-DTACHYON_CXX_COMPILER=...]
-#              -P run_install_test.cmake
+#              [-DTACHYON_TOOLCHAIN_FILE=... -DTACHYON_EMULATOR=...] -P run_install_test.cmake
+#
+# A cross build (the aarch64 preset) passes its toolchain file, which every inner build uses,
+# and its emulator, which runs what they built.
 #
 # The inner builds get explicit, empty CMAKE_CXX_FLAGS and linker flags, so neither the outer
 # build's flags nor CXXFLAGS/LDFLAGS from the environment reach them.
@@ -49,6 +52,10 @@ endif()
 if(TACHYON_CXX_COMPILER)
   list(APPEND _common_args "-DCMAKE_CXX_COMPILER=${TACHYON_CXX_COMPILER}")
 endif()
+if(TACHYON_TOOLCHAIN_FILE)
+  list(APPEND _common_args "-DCMAKE_TOOLCHAIN_FILE=${TACHYON_TOOLCHAIN_FILE}")
+endif()
+set(_run ${TACHYON_EMULATOR})  # in front of every program this test built
 set(_config_args)
 if(TACHYON_BUILD_TYPE)
   set(_config_args --config "${TACHYON_BUILD_TYPE}")
@@ -82,10 +89,10 @@ list(LENGTH _tool _n)
 if(NOT _n EQUAL 1)
   message(FATAL_ERROR "install test: expected one installed tachyon-journal, found: '${_tool}'")
 endif()
-_tachyon_step("run tachyon-journal --help" "${_tool}" --help)
+_tachyon_step("run tachyon-journal --help" ${_run} "${_tool}" --help)
 file(MAKE_DIRECTORY "${_work}/empty-journal")
 _tachyon_step("run tachyon-journal stats (an empty journal)"
-  "${_tool}" stats "${_work}/empty-journal")
+  ${_run} "${_tool}" stats "${_work}/empty-journal")
 
 # 2. The find_package route.
 _tachyon_step("configure consumer"
@@ -108,7 +115,7 @@ list(LENGTH _consumer_exe _n)
 if(NOT _n EQUAL 1)
   message(FATAL_ERROR "install test: expected one consumer binary, found: '${_consumer_exe}'")
 endif()
-_tachyon_step("run consumer (find_package)" "${_consumer_exe}")
+_tachyon_step("run consumer (find_package)" ${_run} "${_consumer_exe}")
 
 # 3. The pkg-config route, with the same compiler.
 find_program(_pkg_config NAMES pkg-config pkgconf)
@@ -137,7 +144,7 @@ endif()
 set(_pc_exe "${_work}/consumer-pkgconfig")
 _tachyon_step("build consumer (pkg-config)"
   "${_cxx}" "${_consumer_src}/main.cpp" -o "${_pc_exe}" ${_pc_flags})
-_tachyon_step("run consumer (pkg-config)" "${_pc_exe}")
+_tachyon_step("run consumer (pkg-config)" ${_run} "${_pc_exe}")
 
 # 4. The NATS bridge as a component, when this tachyon was built with it.
 if(TACHYON_BUILD_NATS)
@@ -149,7 +156,7 @@ if(TACHYON_BUILD_NATS)
   _tachyon_step("build NATS consumer"
     "${CMAKE_COMMAND}" --build "${_nats_build}" ${_config_args} --parallel 2)
   file(GLOB_RECURSE _nats_exe LIST_DIRECTORIES false "${_nats_build}/nats_consumer")
-  _tachyon_step("run NATS consumer" "${_nats_exe}")
+  _tachyon_step("run NATS consumer" ${_run} "${_nats_exe}")
 endif()
 
 message(STATUS "install test: find_package and pkg-config consumers both passed")

@@ -24,6 +24,7 @@
 
 #include "common.hpp"
 #include "journal/crash_shared.hpp"
+#include "own_program.hpp"
 
 // Last: it defines macros (BLOCK_SIZE) that the headers above use as names.
 #include <sys/mount.h>
@@ -84,7 +85,7 @@ struct shared_memory {
 class child {
  public:
   child(const std::vector<std::string>& args, const fs::path& log) : log_(log) {
-    std::vector<std::string> argv{TACHYON_JOURNAL_CHILD};
+    std::vector<std::string> argv = tachyon::test::own_program({TACHYON_JOURNAL_CHILD});
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> cargv;
     for (auto& a : argv) cargv.push_back(a.data());

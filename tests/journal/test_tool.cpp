@@ -23,6 +23,7 @@
 
 #include "common.hpp"
 #include "journal/journal_types.hpp"
+#include "own_program.hpp"
 #include "text.hpp"
 
 extern char** environ;
@@ -112,7 +113,7 @@ process_result run_process(const std::vector<std::string>& argv,
 
 process_result tool_run(std::vector<std::string> args) {
   args.insert(args.begin(), TACHYON_JOURNAL_TOOL);
-  return run_process(args);
+  return run_process(tachyon::test::own_program(std::move(args)));
 }
 
 /// What python3 prints run with `args` and `input` on its stdin: the tests read the tool's

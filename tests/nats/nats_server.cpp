@@ -246,9 +246,8 @@ std::unique_ptr<child_process> spawn_child_role(const std::string& name,
                                                 std::vector<std::string> extra_env) {
   extra_env.push_back(std::string(child_role_variable) + "=" + name);
   // No test is selected, in case the role returns to gtest by mistake.
-  return std::make_unique<child_process>(
-      std::vector<std::string>{self_exe().string(), "--gtest_filter=-*"}, std::move(output),
-      std::move(extra_env));
+  return std::make_unique<child_process>(own_program({self_exe().string(), "--gtest_filter=-*"}),
+                                         std::move(output), std::move(extra_env));
 }
 
 std::filesystem::path self_exe() { return std::filesystem::read_symlink("/proc/self/exe"); }

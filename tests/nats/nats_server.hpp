@@ -25,6 +25,8 @@
 
 #include <gtest/gtest.h>
 
+#include "own_program.hpp"
+
 namespace tachyon::test {
 
 using namespace std::chrono_literals;

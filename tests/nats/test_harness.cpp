@@ -541,7 +541,8 @@ TEST_F(ChildProcess, AnUnknownRoleExits125) {
 
 TEST_F(ChildProcess, ThisBinaryRunsAsAChild) {
   child_process child(
-      {tachyon::test::self_exe().string(), "--gtest_list_tests", "--gtest_filter=ChildProcess.*"},
+      tachyon::test::own_program({tachyon::test::self_exe().string(), "--gtest_list_tests",
+                                  "--gtest_filter=ChildProcess.*"}),
       dir / "out");
   const auto status = child.wait_for_exit(60s);
   ASSERT_TRUE(status);

@@ -7,8 +7,9 @@ TEST(NatsReadme, BridgeSnippetRunsAgainstARealServer) {
   TACHYON_REQUIRE_NATS_SERVER();
   tachyon::test::nats_server server;
   server.start();
-  tachyon::test::child_process snippet({TACHYON_README_NATS_BRIDGE, server.url()},
-                                       server.dir() / "snippet.out");
+  tachyon::test::child_process snippet(
+      tachyon::test::own_program({TACHYON_README_NATS_BRIDGE, server.url()}),
+      server.dir() / "snippet.out");
   const auto status = snippet.wait_for_exit(std::chrono::seconds(60));
   ASSERT_TRUE(status) << snippet.output();
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << snippet.output();
