@@ -55,14 +55,30 @@ metrics_snapshot bus_core::metrics() const {
     for (const auto& o : outcomes) c.*o.field = r.v[o.kind].load(std::memory_order_relaxed);
     return c;
   };
+  // An event in flight moves from the lane (admitted, not yet out: depth) into a worker's hand
+  // (batch_in_hand), maybe into the timer (parked, not yet unparked), and into an outcome
+  // count. Each move writes where the event goes before where it leaves (a release store) so
+  // that a snapshot that reads the places in the reverse order (acquire loads) finds it at least
+  // once, perhaps twice, while the bus runs: done (in front_occupancy), then every context's
+  // batch_in_hand, unparked, parked, and last the outcome counts. Exact when the bus is quiet.
+  std::array<std::uint64_t, priority_count> depth{};
+  for (unsigned l = 0; l < priority_count; ++l) depth[l] = front_occupancy(l);
+  for (auto* c = contexts_.first(); c != nullptr; c = c->next) {
+    const std::uint32_t held = c->batch_in_hand.load(std::memory_order_acquire);
+    s.lanes[batch_lane(held)].in_flight += batch_size(held);
+  }
   // Per lane: events that went to wait in the timer, and those of them that settled since.
   std::array<std::uint64_t, priority_count> parked{}, unparked{};
+  for (auto* c = contexts_.first(); c != nullptr; c = c->next)
+    for (unsigned l = 0; l < priority_count; ++l)
+      unparked[l] += c->lane_row(l).v[c_unparked].load(std::memory_order_acquire);
+  for (auto* c = contexts_.first(); c != nullptr; c = c->next)
+    for (unsigned l = 0; l < priority_count; ++l)
+      parked[l] += c->lane_row(l).v[c_parked].load(std::memory_order_relaxed);
   for (auto* c = contexts_.first(); c != nullptr; c = c->next) {
     ++s.threads;
     for (unsigned l = 0; l < priority_count; ++l) {
       s.lanes[l].counts += read(c->lane_row(l));
-      parked[l] += c->lane_row(l).v[c_parked].load(std::memory_order_relaxed);
-      unparked[l] += c->lane_row(l).v[c_unparked].load(std::memory_order_relaxed);
       // Admitted through the front door (publish, publish_batch): see commit().
       s.lanes[l].counts.accepted += c->credits[l].used.load(std::memory_order_relaxed);
     }
@@ -80,8 +96,6 @@ metrics_snapshot bus_core::metrics() const {
     s.batched_events += misc.v[m_batched_events].load(std::memory_order_relaxed);
     s.lane_allocations += misc.v[m_lane_allocations].load(std::memory_order_relaxed);
     s.parks += misc.v[m_parks].load(std::memory_order_relaxed);
-    const std::uint32_t held = c->batch_in_hand.load(std::memory_order_relaxed);
-    s.lanes[batch_lane(held)].in_flight += batch_size(held);
     if (const latency_set* set = c->latency.load(std::memory_order_acquire)) {
       for (unsigned l = 0; l < priority_count; ++l) merge(merged[l], set->lane[l]);
       for (std::size_t t = 0; t < types_.count; ++t)
@@ -97,7 +111,7 @@ metrics_snapshot bus_core::metrics() const {
     auto& lm = s.lanes[l];
     lm.lane = static_cast<priority>(l);
     lm.capacity = lanes_[l].admission.capacity();
-    lm.depth = front_occupancy(l);
+    lm.depth = depth[l];
     lm.waiting = parked[l] > unparked[l] ? parked[l] - unparked[l] : 0;
     lm.in_flight += lm.depth + lm.waiting;
     s.in_flight += lm.in_flight;

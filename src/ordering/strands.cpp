@@ -200,7 +200,7 @@ void bus_core::run_strand_chunk(thread_context& ctx, unsigned l, std::uint32_t h
   ctx.batch_in_hand.store(held + static_cast<std::uint32_t>(k << batch_lane_bits),
                           std::memory_order_relaxed);
   credit_account& a = ctx.credits[l];
-  a.done.store(a.done.load(std::memory_order_relaxed) + k, std::memory_order_relaxed);
+  a.done.store(a.done.load(std::memory_order_relaxed) + k, std::memory_order_release);
   lanes_[l].admission.release(k, 0);
   // The chunk settles apart from the batch around it: its outcomes go into the lane's row here,
   // together with taking it out of hand, as end_batch() does for the batch.
@@ -239,7 +239,7 @@ void bus_core::run_strand_chunk(thread_context& ctx, unsigned l, std::uint32_t h
     ctx.batch_failed = outer_failed;
     ctx.batch_tally = outer_tally;
   }
-  ctx.batch_in_hand.store(held, std::memory_order_relaxed);
+  ctx.batch_in_hand.store(held, std::memory_order_release);  // after the outcomes, as end_batch()
   give_back_nodes(ctx, nodes, k);
 }
 
@@ -254,7 +254,8 @@ std::size_t bus_core::discard_strand(thread_context& ctx, strand& s, unsigned l)
     envelope& env = n->env;
     const auto el = static_cast<unsigned>(env.header.lane);
     credit_account& a = ctx.credits[el];
-    a.done.store(a.done.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    // Release, as count_out()'s: a reader that sees it sees this thread's earlier counts.
+    a.done.store(a.done.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     lanes_[el].admission.release(1, 0);
     const std::uint16_t t = env.header.type_index;
     if (t == delivery_type()) {  // a keyed event with a deadline: one event, never run

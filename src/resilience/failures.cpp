@@ -237,9 +237,9 @@ void bus_core::settle_run(thread_context& ctx, parked_event* pe, bool front) noe
     if (front) ++ctx.batch_failed;
     bump(ctx.lane_row(l).v[kind]);
   }
-  // The outcome before the way out of the timer: a snapshot in between counts the event
-  // twice, never not at all.
-  if (pe->waited.load(std::memory_order_relaxed)) bump(ctx.lane_row(l).v[c_unparked]);
+  // The outcome before the way out of the timer (release: metrics() reads c_unparked first): a
+  // snapshot in between counts the event twice, never not at all.
+  if (pe->waited.load(std::memory_order_relaxed)) bump_release(ctx.lane_row(l).v[c_unparked]);
   told(ctx, *pe, told_as(kind));
 }
 
@@ -389,7 +389,7 @@ void bus_core::park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexc
     // A stop(discard) emptied the timer while this publish held its slot: the event, moved in
     // already, is accepted and discarded, as if the discard had found it waiting.
     ctx.count(l, pe->env.header.type_index, c_discarded);
-    bump(ctx.lane_row(l).v[c_unparked]);
+    bump_release(ctx.lane_row(l).v[c_unparked]);  // after the outcome, as settle() does
     told(ctx, *pe, tachyon::outcome::discarded);
     d->dispose();
     return;

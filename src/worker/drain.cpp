@@ -177,7 +177,8 @@ inline void bus_core::end_batch(thread_context& ctx, unsigned l, std::size_t n) 
   bump(row.v[c_dispatched], n - ctx.batch_failed);
   if (ctx.batch_failed != 0) [[unlikely]]
     end_batch_tally(ctx, row);
-  ctx.batch_in_hand.store(0, std::memory_order_relaxed);
+  // Release: a snapshot that sees the batch out of hand sees its outcomes (metrics()).
+  ctx.batch_in_hand.store(0, std::memory_order_release);
 }
 
 void bus_core::end_batch_tally(thread_context& ctx, counter_row& row) noexcept {
@@ -193,7 +194,8 @@ void bus_core::end_batch_tally(thread_context& ctx, counter_row& row) noexcept {
 [[gnu::always_inline]] inline std::size_t bus_core::take_batch(thread_context& ctx, unsigned l,
                                                                std::size_t n) noexcept {
   const std::size_t reentered = reentered_in(ctx, l, n);
-  // batch_in_hand before done: a snapshot between the two counts the batch twice, never not at all.
+  // batch_in_hand before done (whose store is a release: count_out()): a snapshot between the
+  // two counts the batch twice, never not at all.
   ctx.batch_in_hand.store(batch_word(n - reentered, l), std::memory_order_relaxed);
   count_out(ctx, l, n, reentered);
   return n - reentered;
@@ -215,8 +217,9 @@ void bus_core::count_out(thread_context& ctx, unsigned l, std::size_t n,
   lane& ln = lanes_[l];
   // `done` counts what left through the front door: re-entered deliveries never added to
   // `used` (their own door counts them), and counting them here would hide as many events.
+  // Release: whoever sees the new `done` (metrics(), front_occupancy()) sees the batch in hand.
   credit_account& a = ctx.credits[l];
-  a.done.store(a.done.load(std::memory_order_relaxed) + (n - reentered), std::memory_order_relaxed);
+  a.done.store(a.done.load(std::memory_order_relaxed) + (n - reentered), std::memory_order_release);
   // Give the room back at once, not after the handlers: publishers blocked on this lane
   // proceed while the batch runs. The pool wakes one waiting publisher per batch; it passes
   // the wake on if room is left when it has taken its own.

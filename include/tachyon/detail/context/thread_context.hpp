@@ -36,6 +36,11 @@ static_assert(sizeof(counter_row) == row_slots * 8, "tachyon: a counter row is r
 inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
+/// bump() whose store also publishes this thread's earlier counts, to a metrics() snapshot that
+/// loads this counter (acquire) before those (see bus_core::metrics()).
+inline void bump_release(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_release);
+}
 
 /// One dispatching thread's latency histograms (config::latency_histograms), per lane and per
 /// type, each made on its first record; defined in src/metrics/latency_set.hpp.
