@@ -280,7 +280,10 @@ bool bus_core::reenter(envelope& env) {
   thread_context& ctx = context();
   moodycamel::ProducerToken& token = producer_token(ctx, l);
   if (!ln.admission.try_reenter()) return false;
-  // The door's RMW above is a full barrier: stop()'s heavy fence is not needed to see it.
+  // The door's RMW and this load are both seq_cst, so they stay in order (a Dekker pair with
+  // stop(discard)'s store of discarding_ and its later reads of the door, occupancy()):
+  // stop()'s heavy fence is not needed to see it.
+  // A seq_cst RMW alone would not order a later relaxed load on aarch64.
   // A drain stop still takes re-entries (retries and delayed events run before it returns).
   if (discarding_.load(std::memory_order_seq_cst)) {
     ln.admission.cancel_reenter();

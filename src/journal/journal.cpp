@@ -632,7 +632,7 @@ void journal::run() {
         journal_writer* w = writers_[i].get();
         journal_segment* seg = w->current_;
         std::byte* const from = w->synced_;
-        std::byte* const to = w->end_.load(std::memory_order_relaxed);
+        std::byte* const to = w->end_.load(std::memory_order_acquire);  // see commit()
         if (seg == nullptr || to <= from) continue;
         lk.unlock();
         // Only this thread unmaps a segment (closing it) while the bus runs: seg stays mapped.

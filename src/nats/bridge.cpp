@@ -232,7 +232,8 @@ struct bridge_core::impl {
   mutable std::mutex quarantine_mutex;
   std::deque<quarantined> kept;
 
-  // Counters (relaxed: read by metrics()).
+  // Counters, relaxed: metrics() reads them, and any value it sees will do. flush() decides from
+  // three of them (export_queued, in_send, export_unacked): their orders are at send_loop().
   std::atomic<std::uint64_t> exported{0}, export_duplicates{0}, export_resent{0}, export_errors{0},
       export_queue_full{0}, export_skipped{0}, export_queued{0}, export_unacked{0}, received{0},
       imported{0}, import_refused{0}, quarantined_count{0}, own_skipped{0}, gaps{0}, redelivered{0},
@@ -465,12 +466,18 @@ struct bridge_core::impl {
       bool did = false;
       std::size_t n = ready.try_dequeue_bulk(batch, 64);
       if (n != 0) {
+        // flush() is done when it reads export_queued, then in_send, then export_unacked, all 0.
+        // The release makes the in_send add visible to a flush() that sees the subtraction: with
+        // both relaxed, a weakly ordered CPU (aarch64) may show the subtraction first, and
+        // flush() would return while these n are neither queued nor sending nor unacknowledged.
         in_send.fetch_add(n, std::memory_order_relaxed);
-        export_queued.fetch_sub(n, std::memory_order_relaxed);
+        export_queued.fetch_sub(n, std::memory_order_release);
         for (std::size_t i = 0; i < n; ++i) {
           send(*batch[i]);
           release(batch[i]);
         }
+        // Release: send() counted each in export_unacked before this, and flush() reads that
+        // after seeing in_send fall.
         in_send.fetch_sub(n, std::memory_order_release);
         did = true;
       }

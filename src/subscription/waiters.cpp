@@ -82,7 +82,7 @@ bool waiter_table::insert(waiter_entry& e, bool counted) {
   ++s.entries;
   if (counted) {
     e.counted = true;
-    s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
   return true;
 }
@@ -92,7 +92,7 @@ void waiter_table::count_in(waiter_entry& e) noexcept {
   std::lock_guard lock(s.mutex);
   if (!e.in_table || e.counted) return;
   e.counted = true;
-  s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
 void waiter_table::unlink(stripe& s, waiter_entry& e) noexcept {
@@ -109,7 +109,7 @@ void waiter_table::unlink(stripe& s, waiter_entry& e) noexcept {
   e.taken.store(true, std::memory_order_relaxed);
   --s.entries;
   if (e.counted)
-    s.count.store(s.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    s.count.store(s.count.load(std::memory_order_relaxed) - 1, std::memory_order_release);
 }
 
 bool waiter_table::take(waiter_entry& e) noexcept {
@@ -205,7 +205,9 @@ void waiter_table::shutdown() noexcept {
 
 std::size_t waiter_table::pending() const noexcept {
   std::size_t n = 0;
-  for (const auto& s : stripes_) n += s.count.load(std::memory_order_relaxed);
+  // Acquire, paired with each count's release: a caller that sees a wait_for() counted sees its
+  // subscription, so the events it publishes next reach it (bus::waiting()).
+  for (const auto& s : stripes_) n += s.count.load(std::memory_order_acquire);
   return n;
 }
 

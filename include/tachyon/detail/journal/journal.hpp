@@ -142,7 +142,9 @@ class journal_writer {
                      __ATOMIC_RELEASE);
     bump(outcome ? outcomes_ : records_);
     bump(bytes_, journal_format::padded(length));
-    end_.store(tail_, std::memory_order_relaxed);
+    // Release, paired with tachyon-journal's acquire: the record's bytes are in memory before
+    // it msyncs up to end_ (durability::interval).
+    end_.store(tail_, std::memory_order_release);
     if (every_event_ && !outcome) [[unlikely]]
       sync_record(at, length);
     if (--claims_ == 0 && !retiring_.empty()) [[unlikely]]

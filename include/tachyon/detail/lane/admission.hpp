@@ -309,7 +309,10 @@ class lane_admission {
   }
 
   std::uint64_t take(std::uint64_t want) noexcept {
-    std::int64_t f = free_.load(std::memory_order_relaxed);
+    // seq_cst: a publisher blocked on a full lane calls this after room.prepare_wait(), and
+    // wait_point's protocol needs the check of the condition to be seq_cst, as put()'s add
+    // is. (Once per chunk of credits; on x86-64 the same instruction as relaxed.)
+    std::int64_t f = free_.load(std::memory_order_seq_cst);
     for (;;) {
       if (f <= 0) return 0;
       // A chunk of up to max_chunk, but at most an eighth of what is left, so that near the

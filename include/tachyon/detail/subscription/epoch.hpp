@@ -55,7 +55,11 @@ class epoch_domain {
   /// announcement is ordered before the table loads that follow by light_fence, paired with
   /// the heavy_fence that synchronize() and reclaim() issue before they read announcements.
   void enter(epoch_reader& r) noexcept {
-    r.epoch.store(epoch_.load(std::memory_order_acquire), std::memory_order_relaxed);
+    // Release: a writer may read this announcement (>= its target) rather than the 0 that
+    // leave() stored; the release orders the previous dispatch's table loads before it, so
+    // the writer's free still comes after them. (leave()'s release does not carry over to a
+    // later relaxed store.) On x86-64 both are plain stores.
+    r.epoch.store(epoch_.load(std::memory_order_acquire), std::memory_order_release);
     light_fence(asymmetric_);
   }
   /// The reader leaves (outermost dispatch only). Returns true when something is retired (one

@@ -244,7 +244,7 @@ class waiter_table {
     std::vector<waiter_entry*> heap;     // armed asynchronous entries, earliest deadline first
     std::size_t entries = 0;             // in the chains
     std::size_t async_entries = 0;       // armed or not: the heap's reserved room
-    std::atomic<std::size_t> count{0};   // counted entries; written under the mutex
+    std::atomic<std::size_t> count{0};   // counted entries; written under the mutex, released
   };
   struct alignas(cache_line) wake {
     wait_point point;
