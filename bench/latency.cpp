@@ -1130,10 +1130,9 @@ int main(int argc, char** argv) {
   const int consumer_cpu = bench::consumer_cpu();
   bench::pin_this_thread(producer_cpu);
   const double ns_per_tick = tachyon::clock::ns_per_tick();  // calibrate before anything runs
-  const bool use_tsc = tachyon::clock::detail::use_tsc;
+  const char* const clock_source = tachyon::clock::source();
   std::printf("tachyon_latency%s: publisher cpu %d, consumer cpu %d, clock %s (%.4f ns/tick)\n",
-              s.quick ? " --quick" : "", producer_cpu, consumer_cpu,
-              use_tsc ? "TSC" : "steady_clock", ns_per_tick);
+              s.quick ? " --quick" : "", producer_cpu, consumer_cpu, clock_source, ns_per_tick);
   if (consumer_cpu < 0)
     std::printf("warning: fewer than 2 usable CPUs; spinning consumers share the publisher's\n");
   std::fflush(stdout);
@@ -1183,9 +1182,8 @@ int main(int argc, char** argv) {
             "\"quick\":%s,\"wall_s\":%.1f,\n \"noise\":{\"seconds\":%.2f,\"lost_pct\":%.2f,"
             "\"stalls_over_10us\":%llu,\"stalls_over_1ms\":%llu,\"longest_stall_us\":%.0f},\n "
             "\"groups\":[",
-            use_tsc ? "TSC" : "steady_clock", ns_per_tick, producer_cpu, consumer_cpu,
-            s.quick ? "true" : "false", wall_s, quiet.seconds, quiet.lost_pct,
-            static_cast<unsigned long long>(quiet.gaps_10us),
+            clock_source, ns_per_tick, producer_cpu, consumer_cpu, s.quick ? "true" : "false",
+            wall_s, quiet.seconds, quiet.lost_pct, static_cast<unsigned long long>(quiet.gaps_10us),
             static_cast<unsigned long long>(quiet.gaps_1ms), quiet.max_gap_us);
     for (std::size_t i = 0; i < groups.size(); ++i)
       out += (i ? ",\n  " : "\n  ") + group_json(groups[i]);

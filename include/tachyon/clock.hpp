@@ -1,9 +1,14 @@
 // tachyon/clock.hpp — the cheap clock stamped on every published event.
 //
-// On x86-64 with an invariant TSC it reads the time-stamp counter (no syscall; 7.8-8.7 ns a
-// call in a tight loop on the Intel development VM, 11.5 ns on an earlier AMD one); elsewhere it
-// reads std::chrono::steady_clock and a tick is a nanosecond. Ticks are comparable across threads
-// and cores of one machine; convert differences with to_ns().
+// It reads a counter of the CPU's where there is a usable one: on x86-64 the time-stamp counter
+// when the CPU says it is invariant (no syscall; 7.8-8.7 ns a call in a tight loop on the Intel
+// development VM, 11.5 ns on an earlier AMD one); on aarch64 the generic timer's virtual count,
+// cntvct_el0, when its frequency register is set. Either rate is calibrated against
+// steady_clock (ns_per_tick()), not taken from what the CPU reports. Elsewhere it reads
+// std::chrono::steady_clock and a tick is a nanosecond. Ticks are comparable across threads and
+// cores of one machine; convert differences with to_ns(). The read is not ordered with the
+// loads around it (no lfence, no isb): a difference between reads on two threads may come out
+// a few ns negative, and tachyon's latency figures clamp it at zero.
 #pragma once
 
 #include <chrono>
@@ -16,14 +21,21 @@
 namespace tachyon::clock {
 
 namespace detail {
-/// Set once at start-up (static initialisation in src/clock.cpp). Thread-safe to read.
-extern const bool use_tsc;
+/// True when now() reads the CPU's counter, false when steady_clock. Set once at start-up
+/// (static initialisation in src/clock.cpp). Thread-safe to read.
+extern const bool use_counter;
 }  // namespace detail
 
 /// Now, in ticks. Never allocates, never blocks, thread-safe.
 inline std::uint64_t now() noexcept {
 #if defined(__x86_64__)
-  if (detail::use_tsc) return __rdtsc();
+  if (detail::use_counter) return __rdtsc();
+#elif defined(__aarch64__)
+  if (detail::use_counter) {
+    std::uint64_t ticks;
+    asm volatile("mrs %0, cntvct_el0" : "=r"(ticks));
+    return ticks;
+  }
 #endif
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                         std::chrono::steady_clock::now().time_since_epoch())
@@ -33,6 +45,9 @@ inline std::uint64_t now() noexcept {
 /// Nanoseconds per tick, calibrated against steady_clock once, on the first call (10 ms), from
 /// two readings that each bracket a tick read between steady_clock reads < 2 us apart.
 double ns_per_tick() noexcept;
+
+/// What now() reads: "tsc", "cntvct_el0" or "steady_clock".
+const char* source() noexcept;
 
 /// A tick difference in nanoseconds.
 inline double to_ns(std::uint64_t ticks) noexcept {

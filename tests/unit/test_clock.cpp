@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <thread>
 
 #include <tachyon/clock.hpp>
@@ -37,7 +38,7 @@ TEST(Clock, NeverRunsBackwardsOnOneThread) {
 
 TEST(Clock, TicksConvertToSteadyClockNanoseconds) {
   EXPECT_GT(tachyon::clock::ns_per_tick(), 0.0);
-  if (!tachyon::clock::detail::use_tsc) {
+  if (!tachyon::clock::detail::use_counter) {
     EXPECT_EQ(tachyon::clock::ns_per_tick(), 1.0);
   }
   const bracketed a = read();
@@ -50,4 +51,20 @@ TEST(Clock, TicksConvertToSteadyClockNanoseconds) {
   // 1% for the calibration (it is good to about 0.02%: see clock.cpp).
   EXPECT_GE(measured, shortest * 0.99);
   EXPECT_LE(measured, longest * 1.01);
+}
+
+TEST(Clock, ReadsTheCpusCounterWhereThereIsAUsableOne) {
+  const std::string source = tachyon::clock::source();
+#if defined(__aarch64__)
+  // The generic timer's count is used whenever firmware programmed its frequency.
+  std::uint64_t frequency;
+  asm volatile("mrs %0, cntfrq_el0" : "=r"(frequency));
+  EXPECT_EQ(tachyon::clock::detail::use_counter, frequency != 0);
+  EXPECT_EQ(source, tachyon::clock::detail::use_counter ? "cntvct_el0" : "steady_clock");
+#elif defined(__x86_64__)
+  EXPECT_EQ(source, tachyon::clock::detail::use_counter ? "tsc" : "steady_clock");
+#else
+  EXPECT_FALSE(tachyon::clock::detail::use_counter);
+  EXPECT_EQ(source, "steady_clock");
+#endif
 }

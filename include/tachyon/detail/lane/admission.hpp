@@ -58,11 +58,25 @@
 
 namespace tachyon::detail {
 
+/// What tachyon pads and aligns to so that lines written by different threads are never
+/// shared. x86-64: 64 bytes, its line. aarch64: 128, which covers both kinds of core: those
+/// with 128-byte lines (Apple's, and designs derived from them), and those with 64-byte lines
+/// that fetch lines in pairs; on the rest it costs padding (memory), not time. Elsewhere 64.
+#if defined(__aarch64__)
+inline constexpr std::size_t cache_line = 128;
+#else
 inline constexpr std::size_t cache_line = 64;
+#endif
 
+/// The pause in a poll loop: it lets the core's other hardware thread run and keeps the loop
+/// from flooding the line it polls with reads. x86-64: `pause`. aarch64: `isb`, which waits
+/// for the pipeline to drain (tens of cycles), since `yield` is a no-op on most cores and a
+/// loop of it polls as fast as one with nothing. Elsewhere nothing.
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__)
   _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("isb" ::: "memory");
 #endif
 }
 

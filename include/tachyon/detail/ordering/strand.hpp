@@ -39,14 +39,14 @@ namespace tachyon::detail {
 struct thread_context;
 class bus_core;
 
-/// One keyed event on its way through a strand: two cache lines.
+/// One keyed event on its way through a strand: 128 bytes (two 64-byte lines, or one of 128).
 struct alignas(cache_line) strand_node {
   envelope env;                             // the event, stamped and filled as a lane would hold it
   std::atomic<strand_node*> next{nullptr};  // the FIFO's link
   thread_context* owner = nullptr;          // whose spare nodes it goes back to
   strand_node* next_spare = nullptr;        // the owner's lists of spare nodes
 };
-static_assert(sizeof(strand_node) == 2 * cache_line, "tachyon: a strand node is two lines");
+static_assert(sizeof(strand_node) == 128, "tachyon: a strand node is 128 bytes");
 
 class strand {
  public:
