@@ -175,8 +175,9 @@ struct config {
 
   /// Strands for keyed events (publish_options::key): keys are hashed onto this many FIFOs,
   /// each run by one thread at a time, so this bounds how many keys run in parallel. Keys that
-  /// share a strand are serialised together (still each in its own order). 256 B each, made on
-  /// the first keyed publish; a bus that never publishes a keyed event allocates none.
+  /// share a strand are serialised together (still each in its own order). 256 B each (384 on
+  /// aarch64), made on the first keyed publish; a bus that never publishes a keyed event
+  /// allocates none.
   /// Allowed: 1 .. 65536.
   std::uint32_t key_strands = 256;
 
