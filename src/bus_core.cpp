@@ -85,7 +85,9 @@ std::uint64_t bus_core::occupancy(unsigned l) const noexcept {
 std::uint64_t bus_core::front_occupancy(unsigned l) const noexcept {
   // `done` first: an event is admitted (used) before it can be dequeued (done), so reading the
   // dequeue counts first keeps a racy difference from going below the truth by much; it is
-  // clamped at zero all the same.
+  // clamped at zero all the same. `done`'s acquire keeps that order on a weak CPU (the used loads
+  // cannot move before it, and see what count_out()'s release carries); seq_cst is more than
+  // that needs (stop and the parking check read this after heavy_fence).
   std::uint64_t done = 0, used = 0;
   accounts(l)([&](const credit_account& a) { done += a.done.load(std::memory_order_seq_cst); });
   accounts(l)([&](const credit_account& a) { used += a.used.load(std::memory_order_seq_cst); });
@@ -105,6 +107,8 @@ std::uint32_t bus_core::admit_some(thread_context& ctx, unsigned l, std::uint32_
   credit_account& a = ctx.credits[l];
   lane_admission& adm = lanes_[l].admission;
   for (;;) {
+    // A filter: try_admit's load after the fence decides, and admit_one's room wait checks the
+    // flag itself. seq_cst is not needed here (an ldar on aarch64, once per refill or chunk).
     if (stopping_.load(std::memory_order_seq_cst)) {
       stopped = true;
       return 0;
@@ -176,6 +180,7 @@ result bus_core::admit_one(thread_context& ctx, unsigned l, std::uint16_t type, 
       ln.room.cancel_wait();
       return admitted();
     }
+    // seq_cst: room's waiter check, against begin_stop()'s store and notify_all.
     if (stopped || stopping_.load(std::memory_order_seq_cst)) {
       ln.room.cancel_wait();
       return refuse(result::stopped);

@@ -45,7 +45,9 @@ struct subscription_state {
   /// thread runs it then, nor will again.
   virtual void drop_callable() noexcept {}
 
-  std::atomic<std::uint32_t> refs{2};     // the handle's and the table's
+  std::atomic<std::uint32_t> refs{2};  // the handle's and the table's
+  // live, owner: only their values matter (a state reaches its readers through the table's load
+  // or the handle), so their acquires and releases publish nothing; relaxed would do.
   std::atomic<bool> live{true};           // false once unsubscribed (checked before each call)
   std::atomic<bus_core*> owner{nullptr};  // null once the bus is gone
   void (*remove)(bus_core*, subscription_state*) noexcept = nullptr;  // the typed unsubscribe

@@ -33,6 +33,9 @@ struct steady_time {
 /// for a timer on a virtual clock does not sleep on it, it polls (see bus::now()).
 class virtual_clock {
  public:
+  // Release/acquire: a thread that reads a time also sees what the thread that moved the clock
+  // there did first, as a test expects. The bus itself needs only the value (what it schedules
+  // travels under the timer's lock).
   std::chrono::nanoseconds now() const noexcept {
     return std::chrono::nanoseconds(ns_.load(std::memory_order_acquire));
   }

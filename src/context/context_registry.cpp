@@ -154,6 +154,9 @@ thread_context& context_registry::late_context_slow() {
 thread_context* context_registry::acquire_context() {
   for (auto* c = contexts_.load(std::memory_order_acquire); c != nullptr; c = c->next) {
     bool expected = false;
+    // The relaxed load is a filter; the CAS decides. Its acquire pairs with release()'s store of
+    // false: the previous owner's plain state (sequence, spare nodes, journal writer) and its
+    // last counts and credits are ours before we touch them. Its release half is not needed.
     if (!c->owned.load(std::memory_order_relaxed) &&
         c->owned.compare_exchange_strong(expected, true, std::memory_order_acq_rel))
       return c;
@@ -165,6 +168,8 @@ thread_context* context_registry::acquire_context() {
         "context is handed back for reuse when the thread ends");
   auto* c = new thread_context(id, *lanes_, types_);
   epochs_->add_reader(c->reader);
+  // Release: the context is whole (tokens, rows, reader) for whoever finds it in the list
+  // (first(), the loop above), and so are those pushed before it (the release sequence).
   c->next = contexts_.load(std::memory_order_relaxed);
   while (!contexts_.compare_exchange_weak(c->next, c, std::memory_order_release,
                                           std::memory_order_relaxed)) {

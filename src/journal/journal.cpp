@@ -355,7 +355,7 @@ bool journal::take_segment(journal_writer& w, journal_segment* s) noexcept {
   w.current_ = s;
   w.tail_ = start;
   w.room_ = s->size - fmt::header_room;
-  w.end_.store(start, std::memory_order_relaxed);
+  w.end_.store(start, std::memory_order_relaxed);  // under the lock, as current_ and synced_
   w.synced_ = start;
   lock.unlock();
   // Under every_event, a record synced before its publish returns must be findable after a

@@ -163,6 +163,7 @@ struct pending_ack : settle_listener {
     }
     // Closed: let go unacknowledged; the server redelivers it after its ack wait.
     if (msg != nullptr) natsMsg_Destroy(msg);
+    // Release: the acknowledgement is queued before stop_imports() sees the count fall.
     sink->awaiting.fetch_sub(1, std::memory_order_acq_rel);
   }
 };
@@ -191,11 +192,11 @@ struct bridge_core::impl {
     std::optional<consumer_options> jetstream;
     natsSubscription* sub = nullptr;
     std::thread fetcher;
+    // Publish said stopped: this import takes no more. Read only by the JetStream fetcher, which
+    // sets it itself: the release and acquire are not needed.
     std::atomic<bool> bus_stopped{false};
-    std::atomic<int> failing{0};
-    std::int64_t not_before_ns =
-        0;  // start_at::time: messages stored earlier are skipped  // JetStream: the last fetch's
-            // failure (a natsStatus), or 0  // publish said stopped: this import takes no more
+    std::atomic<int> failing{0};     // JetStream: the last fetch's failure (a natsStatus), or 0
+    std::int64_t not_before_ns = 0;  // start_at::time: messages stored earlier are skipped
     // Core NATS: the last export sequence seen per "<origin> <subject>" (the callback thread's).
     std::unordered_map<std::string, std::uint64_t> last_seen;
   };
@@ -226,6 +227,8 @@ struct bridge_core::impl {
   std::atomic<bool> running{true};
   std::atomic<bool> closed{false};    // imports stopped: no add_export/add_import either
   std::atomic<bool> finished{false};  // the connection closed
+  // running, fetching: stop signals that carry no data (the joins in stop_imports() and finish()
+  // order what follows); their release and acquire are not needed.
   std::atomic<bool> fetching{true};
   bool connection_closed = false;  // under sleep_mutex: the closed callback ran
 
@@ -718,6 +721,8 @@ struct bridge_core::impl {
   static void on_core_msg(natsConnection*, natsSubscription*, natsMsg* m, void* c) {
     auto& e = *static_cast<import_entry*>(c);
     impl* self = e.owner;
+    // The decrement's release: this take() is done with the bridge before stop_imports(), which
+    // waits for 0 (acquire), lets it go.
     self->in_take.fetch_add(1, std::memory_order_acq_rel);
     self->take(e, m, false);
     self->in_take.fetch_sub(1, std::memory_order_acq_rel);

@@ -18,6 +18,8 @@ strand* bus_core::make_strands() {
   auto* all = static_cast<strand*>(allocate(sizeof(strand) * n, alignof(strand)));
   for (std::uint32_t i = 0; i < n; ++i) ::new (&all[i]) strand(this);
   strand* expected = nullptr;
+  // Release publishes ours, built above, to strand_for()'s acquire; a failed CAS acquires the
+  // winner's. (The success's acquire half is not needed.)
   if (strands_.compare_exchange_strong(expected, all, std::memory_order_acq_rel,
                                        std::memory_order_acquire))
     return all;
@@ -37,6 +39,8 @@ strand& bus_core::strand_for(std::uint64_t key) {
 strand_node* bus_core::take_node(thread_context& ctx) {
   strand_node* n = ctx.spare_nodes;
   if (n == nullptr) [[unlikely]] {
+    // Acquire, paired with give_back_nodes()'s release: the runners' last use of these nodes
+    // (and their next_spare links) happen before this thread reuses them.
     n = ctx.returned_nodes.exchange(nullptr, std::memory_order_acquire);
     if (n == nullptr) return new_node(ctx);
   }
@@ -97,6 +101,8 @@ void bus_core::give_back_nodes(thread_context& ctx, strand_node* const* nodes,
       continue;
     }
     // A Treiber push; the owner takes the whole list with one exchange, so there is no ABA.
+    // Release: this thread is done with the nodes (take_node() acquires); the relaxed loads
+    // need none, as the pushes before ours reach the owner through the release sequence.
     strand_node* head = owner->returned_nodes.load(std::memory_order_relaxed);
     do {
       last->next_spare = head;

@@ -175,9 +175,12 @@ void bus_core::handle_failures(thread_context& ctx, parked_event* pe,
                                     ? 0
                                     : backoff_ns(s->retry, runs, pe->env.header.sequence));
         pe->acquire();
+        // Relaxed: this run's own count keeps `pending` above zero meanwhile; the timer's lock
+        // hands the delivery on, and settle_run's acq_rel decrements order the rest.
         pe->pending.fetch_add(1, std::memory_order_relaxed);
         // Counted at once, even from a batch that still holds the event: a snapshot in
-        // between counts it twice (in hand and waiting), never not at all.
+        // between counts it twice (in hand and waiting), never not at all. An RMW, so one
+        // thread counts it; relaxed: settle_run reads it after this run's acq_rel decrement.
         if (!pe->waited.exchange(true, std::memory_order_relaxed))
           bump(ctx.lane_row(l).v[c_parked]);
         bool scheduled = false, earliest = false;
@@ -192,7 +195,8 @@ void bus_core::handle_failures(thread_context& ctx, parked_event* pe,
           ctx.count(l, t, c_retried);
           continue;
         }
-        // The timer is full (or a discard began): this delivery fails for good below.
+        // The timer is full (or a discard began): this delivery fails for good below. Relaxed: the
+        // delivery never got out, and this run still holds its own count.
         pe->pending.fetch_sub(1, std::memory_order_relaxed);
         pe->release_ref();  // not the last: the run in progress holds one
         d->target = nullptr;
@@ -238,7 +242,9 @@ void bus_core::settle_run(thread_context& ctx, parked_event* pe, bool front) noe
     bump(ctx.lane_row(l).v[kind]);
   }
   // The outcome before the way out of the timer (release: metrics() reads c_unparked first): a
-  // snapshot in between counts the event twice, never not at all.
+  // snapshot in between counts the event twice, never not at all. `waited` relaxed: every store
+  // of it comes before its thread's decrement of `pending` (park_delayed's, before the timer's
+  // lock), which our acq_rel decrement to zero acquired.
   if (pe->waited.load(std::memory_order_relaxed)) bump_release(ctx.lane_row(l).v[c_unparked]);
   told(ctx, *pe, told_as(kind));
 }
@@ -382,7 +388,7 @@ void bus_core::park_delayed(parked_event* pe, std::uint64_t not_before_ns) noexc
     return;
   }
   d->due_ns = not_before_ns;
-  pe->waited.store(true, std::memory_order_relaxed);
+  pe->waited.store(true, std::memory_order_relaxed);  // the timer's lock hands it on
   ctx.count(l, pe->env.header.type_index, c_accepted);
   bump(ctx.lane_row(l).v[c_parked]);
   if (!timers_.push_reserved(d, discarding_)) {

@@ -10,6 +10,8 @@
 namespace tachyon::detail {
 
 void epoch_domain::add_reader(epoch_reader& r) noexcept {
+  // Release: publishes the reader and r.next to the scans' acquire loads of readers_ (and,
+  // through the release sequence, the readers pushed before it).
   r.next = readers_.load(std::memory_order_relaxed);
   while (!readers_.compare_exchange_weak(r.next, &r, std::memory_order_release,
                                          std::memory_order_relaxed)) {
@@ -25,6 +27,8 @@ void epoch_domain::synchronize(const epoch_reader* self) {
   // [1, target) until it leaves.
   const std::uint64_t target = epoch_.fetch_add(1, std::memory_order_seq_cst) + 1;
   heavy_fence(asymmetric_);  // every reader's announcement is now visible, or it sees the swap
+  // The announcements are acquired (seq_cst, where acquire would do after the fence): a reader
+  // seen at 0 or >= target has done its old-table loads (leave()'s and enter()'s release).
   for (auto* r = readers_.load(std::memory_order_seq_cst); r != nullptr; r = r->next) {
     if (r == self) continue;
     for (unsigned spins = 0;; ++spins) {
@@ -53,7 +57,7 @@ void epoch_domain::reclaim(garbage& out) {
   if (retired_.empty()) return;
   // The one allocation, before anything moves: the push_back below cannot throw.
   out.reserve(out.size() + retired_.size());
-  heavy_fence(asymmetric_);  // as in synchronize()
+  heavy_fence(asymmetric_);  // as in synchronize(), and the loads below acquire as there
   std::uint64_t oldest_reader = UINT64_MAX;
   for (auto* r = readers_.load(std::memory_order_seq_cst); r != nullptr; r = r->next) {
     const std::uint64_t e = r->epoch.load(std::memory_order_seq_cst);

@@ -91,7 +91,7 @@ struct context_anchor {
     std::lock_guard g(m);
     if (hand_back == nullptr) return;
     hand_back(owner, ctx);
-    ctx.owned.store(false, std::memory_order_release);
+    ctx.owned.store(false, std::memory_order_release);  // to acquire_context()'s CAS
   }
 };
 

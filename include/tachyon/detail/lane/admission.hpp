@@ -103,6 +103,7 @@ struct credit_account {
     const std::uint64_t l = limit.load(std::memory_order_relaxed);
     return l > u ? l - u : 0;
   }
+  /// Acquire: pairs with the revoker's release of 0, which it stores after the settled limit.
   void wait_settled() const noexcept {
     for (unsigned spins = 0; revoking.load(std::memory_order_acquire) != 0; ++spins) {
       if (spins < 64)
@@ -153,6 +154,7 @@ class lane_admission {
   template <class StopFlag>
   [[gnu::always_inline]] static bool try_admit(credit_account& a, std::uint64_t n, bool asymmetric,
                                                const StopFlag& stop, bool& stopped) noexcept {
+    // Relaxed: `used` is ours, and this `limit` only a filter: the load after the fence decides.
     const std::uint64_t u = a.used.load(std::memory_order_relaxed);
     if (a.limit.load(std::memory_order_relaxed) < u + n) [[unlikely]]
       return false;
@@ -201,6 +203,8 @@ class lane_admission {
   /// arrive rather than report a full lane (see refill()).
   std::uint64_t give_back(credit_account& a) noexcept {
     std::lock_guard lock(revoke_mutex_);  // no revoker is settling `a` meanwhile
+    // The mutex orders these against revokers, and only the owner (this thread) raises the
+    // limit: relaxed would do here.
     const std::uint64_t l = a.limit.load(std::memory_order_acquire);
     const std::uint64_t u = a.used.load(std::memory_order_relaxed);
     if (l <= u) return 0;
@@ -219,9 +223,13 @@ class lane_admission {
     std::uint64_t marked = 0;
     for_each_account([&](credit_account& c) {
       if (&c == self) return;
+      // Estimates, which need no acquire: the read of `used` after heavy_fence settles.
       std::uint64_t l = c.limit.load(std::memory_order_acquire);
       const std::uint64_t u = c.used.load(std::memory_order_acquire);
       if (l <= u) return;
+      // The CAS's release carries the mark to an owner that acquires the lowered limit (it
+      // then waits); heavy_fence orders the rest. seq_cst is more than that needs, on a path
+      // that pays a membarrier anyway.
       c.revoking.store(1, std::memory_order_seq_cst);
       if (!c.limit.compare_exchange_strong(l, u, std::memory_order_seq_cst)) {
         c.revoking.store(0, std::memory_order_release);  // the owner refilled: it is active
@@ -238,7 +246,7 @@ class lane_admission {
       const std::uint64_t before = c.revoked_from;
       const std::uint64_t u = c.used.load(std::memory_order_seq_cst);
       c.limit.store(u, std::memory_order_release);
-      c.revoking.store(0, std::memory_order_release);
+      c.revoking.store(0, std::memory_order_release);  // after the limit: wait_settled()
       returned += before - u;
     });
     if (returned != 0) put(returned);
@@ -251,6 +259,7 @@ class lane_admission {
     if (n != 0) put(n);
     if (reentered != 0) {
       count_shared_rmw();
+      // seq_cst as the door's other RMWs; room coming back needs no order.
       reentry_free_.fetch_add(static_cast<std::int64_t>(reentered), std::memory_order_seq_cst);
     }
   }
@@ -269,6 +278,7 @@ class lane_admission {
   // ---- the second door: retries and replays --------------------------------------------------
 
   /// Takes room for one re-entering event; false when the door's bound is reached.
+  /// seq_cst: the door's half of reenter()'s Dekker pair with stop(discard) (bus_core.cpp).
   bool try_reenter() noexcept {
     std::int64_t f = reentry_free_.load(std::memory_order_relaxed);
     while (f > 0) {
@@ -286,11 +296,14 @@ class lane_admission {
   /// a lane holds at most one token per strand, and the events behind a token are admitted
   /// already. Tokens may so take the door's room from due retries for a while (those wait in the
   /// timer until a batch has made room), never the reverse.
+  /// seq_cst as the door's other RMWs; the drain that dequeues the token sees this through the
+  /// queue (the enqueue releases, the dequeue acquires), whatever the order here.
   void enter_token() noexcept {
     count_shared_rmw();
     reentry_free_.fetch_sub(1, std::memory_order_seq_cst);
   }
-  /// Re-entered events not yet dequeued (exact when quiet).
+  /// Re-entered events not yet dequeued (exact when quiet). seq_cst: stop(discard)'s half of
+  /// the Dekker pair (see try_reenter()); the drain's look needs only coherence.
   std::uint64_t reentry_depth() const noexcept {
     const std::int64_t f = reentry_free_.load(std::memory_order_seq_cst);
     return f >= static_cast<std::int64_t>(reentry_capacity_)
@@ -298,7 +311,8 @@ class lane_admission {
                : static_cast<std::uint64_t>(reentry_capacity_ - f);
   }
 
-  /// The pool, for tests and metrics.
+  /// The pool, for tests and metrics, and a blocked publisher's hint (take() decides): seq_cst
+  /// is more than any of them needs.
   std::int64_t pool() const noexcept { return free_.load(std::memory_order_seq_cst); }
 
  private:
@@ -342,6 +356,7 @@ class lane_admission {
   }
   void put(std::uint64_t n) noexcept {
     count_shared_rmw();
+    // seq_cst: the notifier's change in room's protocol (take() is the waiter's check).
     free_.fetch_add(static_cast<std::int64_t>(n), std::memory_order_seq_cst);
     // Room appeared: one blocked publisher wakes (and passes the wake on if room is left).
     // One load when nobody sleeps.
@@ -349,6 +364,8 @@ class lane_admission {
   }
   /// Adds `k` taken credits to the owner's limit. A revoker may be lowering it at the same time:
   /// the CAS fails then, and the owner waits for the settlement and adds to the settled limit.
+  /// Acquire (load, failed CAS): a limit a revoker lowered comes with its `revoking` mark. The
+  /// release half is not needed (it only makes a revoker's estimate of `used` fresher).
   static void grant(credit_account& a, std::uint64_t k) noexcept {
     for (;;) {
       a.wait_settled();

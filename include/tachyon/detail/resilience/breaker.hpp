@@ -3,6 +3,10 @@
 // end of the open window in bits 12-63 (in 1024-ns units: 146 years of range). Every move is one
 // compare-and-swap on that word, so exactly one caller wins the half-open probe. The success
 // path of a closed breaker with no streak reads the word and writes nothing.
+//
+// Memory ordering: the breaker's whole state is this word and nothing else is published with
+// it, so the CAS's atomicity alone decides every move: the acquire and acq_rel below order
+// nothing that needs it, and relaxed would do (they are off the quiet path).
 #pragma once
 
 #include <atomic>

@@ -58,6 +58,8 @@ struct parked_event {
       listener->settled(*listener, env.header, o);
   }
 
+  // References: taking one needs no order (the caller holds one already); dropping one is
+  // acq_rel, so the last holder's delete comes after every other holder's use.
   void acquire() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release_ref() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -65,6 +67,8 @@ struct parked_event {
       delete this;
     }
   }
+  // Marks: each is added before its thread's decrement of `pending` and read after the acq_rel
+  // decrement that takes it to zero (settle_run), which orders them all: relaxed would do here.
   std::uint8_t outcome_marks() const noexcept { return marks.load(std::memory_order_acquire); }
   void add_mark(std::uint8_t m) noexcept { marks.fetch_or(m, std::memory_order_acq_rel); }
 };
@@ -105,7 +109,10 @@ class timer_queue {
   timer_queue(const timer_queue&) = delete;
   timer_queue& operator=(const timer_queue&) = delete;
 
-  /// Anything waiting: the drain's one read per batch.
+  /// Anything waiting: the drain's one read per batch (a hint). Relaxed, also where a worker
+  /// about to park reads it (bus_core::idle): correct there only because heavy_fence() after its
+  /// prepare_wait() is a seq_cst fence, which orders this load after the waiter count, against
+  /// changed()'s seq_cst store and the pusher's notify.
   bool armed() const noexcept { return size_.load(std::memory_order_relaxed) != 0; }
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
 

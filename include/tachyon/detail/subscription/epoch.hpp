@@ -65,6 +65,8 @@ class epoch_domain {
   /// The reader leaves (outermost dispatch only). Returns true when something is retired (one
   /// relaxed load of a line readers only read): the caller then calls reclaim_after_leave().
   bool leave(epoch_reader& r) noexcept {
+    // Release: this dispatch's table loads come before a writer's acquire of the 0, and so
+    // before its free (synchronize(), reclaim()).
     r.epoch.store(0, std::memory_order_release);
     return reclaim_due_.load(std::memory_order_relaxed) != 0;
   }
