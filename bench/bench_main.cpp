@@ -99,6 +99,7 @@
 #include <boost/signals2/signal.hpp>
 #include <tachyon/tachyon.hpp>
 
+#include "emulation.hpp"
 #include "pinning.hpp"
 
 namespace {
@@ -1106,6 +1107,8 @@ void register_all(int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bench::warn_if_emulated("tachyon_bench");
+  bench::mark_context(benchmark::AddCustomContext);
   constexpr int default_repetitions = 5;
   bool repetitions_given = false;
   for (int i = 1; i < argc; ++i)

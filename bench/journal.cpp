@@ -96,6 +96,7 @@
 #include <tachyon/journal.hpp>
 #include <tachyon/tachyon.hpp>
 
+#include "emulation.hpp"
 #include "pinning.hpp"
 #include "text.hpp"
 
@@ -1032,6 +1033,7 @@ std::vector<figure> make_figures() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bench::warn_if_emulated("tachyon_journal_bench");
   std::string json_path, only, dir_parent;
   std::optional<int> rounds;
   std::optional<double> min_time;
@@ -1117,7 +1119,8 @@ int main(int argc, char** argv) {
 
   if (!json_path.empty()) {
     std::string s =
-        fmt("{\"quick\":%s,\"rounds\":%d,\"min_time\":%.3g,\"cpus\":%zu,",
+        "{" + bench::emulation_json_fields() +
+        fmt("\"quick\":%s,\"rounds\":%d,\"min_time\":%.3g,\"cpus\":%zu,",
             g.quick ? "true" : "false", g.rounds, g.min_time, bench::usable_cpus().size()) +
         "\"directory\":" + json_string(g.root) + ",\"filesystem\":" + json_string(g.filesystem) +
         ",\"figures\":[";

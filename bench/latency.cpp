@@ -107,6 +107,7 @@
 #include <concurrentqueue/concurrentqueue.h>
 #include <tachyon/tachyon.hpp>
 
+#include "emulation.hpp"
 #include "hops.hpp"
 #include "pinning.hpp"
 #include "text.hpp"
@@ -1099,6 +1100,7 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bench::warn_if_emulated("tachyon_latency");
   settings s;
   const char* json = nullptr;
   std::string only;
@@ -1178,7 +1180,8 @@ int main(int argc, char** argv) {
 
   if (json != nullptr) {
     std::string out =
-        fmt("{\"clock\":\"%s\",\"ns_per_tick\":%.6f,\"producer_cpu\":%d,\"consumer_cpu\":%d,"
+        "{" + bench::emulation_json_fields() +
+        fmt("\"clock\":\"%s\",\"ns_per_tick\":%.6f,\"producer_cpu\":%d,\"consumer_cpu\":%d,"
             "\"quick\":%s,\"wall_s\":%.1f,\n \"noise\":{\"seconds\":%.2f,\"lost_pct\":%.2f,"
             "\"stalls_over_10us\":%llu,\"stalls_over_1ms\":%llu,\"longest_stall_us\":%.0f},\n "
             "\"groups\":[",

@@ -63,6 +63,7 @@
 #include <tachyon/nats/bridge.hpp>
 #include <tachyon/tachyon.hpp>
 
+#include "emulation.hpp"
 #include "nats_launcher.hpp"
 #include "text.hpp"
 
@@ -677,6 +678,7 @@ figure jetstream(const settings& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bench::warn_if_emulated("tachyon_nats_bench");
   settings s;
   const char* json = nullptr;
   std::string only;
@@ -720,7 +722,8 @@ int main(int argc, char** argv) {
   std::printf("\ntachyon_nats_bench: %.1f s\n", wall);
   if (json != nullptr) {
     std::string out =
-        fmt("{\"program\":\"tachyon_nats_bench\",\"quick\":%s,\"rounds\":%d,"
+        "{" + bench::emulation_json_fields() +
+        fmt("\"program\":\"tachyon_nats_bench\",\"quick\":%s,\"rounds\":%d,"
             "\"cpus\":%u,\"wall_s\":%.1f,\"figures\":[",
             s.quick ? "true" : "false", s.rounds, std::thread::hardware_concurrency(), wall);
     for (std::size_t i = 0; i < figures.size(); ++i)

@@ -38,8 +38,13 @@ the peer's time / tachyon's. Above 1.00, tachyon is faster.
 Statistic: the median aggregate when the run had repetitions, else the mean aggregate, else the
 median of the individual runs, else the single run.
 
+Emulation: a benchmark program that finds itself running under emulation (qemu-user running the
+aarch64 build on an x86-64 host; bench/emulation.hpp) marks its JSON "emulated". Such figures
+time the emulator, not the machine: no report is printed for them.
+
 Exit status: 0; 1 if no input could be read; 3 if a benchmark reported an error (the report is
-still printed). Standard library only.
+still printed); 4 if an input was measured under emulation (nothing is printed on stdout).
+Standard library only.
 """
 
 import argparse
@@ -366,7 +371,7 @@ class GbReport:
 def render_latency(data, out):
     out.append("## Latency (tachyon_latency)")
     out.append("")
-    meta = {k: v for k, v in data.items() if k != "groups"}
+    meta = {k: v for k, v in data.items() if k not in ("groups", "emulated", "emulated_why")}
     if meta:
         out.append("Run: " + ", ".join(f"{k} {format_meta(v)}" for k, v in meta.items()) + ".")
         out.append("")
@@ -1016,6 +1021,19 @@ def render_summary(summary, out):
 
 # ---- main ---------------------------------------------------------------------------------
 
+def emulated_inputs(gb_data, inputs):
+    """[(what, why)] for each input whose program ran under emulation. Google Benchmark's
+    context holds strings ("true"); the other programs' JSON a boolean."""
+    found = []
+    context = (gb_data or {}).get("context", {})
+    if context.get("emulated") == "true":
+        found.append(("Google Benchmark JSON", context.get("emulated_why", "no reason given")))
+    for what, data in inputs:
+        if isinstance(data, dict) and data.get("emulated") is True:
+            found.append((what, data.get("emulated_why", "no reason given")))
+    return found
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("gbench", nargs="?", help="Google Benchmark JSON (gbench.json)")
@@ -1047,6 +1065,17 @@ def main(argv):
             and journal is None):
         print("bench_table.py: nothing to report (no readable input)", file=sys.stderr)
         return 1
+
+    emulated = emulated_inputs(gb_data, [("latency JSON", latency), ("NATS bench JSON", nats),
+                                         ("journal bench JSON", journal)])
+    if emulated:
+        for what, why in emulated:
+            print(f"bench_table.py: the {what} was measured under emulation: {why}.",
+                  file=sys.stderr)
+        print("bench_table.py: refusing to report it: an emulator's timings measure the emulator, "
+              "not the machine the code is for. Run the benchmarks on a real machine of that "
+              "architecture (tools/bench there).", file=sys.stderr)
+        return 4
 
     gb = GbReport(gb_data, options.metric) if gb_data is not None else None
     out = ["# tachyon benchmark report", ""]
