@@ -363,13 +363,20 @@ class lane_admission {
     if (room_ != nullptr) room_->notify_one();
   }
   /// Adds `k` taken credits to the owner's limit. A revoker may be lowering it at the same time:
-  /// the CAS fails then, and the owner waits for the settlement and adds to the settled limit.
+  /// the owner waits for the settlement (which stores the limit outright) and adds to the
+  /// settled limit. A revoker that marks the account after wait_settled() looked is caught
+  /// either way: its CAS makes ours fail, or our load read the limit it lowered, and then sees
+  /// its mark (stored before that CAS, whose release our acquire load synchronizes with); adding
+  /// to that limit would have the settlement overwrite the grant, and the k credits would be
+  /// in no account and not in the pool. The mark is read with acquire so that a settlement seen
+  /// over (mark 0) comes with the limit it stored, which the CAS then compares against.
   /// Acquire (load, failed CAS): a limit a revoker lowered comes with its `revoking` mark. The
   /// release half is not needed (it only makes a revoker's estimate of `used` fresher).
   static void grant(credit_account& a, std::uint64_t k) noexcept {
     for (;;) {
       a.wait_settled();
       std::uint64_t l = a.limit.load(std::memory_order_acquire);
+      if (a.revoking.load(std::memory_order_acquire) != 0) continue;
       if (a.limit.compare_exchange_strong(l, l + k, std::memory_order_acq_rel)) return;
     }
   }
