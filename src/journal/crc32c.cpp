@@ -1,6 +1,6 @@
 // CRC-32C for the journal's records (detail/journal/format.hpp). A record's checksum is computed
 // on the publishing thread, so the hardware instruction matters: with it a 72-byte record costs
-// nine crc32 instructions.
+// nine crc32 instructions (x86-64's crc32, aarch64's crc32c*).
 #include <array>
 #include <cstring>
 
@@ -9,6 +9,10 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <nmmintrin.h>
+#elif defined(__aarch64__)
+#include <arm_acle.h>
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
 #endif
 
 namespace tachyon::detail {
@@ -54,23 +58,52 @@ std::uint32_t crc_table(std::uint32_t c, const unsigned char* p, std::size_t n) 
   return c32;
 }
 
-bool cpu_has_sse42() noexcept {
+bool cpu_has_crc() noexcept {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
   return (c & bit_SSE4_2) != 0;
 }
-const bool has_sse42 = cpu_has_sse42();
+const bool has_crc = cpu_has_crc();
+#elif defined(__aarch64__)
+// The same steps as SSE 4.2's above, with the CRC32 extension's instructions: the polynomial
+// and bit order are the same (the Castagnoli polynomial, reflected).
+[[gnu::target("+crc")]] std::uint32_t crc_hw(std::uint32_t c, const unsigned char* p,
+                                             std::size_t n) noexcept {
+  while (n >= 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = __crc32cd(c, v);
+    p += 8;
+    n -= 8;
+  }
+  if (n >= 4) {
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    c = __crc32cw(c, v);
+    p += 4;
+    n -= 4;
+  }
+  while (n-- > 0) c = __crc32cb(c, *p++);
+  return c;
+}
+
+// Linux says whether the core has the extension (HWCAP_CRC32); reading ID registers would trap.
+const bool has_crc = (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0;
 #endif
 
 }  // namespace
 
 std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t n) noexcept {
   const auto* p = static_cast<const unsigned char*>(data);
-#if defined(__x86_64__)
-  if (has_sse42) [[likely]]
+#if defined(__x86_64__) || defined(__aarch64__)
+  if (has_crc) [[likely]]
     return ~crc_hw(~crc, p, n);
 #endif
   return ~crc_table(~crc, p, n);
+}
+
+std::uint32_t crc32c_by_table(std::uint32_t crc, const void* data, std::size_t n) noexcept {
+  return ~crc_table(~crc, static_cast<const unsigned char*>(data), n);
 }
 
 }  // namespace tachyon::detail

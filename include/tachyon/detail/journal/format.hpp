@@ -99,8 +99,13 @@ constexpr std::size_t padded(std::size_t n) noexcept {
 
 namespace tachyon::detail {
 
-/// CRC-32C (Castagnoli), continuing from `crc` (0 to start). SSE4.2's crc32 instruction where
-/// the CPU has it (checked once at start-up), a table otherwise.
+/// CRC-32C (Castagnoli), continuing from `crc` (0 to start). The CPU's instruction where it has
+/// one (checked once at start-up): SSE 4.2's crc32 on x86-64, the CRC32 extension's crc32c* on
+/// aarch64 (in every ARMv8.1 core and most ARMv8.0 ones); a table otherwise. All give the same
+/// values, so a journal written on one architecture reads on the other.
 std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t n) noexcept;
+/// The table that crc32c() falls back to, always: for the tests that hold the two to the same
+/// values.
+std::uint32_t crc32c_by_table(std::uint32_t crc, const void* data, std::size_t n) noexcept;
 
 }  // namespace tachyon::detail
