@@ -6,9 +6,11 @@
 // cntvct_el0, when its frequency register is set. Either rate is calibrated against
 // steady_clock (ns_per_tick()), not taken from what the CPU reports. Elsewhere it reads
 // std::chrono::steady_clock and a tick is a nanosecond. Ticks are comparable across threads and
-// cores of one machine; convert differences with to_ns(). The read is not ordered with the
-// loads around it (no lfence, no isb): a difference between reads on two threads may come out
-// a few ns negative, and tachyon's latency figures clamp it at zero.
+// cores of one machine; convert differences with to_ns(). On x86-64 the read is not ordered
+// with the loads around it (no lfence): a difference between reads on two threads may come out
+// a few ns negative, and tachyon's latency figures clamp it at zero. The counter's resolution is
+// its rate's: a TSC tick is under a ns; cntvct_el0 ticks at 1 GHz on ARMv8.6 cores and as
+// slowly as 25 MHz (40 ns) on some earlier ones.
 #pragma once
 
 #include <chrono>
@@ -32,8 +34,11 @@ inline std::uint64_t now() noexcept {
   if (detail::use_counter) return __rdtsc();
 #elif defined(__aarch64__)
   if (detail::use_counter) {
+    // isb first, as Linux's own reads of the counter do: the architecture lets a core read it
+    // out of order with the instructions around it, so without one a thread could see it run
+    // backwards.
     std::uint64_t ticks;
-    asm volatile("mrs %0, cntvct_el0" : "=r"(ticks));
+    asm volatile("isb\n\tmrs %0, cntvct_el0" : "=r"(ticks) : : "memory");
     return ticks;
   }
 #endif

@@ -204,7 +204,7 @@ void bus_core::run_strand_chunk(thread_context& ctx, unsigned l, std::uint32_t h
   // As take_batch() does for a batch: in hand before out of the lane (a snapshot in between
   // counts them twice, never not at all), then their room goes back.
   ctx.batch_in_hand.store(held + static_cast<std::uint32_t>(k << batch_lane_bits),
-                          std::memory_order_relaxed);
+                          std::memory_order_release);  // as take_batch()'s
   credit_account& a = ctx.credits[l];
   a.done.store(a.done.load(std::memory_order_relaxed) + k, std::memory_order_release);
   lanes_[l].admission.release(k, 0);

@@ -199,8 +199,10 @@ void bus_core::end_batch_tally(thread_context& ctx, counter_row& row) noexcept {
                                                                std::size_t n) noexcept {
   const std::size_t reentered = reentered_in(ctx, l, n);
   // batch_in_hand before done (whose store is a release: count_out()): a snapshot between the
-  // two counts the batch twice, never not at all.
-  ctx.batch_in_hand.store(batch_word(n - reentered, l), std::memory_order_relaxed);
+  // two counts the batch twice, never not at all. A release too: a snapshot that reads this
+  // word (not the 0 before it) must still see the previous batch's outcomes, and a relaxed
+  // store would not carry end_batch()'s release on to it.
+  ctx.batch_in_hand.store(batch_word(n - reentered, l), std::memory_order_release);
   count_out(ctx, l, n, reentered);
   return n - reentered;
 }

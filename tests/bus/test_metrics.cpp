@@ -179,16 +179,21 @@ TEST(Metrics, ASnapshotWhileWorkersRunFindsEveryAdmittedEventSomewhere) {
       {.retry = {.max_attempts = 2,
                  .initial_delay = std::chrono::microseconds(20),
                  .max_delay = std::chrono::microseconds(20)}});
+  // A minute is far beyond any healthy run (well under a second here, 0.4 s under qemu): only
+  // a hang (room that never comes back, events that never settle) reaches it, and fails.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
   std::atomic<std::uint64_t> published{0};
   std::thread publisher([&] {
     for (std::uint64_t id = 1; id <= events; ++id) {
-      while (bus.publish(tt::Order{id, 1}) != result::ok) std::this_thread::yield();
+      while (bus.publish(tt::Order{id, 1}) != result::ok) {
+        if (std::chrono::steady_clock::now() >= give_up) return;
+        std::this_thread::yield();
+      }
       published.store(id, std::memory_order_release);
     }
   });
   std::uint64_t snapshots = 0, short_by_most = 0;
-  // A minute is far beyond any healthy run (it takes well under a second): only a hang ends it.
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  bool finished = false;
   while (std::chrono::steady_clock::now() < give_up) {
     const std::uint64_t before = published.load(std::memory_order_acquire);
     const auto m = bus.metrics();
@@ -197,9 +202,13 @@ TEST(Metrics, ASnapshotWhileWorkersRunFindsEveryAdmittedEventSomewhere) {
                                 t.discarded + t.conflated + t.displaced + m.in_flight;
     ++snapshots;
     if (found < before) short_by_most = std::max(short_by_most, before - found);
-    if (before == events && t.dispatched == events) break;
+    if (before == events && t.dispatched == events) {
+      finished = true;
+      break;
+    }
   }
   publisher.join();
+  ASSERT_TRUE(finished) << "not every event was published and dispatched within a minute";
   bus.stop();
   EXPECT_GT(snapshots, 1u);
   EXPECT_EQ(short_by_most, 0u) << "a snapshot missed events admitted before it (" << snapshots

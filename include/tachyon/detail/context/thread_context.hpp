@@ -25,8 +25,8 @@
 
 namespace tachyon::detail {
 
-/// One row of counters, indexed by counter kind (metrics/outcomes.hpp): four cache lines. The
-/// hot paths' counters (accepted, dispatched) are in the first.
+/// One row of counters, indexed by counter kind (metrics/outcomes.hpp): 256 bytes, four 64-byte
+/// lines. The hot paths' counters (accepted, dispatched) are in the first.
 struct alignas(cache_line) counter_row {
   std::atomic<std::uint64_t> v[row_slots];
 };
