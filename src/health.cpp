@@ -32,6 +32,9 @@ worker_health bus_core::observe_worker(std::uint32_t i, std::uint64_t now) {
   std::lock_guard lock(health_mutex_);
   health_samples_.resize(cfg_.workers);
   health_sample& s = health_samples_[i];
+  // Acquire, paired with worker_main()'s release: the context's plain fields (its rows, read by
+  // misc_row()) are whole. The relaxed loads below read values for a report, where any recent
+  // value will do; none is read through (`calling` is only compared).
   thread_context* ctx = worker_ctx_[i].load(std::memory_order_acquire);
   if (ctx == nullptr) {  // returned (workers return only once the bus stops), or starting
     w.state = stopping_.load(std::memory_order_relaxed) ? worker_state::exited : worker_state::idle;
@@ -39,7 +42,8 @@ worker_health bus_core::observe_worker(std::uint32_t i, std::uint64_t now) {
     return w;
   }
   w.batches = ctx->misc_row().v[m_batches].load(std::memory_order_relaxed);
-  // In a batch while its reader epoch is announced (enter_dispatch .. exit_dispatch).
+  // In a batch while its reader epoch is announced (enter_dispatch .. exit_dispatch). The
+  // acquire orders nothing this reads (only atomics, for their values): relaxed would do.
   if (ctx->reader.epoch.load(std::memory_order_acquire) == 0) {
     w.state =
         ctx->parked.load(std::memory_order_relaxed) ? worker_state::parked : worker_state::idle;
@@ -64,7 +68,7 @@ worker_health bus_core::observe_worker(std::uint32_t i, std::uint64_t now) {
 health_report bus_core::health() {
   health_report r;
   const std::uint64_t now = now_ns();
-  r.stopping = stopping_.load(std::memory_order_relaxed);
+  r.stopping = stopping_.load(std::memory_order_relaxed);  // a report: any recent value
   for (std::uint32_t i = 0; i < cfg_.workers; ++i) {
     r.workers.push_back(observe_worker(i, now));
     const worker_state st = r.workers.back().state;
@@ -80,6 +84,7 @@ health_report bus_core::health() {
     if (lh.over_fill_warning) r.healthy = false;
   }
   for_each_subscription([&](const subscription_state& st) {
+    // Relaxed: the breaker's state for a report, decoded from the word alone.
     const breaker_state b = breaker::report(st.breaker_word.load(std::memory_order_relaxed),
                                             st.breaker.failure_threshold != 0);
     if (b == breaker_state::open || b == breaker_state::half_open)

@@ -102,6 +102,12 @@ class histogram {
   }
 
  private:
+  // Relaxed throughout: one writer, so a load and a store make the add, and a reader needs each
+  // field's value, not an order between fields. A reader (merge(), the getters) gets each field
+  // whole, at a value its writer stored, but the fields apart, in any mix of old and new on a
+  // weakly ordered CPU: count() may be ahead of or behind the buckets' sum, and max() and min()
+  // may miss a value already counted (min() may read ~0 while count() != 0). percentile() stays
+  // within max(); bus::metrics() takes its count from the buckets.
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by) noexcept {
     c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }

@@ -16,9 +16,10 @@ void futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t val) noexcept
 }  // namespace
 
 void serial_gate::enter_contended() noexcept {
-  waits_.fetch_add(1, std::memory_order_relaxed);
+  waits_.fetch_add(1, std::memory_order_relaxed);  // a count for metrics: orders nothing
   for (std::uint32_t i = 0; i < spin_polls; ++i) {
     cpu_relax();
+    // The poll is relaxed; the CAS that takes the gate acquires, as enter()'s.
     std::uint32_t c = word_.load(std::memory_order_relaxed);
     if (c == 0 &&
         word_.compare_exchange_weak(c, 1, std::memory_order_acquire, std::memory_order_relaxed))
@@ -26,7 +27,8 @@ void serial_gate::enter_contended() noexcept {
   }
   // Mark the gate "held, sleepers" before each sleep, so that leave() wakes one of us; a thread
   // that gets it this way keeps the mark (it cannot know whether others still sleep), which
-  // costs at most one wake-up syscall too many.
+  // costs at most one wake-up syscall too many. The acquire counts when it reads 0: the gate
+  // is ours, after the last holder's release.
   while (word_.exchange(2, std::memory_order_acquire) != 0)
     futex(&word_, FUTEX_WAIT_PRIVATE, 2);  // returns at once if the word is no longer 2
 }

@@ -22,6 +22,9 @@ long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t val,
 bool wait_point::wait(key k, std::chrono::steady_clock::time_point deadline) noexcept {
   using namespace std::chrono;
   bool in_time = true;
+  // Acquire, paired with wake()'s bump: a waiter that sees the new generation sees the
+  // notifier's change too, and its re-check finds it. No lost wake-up rests on it (that is the
+  // seq_cst pair of the header comment, and the futex's own check of the word).
   while (generation_.load(std::memory_order_acquire) == k) {
     timespec ts{};
     const timespec* timeout = nullptr;
@@ -39,11 +42,14 @@ bool wait_point::wait(key k, std::chrono::steady_clock::time_point deadline) noe
     // Returns at once (EAGAIN) if the generation moved since prepare_wait(): no lost wake-up.
     futex(&generation_, FUTEX_WAIT_PRIVATE, k, timeout);
   }
+  // As cancel_wait()'s: the wait is over, so relaxed would do.
   waiters_.fetch_sub(1, std::memory_order_seq_cst);
   return in_time;
 }
 
 void wait_point::wake(bool all) noexcept {
+  // Release is what this needs: a waiter whose prepare_wait() or wait() reads the new
+  // generation then sees the notifier's change, made before. seq_cst is more than that.
   generation_.fetch_add(1, std::memory_order_seq_cst);
   futex(&generation_, FUTEX_WAKE_PRIVATE, all ? INT_MAX : 1, nullptr);
 }

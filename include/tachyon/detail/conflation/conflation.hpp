@@ -153,7 +153,8 @@ class conflation_table {
   conflation_table() : slots_(new slot[capacity]) {}
   ~conflation_table() {
     // Empty once the bus has stopped (stop() drains or discards every token); freed here all
-    // the same, so that a slot never outlives its box.
+    // the same, so that a slot never outlives its box. Acquire, as any taker of a box (its
+    // installer's release); the bus's teardown orders this after every publish anyway.
     for (std::size_t i = 0; i < capacity; ++i)
       if (box* b = slots_[i].latest.load(std::memory_order_acquire)) box::destroy(b);
   }
@@ -169,6 +170,9 @@ class conflation_table {
     std::size_t i = home(k, lane);
     for (std::size_t n = 0; n < capacity; ++n, i = (i + 1) & mask) {
       slot& s = slots_[i];
+      // Acquire, paired with claim()'s release of `used`: the key and lane read below are whole.
+      // full_'s acquire, paired with its release in claim(), makes every claim visible to
+      // find_claimed().
       if (!s.used.load(std::memory_order_acquire))
         return full_.load(std::memory_order_acquire) ? find_claimed(k, lane, i) : claim(k, lane, i);
       if (s.lane == lane && *s.key == k) return &s;
@@ -201,7 +205,7 @@ class conflation_table {
     constexpr std::size_t mask = capacity - 1;
     for (std::size_t i = from;; i = (i + 1) & mask) {
       slot& s = slots_[i];
-      if (!s.used.load(std::memory_order_acquire)) return nullptr;
+      if (!s.used.load(std::memory_order_acquire)) return nullptr;  // as in find()
       if (s.lane == lane && *s.key == k) return &s;
     }
   }
@@ -213,6 +217,7 @@ class conflation_table {
     // thread may have claimed `from` onwards meanwhile (perhaps for k).
     for (std::size_t i = from;; i = (i + 1) & mask) {
       slot& s = slots_[i];
+      // Relaxed: every claim is made under claim_mutex_, which orders it before this look.
       if (s.used.load(std::memory_order_relaxed)) {
         if (s.lane == lane && *s.key == k) return &s;
         continue;
@@ -220,7 +225,8 @@ class conflation_table {
       if (claimed_ == Option::keys) return nullptr;
       s.key.emplace(k);
       s.lane = static_cast<std::uint8_t>(lane);
-      s.used.store(true, std::memory_order_release);
+      s.used.store(true, std::memory_order_release);  // publishes key and lane to find()
+      // Release: this claim and, through the mutex, every earlier one, to find()'s acquire.
       if (++claimed_ == Option::keys) full_.store(true, std::memory_order_release);
       return &s;
     }
@@ -246,6 +252,8 @@ Slot* token_slot(const envelope& env) noexcept {
 template <class Slot, class T>
 void open_token(envelope& env) noexcept {
   using box = conflation_box<T>;
+  // Acquire takes the box (its installer's release). The release half publishes nothing: the
+  // null left behind is all a later installer reads of ours.
   box* b = token_slot<Slot>(env)->latest.exchange(nullptr, std::memory_order_acq_rel);
   env.header = b->header;
   if constexpr (stored_inline<T>) {
@@ -261,6 +269,7 @@ void open_token(envelope& env) noexcept {
 /// by the caller, as any envelope).
 template <class Slot, class T>
 void discard_token(envelope& env) noexcept {
+  // As open_token()'s: the acquire is what freeing the box needs.
   conflation_box<T>::destroy(
       token_slot<Slot>(env)->latest.exchange(nullptr, std::memory_order_acq_rel));
 }
@@ -282,6 +291,7 @@ result conflate(bus_core& core, Slot& s, E&& ev, unsigned l, std::uint16_t type,
     write_fresh_header(b->header, ctx.take_sequence(), correlation, ctx.cause,
                        timestamps ? clock::now() : 0, type, static_cast<priority>(l));
   };
+  // Relaxed: cur is only a guess for the CAS below, never read through.
   box* cur = s.latest.load(std::memory_order_relaxed);
   if (cur != nullptr) {
     if (core.stopping()) [[unlikely]] {
@@ -290,7 +300,8 @@ result conflate(bus_core& core, Slot& s, E&& ev, unsigned l, std::uint16_t type,
     }
     make();
     do {
-      // Acquire on success: the box taken out is destroyed here.
+      // On success: acquire, as the box taken out is destroyed here; release, as ours is left for
+      // a drain or a later replacer to take. On failure relaxed: cur is only compared again.
       if (s.latest.compare_exchange_weak(cur, b, std::memory_order_acq_rel,
                                          std::memory_order_relaxed)) {
         ctx.count(l, type, c_accepted);
@@ -308,6 +319,8 @@ result conflate(bus_core& core, Slot& s, E&& ev, unsigned l, std::uint16_t type,
         if (b == nullptr) make();
         env.header = b->header;  // before b is visible: from then on another thread may free it
         env.header.flags = static_cast<std::uint8_t>(env.header.flags | token_flag);
+        // Release publishes b (value and header) to its taker; acquire, for a non-null prev,
+        // which is freed here.
         box* prev = s.latest.exchange(b, std::memory_order_acq_rel);
         installed = true;
         if (prev == nullptr) {
@@ -326,6 +339,7 @@ result conflate(bus_core& core, Slot& s, E&& ev, unsigned l, std::uint16_t type,
         // taken out and dropped; ours is accepted either way.
         ctx.count(l, type, c_accepted);
         ctx.count(l, type, c_dropped);
+        // Acquire: the box taken out may be another publisher's (its release); freed here.
         box::destroy(s.latest.exchange(nullptr, std::memory_order_acq_rel));
       });
   if (!installed && b != nullptr) [[unlikely]] {

@@ -43,14 +43,17 @@ class alignas(cache_line) serial_gate {
     const void* self = this_thread_tag();
     if (holder_.load(std::memory_order_relaxed) == self) return false;
     std::uint32_t free = 0;
+    // Acquire: the last call's writes, released by its leave(). Failure relaxed: nothing is read.
     if (!word_.compare_exchange_strong(free, 1, std::memory_order_acquire,
                                        std::memory_order_relaxed)) [[unlikely]]
       enter_contended();
-    holder_.store(self, std::memory_order_relaxed);
+    holder_.store(self, std::memory_order_relaxed);  // after the acquire: see leave()
     return true;
   }
   /// Gives the gate up (after enter() returned true); wakes one sleeper if any sleeps.
   void leave() noexcept {
+    // Before the release below, so it precedes the next holder's store of its tag in holder_'s
+    // order: that holder's nested enter() sees its own tag, never our later null.
     holder_.store(nullptr, std::memory_order_relaxed);
     if (word_.exchange(0, std::memory_order_release) == 2) [[unlikely]]
       wake_one();

@@ -33,6 +33,8 @@ class wait_point {
     waiters_.fetch_add(1, std::memory_order_seq_cst);
     return generation_.load(std::memory_order_seq_cst);
   }
+  /// seq_cst is more than this needs: this waiter will not sleep, so a notifier that sees the
+  /// count drop loses nothing, and no other waiter's count is undone by it; relaxed would do.
   void cancel_wait() noexcept { waiters_.fetch_sub(1, std::memory_order_seq_cst); }
 
   /// Sleeps until a notify after prepare_wait() returned `k`, or until `deadline` passes
