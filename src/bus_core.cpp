@@ -63,6 +63,7 @@ bus_core::~bus_core() {
 }
 
 void bus_core::start() {
+  // Before any worker starts (the thread's start orders it): seq_cst is more than needed.
   workers_running_.store(cfg_.workers, std::memory_order_seq_cst);
   try {
     workers_.start(cfg_, [this](std::uint32_t i) { worker_main(i); });
@@ -132,6 +133,7 @@ result bus_core::admit_one(thread_context& ctx, unsigned l, std::uint16_t type, 
     return r;
   };
   if (!stopped && admit_some(ctx, l, 1, stopped) == 1) return result::ok;
+  // Only which refusal it is: seq_cst is not needed.
   if (stopped || stopping_.load(std::memory_order_seq_cst)) return refuse(result::stopped);
   switch (cfg_.overflow) {
     case overflow::fail:
@@ -167,6 +169,7 @@ result bus_core::admit_one(thread_context& ctx, unsigned l, std::uint16_t type, 
       std::min(deadline, std::chrono::steady_clock::now() + cfg_.spin_before_park);
   for (std::uint32_t spin = 1;; ++spin) {
     cpu_relax();
+    // Relaxed: a poll; the check before each sleep below is the one that must not miss it.
     if (stopping_.load(std::memory_order_relaxed)) return refuse(result::stopped);
     if (ln.admission.pool() > 0) {
       if (admit_some(ctx, l, 1, stopped) == 1) return admitted();

@@ -1489,6 +1489,7 @@ class bus {
                       std::uint64_t id, std::uint64_t deadline_ns) {
     if (core_.cfg().workers != 0)
       return t.await(flag, id, deadline_ns, core_.cfg().spin_before_park);
+    // Acquire, paired with signal()'s store: the taker's writes to the entry are ours.
     while (flag.load(std::memory_order_acquire) == 0) {
       if (detail::steady_ns() >= deadline_ns) return false;
       if (core_.run_once() == 0) std::this_thread::yield();

@@ -93,6 +93,8 @@ struct subscription_state {
     return order != o.order ? order < o.order : sequence < o.sequence;
   }
 
+  // Taking a reference needs no order (the caller holds one); dropping one is acq_rel, so the
+  // last holder's delete comes after every other holder's use.
   void acquire() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;

@@ -161,7 +161,7 @@ thread_context* context_registry::acquire_context() {
         c->owned.compare_exchange_strong(expected, true, std::memory_order_acq_rel))
       return c;
   }
-  const std::uint32_t id = next_context_id_.fetch_add(1, std::memory_order_relaxed);
+  const std::uint32_t id = next_context_id_.fetch_add(1, std::memory_order_relaxed);  // distinct
   if (id > 0xffff)
     throw std::length_error(
         "tachyon: more than 65535 threads hold a context of this bus at once; a thread's "

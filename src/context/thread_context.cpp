@@ -21,9 +21,10 @@ thread_context::~thread_context() {
   for (std::size_t i = 0; i < n; ++i) rows[i].~counter_row();
   deallocate(rows);
   deallocate(drain_buffer);
-  delete latency.load(std::memory_order_relaxed);
+  delete latency.load(std::memory_order_relaxed);  // teardown: after every thread's last use
   // Every keyed event has run or been discarded by now (the bus stopped), so every node of this
-  // thread is in one of its two lists.
+  // thread is in one of its two lists. Acquire, as take_node()'s: the runners' last use of
+  // the returned nodes and their links.
   for (strand_node* list : {spare_nodes, returned_nodes.load(std::memory_order_acquire)}) {
     while (list != nullptr) {
       strand_node* node = list;

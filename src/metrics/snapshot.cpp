@@ -72,6 +72,8 @@ metrics_snapshot bus_core::metrics() const {
   for (auto* c = contexts_.first(); c != nullptr; c = c->next)
     for (unsigned l = 0; l < priority_count; ++l)
       unparked[l] += c->lane_row(l).v[c_unparked].load(std::memory_order_acquire);
+  // Relaxed: an event leaves the timer through `unparked`, read above; nothing read below has
+  // to come after this. So are the counts below (outcomes, read last).
   for (auto* c = contexts_.first(); c != nullptr; c = c->next)
     for (unsigned l = 0; l < priority_count; ++l)
       parked[l] += c->lane_row(l).v[c_parked].load(std::memory_order_relaxed);

@@ -752,7 +752,7 @@ struct bridge_core::impl {
           failure = static_cast<int>(look);
       }
       if (failure != 0 || s != NATS_TIMEOUT || idle % 10 == 9)
-        e.failing.store(failure, std::memory_order_relaxed);
+        e.failing.store(failure, std::memory_order_relaxed);  // for health(): the value only
       if (s == NATS_OK) {
         for (int i = 0; i < list.Count; ++i) {
           natsMsg* m = list.Msgs[i];
@@ -839,6 +839,8 @@ struct bridge_core::impl {
       listener->settled = &pending_ack::on_settled;
       listener->msg = m;
       listener->sink = acks;
+      // JetStream only: the fetcher that runs this is joined before stop_imports() reads the
+      // count, so the add's order is not needed (nor the undo's below).
       acks->awaiting.fetch_add(1, std::memory_order_acq_rel);
     }
     const auto* data = reinterpret_cast<const std::byte*>(natsMsg_GetData(m));

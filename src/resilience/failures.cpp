@@ -165,6 +165,7 @@ void bus_core::handle_failures(thread_context& ctx, parked_event* pe,
       continue;
     }
     const std::uint32_t runs = attempt + 1u;
+    // A hint, relaxed: timers_.push() reads the flag again under the timer's lock and decides.
     if (runs < s->retry.max_attempts && !discarding_.load(std::memory_order_relaxed) &&
         (pe->deadline_ns == 0 || now_ns() < pe->deadline_ns)) {
       if (auto* d = new (std::nothrow) delivery{pe, s}) {
@@ -326,7 +327,7 @@ std::size_t bus_core::fire_due(thread_context& ctx, bool all) {
     if (reenter(env)) {
       timers_.moved(1);
       ++moved;
-    } else if (all && !discarding_.load(std::memory_order_relaxed)) {
+    } else if (all && !discarding_.load(std::memory_order_relaxed)) {  // a hint: see above
       // stop(drain) with the door full: run it here rather than wait.
       timers_.moved(1);  // before the run, which may schedule a retry into this slot
       enter_dispatch(ctx);

@@ -46,6 +46,8 @@ void epoch_domain::synchronize(const epoch_reader* self) {
 
 void epoch_domain::retire(void* p, void (*deleter)(void*)) noexcept {
   try {
+    // The fetch_add's release: a reader that announces this epoch or a later one acquired it,
+    // so its table loads see the swap made before; reclaim() frees at that epoch.
     retired_.push_back({p, deleter, epoch_.fetch_add(1, std::memory_order_seq_cst) + 1});
     // Epochs grow in push order (retire holds the mutex): the front is the oldest.
     if (retired_.size() == 1) reclaim_due_.store(retired_.front().epoch, std::memory_order_relaxed);

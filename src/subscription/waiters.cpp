@@ -82,6 +82,7 @@ bool waiter_table::insert(waiter_entry& e, bool counted) {
   ++s.entries;
   if (counted) {
     e.counted = true;
+    // Under the stripe's mutex, so a load and a store make the add; release: see pending().
     s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
   return true;
@@ -158,6 +159,8 @@ void waiter_table::arm(waiter_entry& e) noexcept {
   // or published the deadline it sleeps until after its scan; 0 means it is scanning.
   if (due > reaper_last_due_.load(std::memory_order_relaxed))
     reaper_last_due_.store(due, std::memory_order_relaxed);
+  // The stripe's mutex orders the scan against our push; seq_cst is more than this needs.
+  // reaper_last_due_ is a hint (a lost maximum costs a wake-up at most): relaxed.
   const std::uint64_t sleeping_until = reaper_next_.load(std::memory_order_seq_cst);
   if (sleeping_until == 0 || due < sleeping_until) reaper_wake_.notify_one();
 }
@@ -171,6 +174,8 @@ void waiter_table::finish_none(waiter_entry* list) noexcept {
 }
 
 void waiter_table::close() noexcept {
+  // Before each stripe's lock: insert() and arm() read it under that lock, which orders them
+  // (seq_cst is more than that needs).
   closed_.store(true, std::memory_order_seq_cst);
   waiter_entry* taken = nullptr;
   for (auto& s : stripes_) {
@@ -196,7 +201,7 @@ void waiter_table::shutdown() noexcept {
   close();
   std::lock_guard lock(reaper_mutex_);
   if (!reaper_.joinable()) return;
-  reaper_exit_.store(true, std::memory_order_seq_cst);
+  reaper_exit_.store(true, std::memory_order_seq_cst);  // the wait_point's condition, seq_cst
   reaper_wake_.notify_all();
   // Not from on_reply(nullptr) on the timeout thread itself (the bus must not be destroyed
   // there): the join would throw resource_deadlock_would_occur, and this is noexcept.
@@ -278,7 +283,7 @@ void waiter_table::start_reaper_slow() {
   std::lock_guard lock(reaper_mutex_);
   if (reaper_.joinable() || reaper_exit_.load(std::memory_order_relaxed)) return;
   reaper_ = std::thread([this] { reaper_main(); });
-  reaper_started_.store(true, std::memory_order_release);
+  reaper_started_.store(true, std::memory_order_release);  // see start_reaper()
 }
 
 void waiter_table::reaper_main() {
@@ -363,6 +368,7 @@ bool waiter_table::await(const std::atomic<std::uint32_t>& flag, std::uint64_t i
   const auto until = time_point_of(deadline_ns);
   for (;;) {
     const auto key = wp.prepare_wait();
+    // seq_cst: the wait_point's check of the condition, against signal()'s store.
     if (flag.load(std::memory_order_seq_cst) != 0) {
       wp.cancel_wait();
       return true;

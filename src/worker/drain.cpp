@@ -53,7 +53,7 @@ void bus_core::worker_main(std::uint32_t index) {
 #endif
   thread_context& ctx = context();
   ensure_buffer(ctx);
-  worker_ctx_[index].store(&ctx, std::memory_order_release);
+  worker_ctx_[index].store(&ctx, std::memory_order_release);  // to observe_worker()'s acquire
   struct on_return {  // health() and a timed stop() see it go, whichever way it returns
     bus_core* self;
     std::uint32_t index;
@@ -61,6 +61,8 @@ void bus_core::worker_main(std::uint32_t index) {
       // After the last batch, and before the worker counts as gone, so that stop(mode,
       // timeout) bounds a stop hook that hangs as it bounds a handler.
       worker_stopping(self->cfg_, index);
+      // The null's release orders nothing observe_worker() reads. The fetch_sub is seq_cst:
+      // wait_point's notifier change, against stop()'s seq_cst checks.
       self->worker_ctx_[index].store(nullptr, std::memory_order_release);
       self->workers_running_.fetch_sub(1, std::memory_order_seq_cst);
       self->workers_exited_.notify_all();
@@ -157,6 +159,7 @@ void bus_core::idle(thread_context& ctx, idle_period& p) {
     }
   }
   bump(ctx.misc_row().v[m_parks]);
+  // Relaxed: read only for a report (observe_worker()).
   ctx.parked.store(true, std::memory_order_relaxed);
   work_.wait(key, until);
   ctx.parked.store(false, std::memory_order_relaxed);
@@ -383,6 +386,7 @@ stop_report bus_core::stop(stop_mode mode, std::chrono::nanoseconds timeout) {
   stop_report r;
   if (!begin_stop(mode)) return r;
   const auto deadline = deadline_after(timeout);
+  // seq_cst: the waiter's checks of workers_exited_'s protocol (worker_main's fetch_sub).
   while (workers_running_.load(std::memory_order_seq_cst) != 0) {
     const auto key = workers_exited_.prepare_wait();
     if (workers_running_.load(std::memory_order_seq_cst) == 0) {
@@ -416,6 +420,7 @@ std::uint64_t bus_core::stop(stop_mode mode) {
   workers_.join();
   ensure_buffer(ctx);
   std::uint64_t discarded = 0;
+  // The flag's value only (a late discard is caught by the next look): seq_cst is not needed.
   if (!discarding_.load(std::memory_order_seq_cst))
     drain_everything(ctx);  // manual mode, or what a publisher admitted just before stopping_
   // A discard asked for before, or during the drain (by a handler it ran, or by a stop(discard)

@@ -201,7 +201,8 @@ class journal_writer {
   // Guarded by the journal's mutex: the segment tachyon-journal prepared for this writer.
   journal_segment* next_ = nullptr;
   // Read by other threads; written by the owner only. end_: the tail after the last commit,
-  // how far durability::interval's sync of the current segment reaches.
+  // how far durability::interval's sync of the current segment reaches. The counts are
+  // relaxed: stats() needs only their values.
   std::atomic<std::uint64_t> records_{0};
   std::atomic<std::uint64_t> outcomes_{0};
   std::atomic<std::uint64_t> bytes_{0};
@@ -299,6 +300,7 @@ class journal {
   std::uint64_t next_made_ = 0;                           // segments made
   std::string last_error_;
 
+  // Counts for stats(), bumped from any thread: relaxed, as a snapshot needs only the values.
   std::atomic<std::uint64_t> refused_{0};
   std::atomic<std::uint64_t> outcomes_lost_{0};
   std::atomic<std::uint64_t> segments_{0};

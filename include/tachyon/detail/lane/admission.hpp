@@ -242,7 +242,7 @@ class lane_admission {
     heavy_fence(asymmetric_);
     std::uint64_t returned = 0;
     for_each_account([&](credit_account& c) {
-      if (c.revoking.load(std::memory_order_relaxed) == 0 || &c == self) return;
+      if (c.revoking.load(std::memory_order_relaxed) == 0 || &c == self) return;  // our mark
       const std::uint64_t before = c.revoked_from;
       const std::uint64_t u = c.used.load(std::memory_order_seq_cst);
       c.limit.store(u, std::memory_order_release);

@@ -71,6 +71,7 @@ class strand {
   // ---- the holder (the thread that dequeued the token) ------------------------------------------
 
   /// Nodes counted and not yet taken: at least 1 while a token exists.
+  /// Acquire, paired with push()'s add: the nodes it counts are linked before it.
   std::uint64_t pending() const noexcept { return pending_.load(std::memory_order_acquire); }
 
   /// The node take() would return next, left in place; null when none is reachable now (the
@@ -94,6 +95,7 @@ class strand {
       head_ = next;
       return head;
     }
+    // Only compared: link()'s exchange below orders what follows, so relaxed would do.
     if (tail_.load(std::memory_order_acquire) != head) return nullptr;  // a push is half done
     link(&stub_);  // the last node: the stub takes its place as the head
     next = head->next.load(std::memory_order_acquire);
@@ -113,6 +115,9 @@ class strand {
 
  private:
   void link(strand_node* n) noexcept {
+    // The null goes out with the exchange's release. Its acquire makes the previous pusher's
+    // null to prev->next come before our store of n there; the store's release publishes n to
+    // the consumer's acquire loads.
     n->next.store(nullptr, std::memory_order_relaxed);
     strand_node* prev = tail_.exchange(n, std::memory_order_acq_rel);
     prev->next.store(n, std::memory_order_release);

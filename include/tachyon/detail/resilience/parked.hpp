@@ -123,6 +123,8 @@ class timer_queue {
   /// `earliest`: set when `d` is now the first due.
   bool push(delivery* d, const std::atomic<bool>& refuse, bool& earliest) {
     std::lock_guard lock(mutex_);
+    // The stop sets the flag before it takes this lock to empty the timer: the lock orders
+    // the two, and seq_cst is more than needed (here, in reserve() and in push_reserved()).
     if (refuse.load(std::memory_order_seq_cst) || taken() >= capacity_) return false;
     insert(d);
     earliest = heap_.front() == d;
@@ -150,6 +152,8 @@ class timer_queue {
     std::lock_guard lock(mutex_);
     --reserved_;
     if (refuse.load(std::memory_order_seq_cst)) {
+      // Relaxed: the size only falls; a parker that misses it finds the heap empty under the
+      // lock (next_due()) and sleeps without limit, as it would have.
       size_.store(heap_.size() + reserved_, std::memory_order_relaxed);
       return false;
     }
@@ -265,6 +269,7 @@ class dead_letter_store {
   dead_letter_store& operator=(const dead_letter_store&) = delete;
 
   bool enabled() const noexcept { return capacity_ != 0; }
+  // size_, evicted_: written under the mutex, read for reports (relaxed: the values only).
   std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
   std::uint64_t evicted() const noexcept { return evicted_.load(std::memory_order_relaxed); }
 

@@ -435,6 +435,8 @@ class handler_tables {
   void publish_list(std::unique_ptr<handler_list<T>>& next) {
     constexpr std::size_t index = Registry::template index_of<T>();
     auto* old = list_of<T, index>();
+    // Release publishes the list; the epoch fetch_add after it (retire(), synchronize()) is what
+    // a reader's announcement is ordered against. seq_cst is more than this needs.
     tables_[index].store(next.release(), std::memory_order_seq_cst);
     if (old) core_->epochs().retire(old, &delete_list<T>);
   }
@@ -491,7 +493,7 @@ class handler_tables {
               next->entries.reserve(old->entries.size() - 1);
               for (const auto& e : old->entries)
                 if (e.state != s) next->entries.push_back(e);
-              b.tables_[I].store(next.release(), std::memory_order_seq_cst);
+              b.tables_[I].store(next.release(), std::memory_order_seq_cst);  // as publish_list
               olds[k] = {old, &delete_list<T>};
             } catch (...) {  // out of memory: this table keeps the dead entry
               all_swapped = false;

@@ -141,7 +141,7 @@ struct async_waiter final : waiter_entry {
   /// subscription's error count only.
   static void finish(waiter_table& t, waiter_entry& e, const void* reply);
 
-  void release() noexcept {
+  void release() noexcept {  // acq_rel: the last holder's delete after every holder's use
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
@@ -203,6 +203,7 @@ class waiter_table {
   /// Starts the timeout thread, named tachyon-timeout, if it is not running: the first
   /// asynchronous request does. Throws std::system_error if it cannot start.
   void start_reaper() {
+    // Only the flag is read (the slow path decides under its mutex): relaxed would do.
     if (!reaper_started_.load(std::memory_order_acquire)) [[unlikely]]
       start_reaper_slow();
   }
@@ -223,6 +224,7 @@ class waiter_table {
   std::size_t pending() const noexcept;
 
   /// The replies subscription of registry index `type`, or null before its first request.
+  /// Acquire, paired with set_hub()'s release: the subscription is whole.
   subscription_state* hub(std::size_t type) const noexcept {
     return hubs_[type].load(std::memory_order_acquire);
   }
@@ -298,6 +300,7 @@ class alignas(cache_line) waiter_home {
   /// starts closed.
   waiter_table& table(std::size_t types,
                       const std::function<void(const handler_error&)>* on_error) {
+    // Acquire, paired with make()'s release: the table is whole.
     if (waiter_table* t = table_.load(std::memory_order_acquire)) [[likely]]
       return *t;
     return make(types, on_error);
