@@ -52,11 +52,13 @@ class histogram {
 
   /// Records `count` copies of `value`.
   void record(std::uint64_t value, std::uint64_t count) noexcept {
-    bump(buckets_[bucket_of(value)], count);
-    bump(count_, count);
-    bump(sum_, value * count);  // wraps after 2^64; sum() is for means over sane ranges
+    // The count last, released: a reader that sees it (acquire) sees the value in min, max,
+    // its bucket and the sum (see the note at bump()).
     if (value > max_.load(std::memory_order_relaxed)) max_.store(value, std::memory_order_relaxed);
     if (value < min_.load(std::memory_order_relaxed)) min_.store(value, std::memory_order_relaxed);
+    bump(buckets_[bucket_of(value)], count);
+    bump(sum_, value * count);  // wraps after 2^64; sum() is for means over sane ranges
+    count_.store(count_.load(std::memory_order_relaxed) + count, std::memory_order_release);
   }
 
   /// Adds every count of `other` into this one. Not safe against another writer of *this.
@@ -64,7 +66,7 @@ class histogram {
   /// Forgets everything. Not safe against a concurrent record().
   void reset() noexcept;
 
-  std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
+  std::uint64_t count() const noexcept { return count_.load(std::memory_order_acquire); }
   std::uint64_t sum() const noexcept { return sum_.load(std::memory_order_relaxed); }
   /// 0 when empty.
   std::uint64_t min() const noexcept {
@@ -102,12 +104,12 @@ class histogram {
   }
 
  private:
-  // Relaxed throughout: one writer, so a load and a store make the add, and a reader needs each
-  // field's value, not an order between fields. A reader (merge(), the getters) gets each field
-  // whole, at a value its writer stored, but the fields apart, in any mix of old and new on a
-  // weakly ordered CPU: count() may be ahead of or behind the buckets' sum, and max() and min()
-  // may miss a value already counted (min() may read ~0 while count() != 0). percentile() stays
-  // within max(); bus::metrics() takes its count from the buckets.
+  // One writer, so a load and a store make each add. The count is stored last with release and
+  // read first with acquire (count(), and so min(), percentile() and merge()), so every value it
+  // counts is already in min, max, the buckets and the sum: min() never reads the initial ~0 of
+  // a histogram that has a count, nor max() a value below one counted. The other fields are
+  // relaxed: read after the count they may be newer than it (the buckets may hold more than
+  // count() says), never older. bus::metrics() takes its count from the buckets.
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by) noexcept {
     c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }
