@@ -54,10 +54,10 @@ class histogram {
   void record(std::uint64_t value, std::uint64_t count) noexcept {
     // The count last, released: a reader that sees it (acquire) sees the value in min, max,
     // its bucket and the sum (see the note at bump()).
-    if (value > max_.load(std::memory_order_relaxed)) max_.store(value, std::memory_order_relaxed);
-    if (value < min_.load(std::memory_order_relaxed)) min_.store(value, std::memory_order_relaxed);
     bump(buckets_[bucket_of(value)], count);
     bump(sum_, value * count);  // wraps after 2^64; sum() is for means over sane ranges
+    if (value > max_.load(std::memory_order_relaxed)) max_.store(value, std::memory_order_relaxed);
+    if (value < min_.load(std::memory_order_relaxed)) min_.store(value, std::memory_order_relaxed);
     count_.store(count_.load(std::memory_order_relaxed) + count, std::memory_order_release);
   }
 
