@@ -9,8 +9,8 @@
 // cores of one machine; convert differences with to_ns(). On x86-64 the read is not ordered
 // with the loads around it (no lfence): a difference between reads on two threads may come out
 // a few ns negative, and tachyon's latency figures clamp it at zero. The counter's resolution is
-// its rate's: a TSC tick is under a ns; cntvct_el0 ticks at 1 GHz on ARMv8.6 cores and as
-// slowly as 25 MHz (40 ns) on some earlier ones.
+// its rate's: a TSC tick is under a ns; a cntvct_el0 tick is 1 / cntfrq_el0 (16 ns under
+// qemu-user's 62.5 MHz).
 #pragma once
 
 #include <chrono>

@@ -70,7 +70,7 @@ inline constexpr std::size_t cache_line = 64;
 
 /// The pause in a poll loop: it lets the core's other hardware thread run and keeps the loop
 /// from flooding the line it polls with reads. x86-64: `pause`. aarch64: `isb`, which waits
-/// for the pipeline to drain (tens of cycles), since `yield` is a no-op on most cores and a
+/// for the pipeline to drain, since `yield` is a no-op on most cores and a
 /// loop of it polls as fast as one with nothing. Elsewhere nothing.
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__)

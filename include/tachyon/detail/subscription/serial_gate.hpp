@@ -34,7 +34,7 @@ inline const void* this_thread_tag() noexcept {
 class alignas(cache_line) serial_gate {
  public:
   /// Polls of a held gate before sleeping on it: with cpu_relax() at 40-140 cycles (x86-64's
-  /// pause; aarch64's isb takes fewer), about 2 to 10 us, the order of a short handler's run.
+  /// pause; aarch64's isb is not measured), about 2 to 10 us, the order of a short handler's run.
   static constexpr std::uint32_t spin_polls = 128;
 
   /// Takes the gate for this thread. Returns false, taking nothing, when this thread holds it
